@@ -1,0 +1,36 @@
+//! # cnflow — continuous normalizing flows in Rust
+//!
+//! A continuous normalizing flow (CNF) models a density by carrying data `x` along the
+//! flow of a learned ODE `dz/dt = f(z, t; θ)` from `z(0) = x` to `z(T)`, where a
+//! standard normal base density lives. The log-density follows from the instantaneous
+//! change of variables, integrated alongside the state:
+//!
+//! ```text
+//! dz/dt = f(z, t)        dΔ/dt = -tr(∂f/∂z)(z, t),   Δ(0) = 0
+//! log p(x) = log N(z(T); 0, I) - Δ(T)
+//! ```
+//!
+//! Data flows one way through the crate, and the modules' imports follow it:
+//!
+//! ```text
+//! data ──► nn (field + derivatives) ──► cnf (augmented dynamics) ──► ode (integrate)
+//!      ──► loss ──► adjoint / backprop (gradients) ──► optim ──► train
+//! ```
+//!
+//! | symbol | meaning |
+//! |---|---|
+//! | `t`, `h` | time, step size |
+//! | `y` | ODE state (a batch `B × d` is one flat, row-major system) |
+//! | `x`, `z` | data, latent |
+//! | `θ` ("params") | network weights |
+//! | `rtol`, `atol` | relative and absolute error tolerances |
+//!
+//! The ODE layer ([`ode`]) knows nothing of networks: a Runge–Kutta method is a
+//! Butcher tableau (data), the step-size controller is its own value, and one
+//! integrator drives every solve.
+//!
+#![warn(missing_docs)]
+
+pub mod real;
+
+pub use real::Real;
