@@ -29,8 +29,19 @@
 //! Butcher tableau (data), the step-size controller is its own value, and one
 //! integrator drives every solve.
 //!
+//!
+//! ```
+//! use cnflow::ode::{integrate, Method, SaveAt, SolverConfig};
+//!
+//! // dy/dt = -y, y(0) = 1, solved to t = 1 with Dopri5.
+//! let config = SolverConfig::adaptive(Method::Dopri5, 1e-8, 1e-8);
+//! let mut f = |_t: f64, y: &[f64], dy: &mut [f64]| dy[0] = -y[0];
+//! let sol = integrate(&mut f, &[1.0], 0.0, 1.0, &config, &SaveAt::default()).unwrap();
+//! assert!((sol.y_final[0] - (-1.0f64).exp()).abs() < 1e-7);
+//! ```
 #![warn(missing_docs)]
 
+pub mod ode;
 pub mod real;
 
 pub use real::Real;

@@ -1,0 +1,299 @@
+//! Solver settings: the method, the step-size control, the output request.
+//!
+//! Tolerances have no silent defaults: an adaptive solve is built from an explicit
+//! `rtol` and `atol`. Everything is validated once, when a [`Solver`](super::Solver) is
+//! made or a solve starts; the stepping loop trusts it.
+
+use super::error::SolveError;
+use super::tableau::Method;
+
+/// PI step-size controller (Gustafsson 1991; Hairer, Nørsett & Wanner, Solving ODEs I, §IV.2):
+///
+/// ```text
+/// h_new = h · clamp(safety · err_n^(-β1/k) · err_{n-1}^(β2/k), factor_min, factor_max)
+/// ```
+///
+/// where `err` is the weighted RMS error norm (accept when `err ≤ 1`) and `k` is one
+/// more than the lower order of the embedded pair. After a rejection the step never grows.
+/// The default gains `β1 = 0.85, β2 = 0.2` are those of Hairer's DOPRI5 code written per
+/// unit order (there `α = 0.17, β = 0.04` at `k = 5`); `β2 = 0` gives the I controller.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PiController {
+    /// Safety factor, in (0, 1].
+    pub safety: f64,
+    /// Smallest factor a step may shrink by, in (0, 1).
+    pub factor_min: f64,
+    /// Largest factor a step may grow by, > 1.
+    pub factor_max: f64,
+    /// Integral gain `β1`.
+    pub beta1: f64,
+    /// Proportional gain `β2` (0 gives the classical I controller).
+    pub beta2: f64,
+}
+
+impl Default for PiController {
+    fn default() -> Self {
+        PiController {
+            safety: 0.9,
+            factor_min: 0.2,
+            factor_max: 10.0,
+            beta1: 0.85,
+            beta2: 0.2,
+        }
+    }
+}
+
+impl PiController {
+    /// Step-size factor after an accepted step with error `err`, the previous accepted
+    /// step having had `err_prev`; `k` is the exponent order.
+    pub fn accept_factor(&self, err: f64, err_prev: f64, k: u32) -> f64 {
+        if err == 0.0 {
+            return self.factor_max;
+        }
+        let k = k as f64;
+        let f = self.safety * err.powf(-self.beta1 / k) * err_prev.powf(self.beta2 / k);
+        f.clamp(self.factor_min, self.factor_max)
+    }
+
+    /// Step-size factor after a rejected step with error `err > 1`.
+    pub fn reject_factor(&self, err: f64, k: u32) -> f64 {
+        if !err.is_finite() {
+            return self.factor_min;
+        }
+        (self.safety * err.powf(-1.0 / k as f64)).clamp(self.factor_min, 1.0)
+    }
+
+    fn validate(&self) -> Result<(), SolveError> {
+        let ok = self.safety > 0.0
+            && self.safety <= 1.0
+            && self.factor_min > 0.0
+            && self.factor_min < 1.0
+            && self.factor_max > 1.0
+            && self.factor_max.is_finite()
+            && self.beta1 > 0.0
+            && self.beta1.is_finite()
+            && self.beta2 >= 0.0
+            && self.beta2.is_finite();
+        if ok {
+            Ok(())
+        } else {
+            Err(SolveError::InvalidConfig(format!(
+                "controller {self:?}: need 0 < safety ≤ 1, 0 < factor_min < 1 < factor_max, beta1 > 0, beta2 ≥ 0"
+            )))
+        }
+    }
+}
+
+/// Adaptive step-size control by an embedded error estimate.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Adaptive {
+    /// Relative tolerance (≥ 0).
+    pub rtol: f64,
+    /// Absolute tolerance (≥ 0; `rtol` and `atol` not both zero).
+    pub atol: f64,
+    /// First step size (magnitude); `None` picks it by Hairer's heuristic (two evaluations).
+    pub h0: Option<f64>,
+    /// Smallest step size allowed before the solve fails (magnitude; 0 = only underflow).
+    pub h_min: f64,
+    /// Largest step size allowed (magnitude).
+    pub h_max: Option<f64>,
+    /// The step-size controller.
+    pub controller: PiController,
+}
+
+/// How the step size is chosen.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum StepControl {
+    /// Adaptive steps under error control.
+    Adaptive(Adaptive),
+    /// Fixed steps of this size (magnitude); the last step is shortened to land on `t1`.
+    FixedSize(f64),
+    /// This many equal fixed steps across the span.
+    FixedSteps(usize),
+}
+
+/// Everything a solve needs besides the system, the span and the initial state.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SolverConfig {
+    /// The Runge–Kutta method.
+    pub method: Method,
+    /// How the step size is chosen.
+    pub step: StepControl,
+    /// Most steps (accepted plus rejected) a solve may take.
+    pub max_steps: usize,
+    /// Components that take part in error control (`true`) — a seminorm when some are
+    /// `false`. `None` controls every component.
+    pub error_mask: Option<Vec<bool>>,
+}
+
+/// Default step budget of a solve.
+pub const DEFAULT_MAX_STEPS: usize = 100_000;
+
+impl SolverConfig {
+    /// Adaptive stepping with the given tolerances, PI control and an automatic first step.
+    pub fn adaptive(method: Method, rtol: f64, atol: f64) -> Self {
+        SolverConfig {
+            method,
+            step: StepControl::Adaptive(Adaptive {
+                rtol,
+                atol,
+                h0: None,
+                h_min: 0.0,
+                h_max: None,
+                controller: PiController::default(),
+            }),
+            max_steps: DEFAULT_MAX_STEPS,
+            error_mask: None,
+        }
+    }
+
+    /// `n_steps` equal fixed steps across the span.
+    pub fn fixed_steps(method: Method, n_steps: usize) -> Self {
+        SolverConfig {
+            method,
+            step: StepControl::FixedSteps(n_steps),
+            max_steps: DEFAULT_MAX_STEPS,
+            error_mask: None,
+        }
+    }
+
+    /// Fixed steps of size `h` (the last one shortened to land on the end time).
+    pub fn fixed_size(method: Method, h: f64) -> Self {
+        SolverConfig {
+            method,
+            step: StepControl::FixedSize(h),
+            max_steps: DEFAULT_MAX_STEPS,
+            error_mask: None,
+        }
+    }
+
+    /// Sets the step budget.
+    pub fn with_max_steps(mut self, max_steps: usize) -> Self {
+        self.max_steps = max_steps;
+        self
+    }
+
+    /// Sets the error mask (a seminorm): `false` components are integrated but left out
+    /// of step-size control.
+    pub fn with_error_mask(mut self, mask: Vec<bool>) -> Self {
+        self.error_mask = Some(mask);
+        self
+    }
+
+    /// Sets the first step size (adaptive stepping only; ignored for fixed steps).
+    pub fn with_h0(mut self, h0: f64) -> Self {
+        if let StepControl::Adaptive(a) = &mut self.step {
+            a.h0 = Some(h0);
+        }
+        self
+    }
+
+    /// Sets the smallest step size (adaptive stepping only).
+    pub fn with_h_min(mut self, h_min: f64) -> Self {
+        if let StepControl::Adaptive(a) = &mut self.step {
+            a.h_min = h_min;
+        }
+        self
+    }
+
+    /// Sets the largest step size (adaptive stepping only).
+    pub fn with_h_max(mut self, h_max: f64) -> Self {
+        if let StepControl::Adaptive(a) = &mut self.step {
+            a.h_max = Some(h_max);
+        }
+        self
+    }
+
+    /// Sets the step-size controller (adaptive stepping only).
+    pub fn with_controller(mut self, controller: PiController) -> Self {
+        if let StepControl::Adaptive(a) = &mut self.step {
+            a.controller = controller;
+        }
+        self
+    }
+
+    /// Checks every setting that does not depend on the state's dimension.
+    pub fn validate(&self) -> Result<(), SolveError> {
+        let bad = |msg: String| Err(SolveError::InvalidConfig(msg));
+        if self.max_steps == 0 {
+            return bad("max_steps must be at least 1".into());
+        }
+        match &self.step {
+            StepControl::Adaptive(a) => {
+                if !self.method.tableau().is_adaptive() {
+                    return bad(format!(
+                        "method {} has no error estimate, so it cannot adapt its step size; \
+                         use fixed steps, or choose bosh3, dopri5 or tsit5",
+                        self.method
+                    ));
+                }
+                if !(a.rtol >= 0.0 && a.rtol.is_finite()) {
+                    return bad(format!("rtol = {} must be a finite number ≥ 0", a.rtol));
+                }
+                if !(a.atol >= 0.0 && a.atol.is_finite()) {
+                    return bad(format!("atol = {} must be a finite number ≥ 0", a.atol));
+                }
+                if a.rtol == 0.0 && a.atol == 0.0 {
+                    return bad(
+                        "rtol and atol are both 0; give at least one positive tolerance".into(),
+                    );
+                }
+                if let Some(h0) = a.h0 {
+                    if !(h0 > 0.0 && h0.is_finite()) {
+                        return bad(format!(
+                            "h0 = {h0} must be a finite number > 0 (its sign follows the span)"
+                        ));
+                    }
+                }
+                if !(a.h_min >= 0.0 && a.h_min.is_finite()) {
+                    return bad(format!("h_min = {} must be a finite number ≥ 0", a.h_min));
+                }
+                if let Some(h_max) = a.h_max {
+                    if !(h_max > 0.0) || h_max < a.h_min {
+                        return bad(format!(
+                            "h_max = {h_max} must be > 0 and ≥ h_min = {}",
+                            a.h_min
+                        ));
+                    }
+                }
+                a.controller.validate()?;
+            }
+            StepControl::FixedSize(h) => {
+                if !(*h > 0.0 && h.is_finite()) {
+                    return bad(format!("fixed step size {h} must be a finite number > 0"));
+                }
+            }
+            StepControl::FixedSteps(n) => {
+                if *n == 0 {
+                    return bad("the number of fixed steps must be at least 1".into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a solve returns besides the final state.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SaveAt<T> {
+    /// Times at which to report the state, in the direction of integration, within the
+    /// span; served by the method's dense output, so they force no extra steps.
+    pub t: Vec<T>,
+    /// Also report every accepted step: its end time and state (the grid, `t0` included).
+    pub steps: bool,
+}
+
+impl<T> SaveAt<T> {
+    /// Report the state at these times.
+    pub fn times(t: Vec<T>) -> Self {
+        SaveAt { t, steps: false }
+    }
+
+    /// Report the accepted step grid.
+    pub fn steps() -> Self {
+        SaveAt {
+            t: Vec::new(),
+            steps: true,
+        }
+    }
+}

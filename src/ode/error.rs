@@ -1,0 +1,93 @@
+//! Failures of a solve, as values: each carries where it happened and says what to try.
+
+/// Why a solve failed. Times and step sizes are widened to `f64` for reporting.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum SolveError {
+    /// A start or end time is NaN or infinite.
+    #[error("invalid time span: t0 = {t0}, t1 = {t1}; both ends must be finite numbers")]
+    InvalidSpan {
+        /// Start time.
+        t0: f64,
+        /// End time.
+        t1: f64,
+    },
+    /// Start and end times are equal.
+    #[error("empty time span: t0 = t1 = {t}; give an end time different from the start time")]
+    EmptySpan {
+        /// The common time.
+        t: f64,
+    },
+    /// The solver configuration is unusable; the message names the field.
+    #[error("invalid solver configuration: {0}")]
+    InvalidConfig(String),
+    /// The initial state or the error mask has the wrong length, or the state is empty.
+    #[error("state dimension mismatch: {what} has {got} components, expected {expected}")]
+    DimensionMismatch {
+        /// What was checked.
+        what: &'static str,
+        /// Its length.
+        got: usize,
+        /// The length required.
+        expected: usize,
+    },
+    /// A requested output time lies outside the span or out of order.
+    #[error(
+        "output time #{index} = {t} is invalid: output times must be finite, lie within \
+         [{t0}, {t1}] and be ordered in the direction of integration"
+    )]
+    InvalidOutputTime {
+        /// Position in the requested list.
+        index: usize,
+        /// The offending time.
+        t: f64,
+        /// Start time.
+        t0: f64,
+        /// End time.
+        t1: f64,
+    },
+    /// The step size had to shrink below `h_min` (or underflowed against `t`).
+    #[error(
+        "step size {h:e} at t = {t} fell below the minimum {h_min:e} after {n_steps} steps; \
+         loosen rtol/atol, lower h_min, or check the vector field for blow-up or stiffness near t = {t}"
+    )]
+    StepSizeTooSmall {
+        /// Time reached.
+        t: f64,
+        /// The step size that was too small.
+        h: f64,
+        /// The smallest step allowed (the explicit `h_min`, or the floating-point limit at `t`).
+        h_min: f64,
+        /// Steps taken (accepted and rejected).
+        n_steps: usize,
+    },
+    /// The solve needed more steps than allowed.
+    #[error(
+        "reached max_steps = {max_steps} at t = {t} (h = {h:e}) after {n_steps} steps; \
+         raise max_steps, loosen rtol/atol, or check the vector field for stiffness or blow-up"
+    )]
+    MaxStepsExceeded {
+        /// Time reached.
+        t: f64,
+        /// Current step size.
+        h: f64,
+        /// Steps taken (accepted and rejected).
+        n_steps: usize,
+        /// The limit.
+        max_steps: usize,
+    },
+    /// The state or the vector field became NaN or infinite.
+    #[error(
+        "non-finite value (NaN or inf) in the {what} at t = {t} (h = {h:e}) after {n_steps} steps; \
+         check the vector field for blow-up or invalid operations, or use a smaller step"
+    )]
+    NonFinite {
+        /// Where the value appeared: "initial state", "vector field" or "state".
+        what: &'static str,
+        /// Time reached.
+        t: f64,
+        /// Current step size.
+        h: f64,
+        /// Steps taken (accepted and rejected).
+        n_steps: usize,
+    },
+}
