@@ -6,10 +6,7 @@ use cnflow::ode::{Method, SaveAt, SolverConfig};
 const ADAPTIVE: [Method; 3] = [Method::Bosh3, Method::Dopri5, Method::Tsit5];
 
 fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
 
 /// Lotka–Volterra at `t` by classical RK4 with 200 000 fixed steps: an independent
@@ -26,10 +23,7 @@ fn lotka_volterra_reference(times: &[f64]) -> Vec<Vec<f64>> {
 }
 
 fn fitted_slope(xs: &[f64], ys: &[f64]) -> f64 {
-    let (xs, ys): (Vec<f64>, Vec<f64>) = (
-        xs.iter().map(|x| x.ln()).collect(),
-        ys.iter().map(|y| y.ln()).collect(),
-    );
+    let (xs, ys): (Vec<f64>, Vec<f64>) = (xs.iter().map(|x| x.ln()).collect(), ys.iter().map(|y| y.ln()).collect());
     let n = xs.len() as f64;
     let mx = xs.iter().sum::<f64>() / n;
     let my = ys.iter().sum::<f64>() / n;
@@ -55,18 +49,12 @@ fn lotka_volterra_error_tracks_tolerance() {
         let mut errs = Vec::new();
         for &tol in &tols {
             let sol = p
-                .solve(
-                    &SolverConfig::adaptive(m, tol, tol),
-                    &SaveAt::times(times.clone()),
-                )
+                .solve(&SolverConfig::adaptive(m, tol, tol), &SaveAt::times(times.clone()))
                 .unwrap();
             let err = (0..times.len())
                 .map(|i| max_abs_diff(sol.y_at(i), &reference[i]))
                 .fold(0.0, f64::max);
-            eprintln!(
-                "{m} tol {tol:e}: error {err:.3e}, {} steps",
-                sol.stats.n_accepted
-            );
+            eprintln!("{m} tol {tol:e}: error {err:.3e}, {} steps", sol.stats.n_accepted);
             assert!(err < 200.0 * tol, "{m} at tol {tol:e}: error {err:e}");
             errs.push(err);
         }
@@ -85,10 +73,7 @@ fn detest_problems_error_tracks_tolerance() {
             let mut errs = Vec::new();
             for tol in tols {
                 let sol = p
-                    .solve(
-                        &SolverConfig::adaptive(m, tol, tol),
-                        &SaveAt::times(times.clone()),
-                    )
+                    .solve(&SolverConfig::adaptive(m, tol, tol), &SaveAt::times(times.clone()))
                     .unwrap();
                 let err = times
                     .iter()
@@ -106,11 +91,7 @@ fn detest_problems_error_tracks_tolerance() {
                     "D1" | "D3" => 3e3,
                     _ => 1e2,
                 };
-                assert!(
-                    err < bound * tol,
-                    "{} {m} tol {tol:e}: error {err:e}",
-                    p.name
-                );
+                assert!(err < bound * tol, "{} {m} tol {tol:e}: error {err:e}", p.name);
                 errs.push(err);
             }
             let slope = fitted_slope(&tols, &errs);
@@ -152,13 +133,7 @@ fn reverse_time_round_trip_returns_y0() {
             t1: p.t0,
             ..p.clone()
         };
-        let err = max_abs_diff(
-            &back
-                .solve::<f64>(&config, &SaveAt::default())
-                .unwrap()
-                .y_final,
-            &p.y0,
-        );
+        let err = max_abs_diff(&back.solve::<f64>(&config, &SaveAt::default()).unwrap().y_final, &p.y0);
         assert!(err < 1e-5, "{m}: round trip error {err:e}");
     }
 }
@@ -201,10 +176,7 @@ fn evaluation_counts_follow_from_the_tableau() {
     let p = Problem::lotka_volterra();
     // FSAL dopri5: f(t0), one more for the starting-step heuristic, then 6 per step.
     let sol = p
-        .solve::<f64>(
-            &SolverConfig::adaptive(Method::Dopri5, 1e-6, 1e-6),
-            &SaveAt::default(),
-        )
+        .solve::<f64>(&SolverConfig::adaptive(Method::Dopri5, 1e-6, 1e-6), &SaveAt::default())
         .unwrap();
     assert!(sol.stats.n_rejected > 0 || sol.stats.n_accepted > 10);
     assert_eq!(sol.stats.n_evals, 2 + 6 * sol.stats.n_steps());
@@ -214,26 +186,16 @@ fn evaluation_counts_follow_from_the_tableau() {
     assert_eq!(sol.stats.n_evals, 1 + 6 * sol.stats.n_steps());
     // Non-FSAL RK4 with n fixed steps: 4 evaluations a step.
     let sol = p
-        .solve::<f64>(
-            &SolverConfig::fixed_steps(Method::Rk4, 37),
-            &SaveAt::default(),
-        )
+        .solve::<f64>(&SolverConfig::fixed_steps(Method::Rk4, 37), &SaveAt::default())
         .unwrap();
     assert_eq!(
-        (
-            sol.stats.n_evals,
-            sol.stats.n_accepted,
-            sol.stats.n_rejected
-        ),
+        (sol.stats.n_evals, sol.stats.n_accepted, sol.stats.n_rejected),
         (4 * 37, 37, 0)
     );
     // Fixed size that does not divide the span: the last step is shortened.
     let p = Problem::damped_rotation();
     let sol = p
-        .solve::<f64>(
-            &SolverConfig::fixed_size(Method::Euler, 0.3),
-            &SaveAt::steps(),
-        )
+        .solve::<f64>(&SolverConfig::fixed_size(Method::Euler, 0.3), &SaveAt::steps())
         .unwrap();
     assert_eq!(sol.stats.n_accepted, 14);
     assert_eq!(*sol.step_t.last().unwrap(), 4.0);

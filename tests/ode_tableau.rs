@@ -16,10 +16,7 @@ fn fitted_slope(hs: &[f64], errs: &[f64]) -> f64 {
 }
 
 fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f64::max)
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
 }
 
 /// Step counts that keep each order's errors between truncation and roundoff.
@@ -47,12 +44,7 @@ fn every_tableau_satisfies_its_identities() {
     for m in Method::ALL {
         let tab = m.tableau();
         tab.check(1e-13).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            tab.is_adaptive(),
-            tab.embedded_order.is_some(),
-            "{}",
-            tab.name
-        );
+        assert_eq!(tab.is_adaptive(), tab.embedded_order.is_some(), "{}", tab.name);
         assert!(!tab.reference.is_empty());
         assert_eq!(m.name().parse::<Method>().unwrap(), m);
     }

@@ -234,9 +234,7 @@ impl SolverConfig {
                     return bad(format!("atol = {} must be a finite number ≥ 0", a.atol));
                 }
                 if a.rtol == 0.0 && a.atol == 0.0 {
-                    return bad(
-                        "rtol and atol are both 0; give at least one positive tolerance".into(),
-                    );
+                    return bad("rtol and atol are both 0; give at least one positive tolerance".into());
                 }
                 if let Some(h0) = a.h0 {
                     if !(h0 > 0.0 && h0.is_finite()) {
@@ -249,11 +247,8 @@ impl SolverConfig {
                     return bad(format!("h_min = {} must be a finite number ≥ 0", a.h_min));
                 }
                 if let Some(h_max) = a.h_max {
-                    if !(h_max > 0.0) || h_max < a.h_min {
-                        return bad(format!(
-                            "h_max = {h_max} must be > 0 and ≥ h_min = {}",
-                            a.h_min
-                        ));
+                    if h_max.is_nan() || h_max <= 0.0 || h_max < a.h_min {
+                        return bad(format!("h_max = {h_max} must be > 0 and ≥ h_min = {}", a.h_min));
                     }
                 }
                 a.controller.validate()?;

@@ -94,20 +94,9 @@ impl Problem {
     }
 
     /// Solves the problem over its span in the float type `T`.
-    pub fn solve<T: Real>(
-        &self,
-        config: &SolverConfig,
-        save: &SaveAt<T>,
-    ) -> Result<Solution<T>, SolveError> {
+    pub fn solve<T: Real>(&self, config: &SolverConfig, save: &SaveAt<T>) -> Result<Solution<T>, SolveError> {
         let y0: Vec<T> = self.y0.iter().map(|&v| T::c(v)).collect();
-        integrate(
-            &mut self.clone(),
-            &y0,
-            T::c(self.t0),
-            T::c(self.t1),
-            config,
-            save,
-        )
+        integrate(&mut self.clone(), &y0, T::c(self.t0), T::c(self.t1), config, save)
     }
 
     /// Evaluates the right-hand side.

@@ -96,10 +96,7 @@ impl<T: Real> Coefficients<T> {
         };
         let dense = match tab.interpolant {
             Interpolant::Hermite => Vec::new(),
-            Interpolant::Polynomial(rows) => rows
-                .iter()
-                .map(|r| r.iter().map(|&x| T::c(x)).collect())
-                .collect(),
+            Interpolant::Polynomial(rows) => rows.iter().map(|r| r.iter().map(|&x| T::c(x)).collect()).collect(),
         };
         Coefficients {
             c: tab.c.iter().map(|&x| T::c(x)).collect(),
@@ -124,6 +121,8 @@ pub struct Solver<T: Real> {
     y_stage: Vec<T>,
     /// `f(t_new, y_new)` for methods without FSAL (next step's `k_1`).
     f_new: Vec<T>,
+    /// `Σ e_i k_i`, the error estimate divided by `h`.
+    err: Vec<T>,
 }
 
 /// Where the loop is.
@@ -148,6 +147,7 @@ impl<T: Real> Solver<T> {
             y_new: Vec::new(),
             y_stage: Vec::new(),
             f_new: Vec::new(),
+            err: Vec::new(),
         })
     }
 
@@ -171,6 +171,7 @@ impl<T: Real> Solver<T> {
         self.y_new = vec![T::zero(); n];
         self.y_stage = vec![T::zero(); n];
         self.f_new = vec![T::zero(); n];
+        self.err = vec![T::zero(); n];
     }
 
     /// Integrates `system` from `(t0, y0)` to `t1` (forward or backward in time).
@@ -220,9 +221,7 @@ impl<T: Real> Solver<T> {
             return Err(non_finite("vector field", &cur));
         }
         match self.config.step.clone() {
-            StepControl::Adaptive(a) => {
-                self.run_adaptive(system, &a, t1, &mut cur, save, &mut sol, &mut next_out)?
-            }
+            StepControl::Adaptive(a) => self.run_adaptive(system, &a, t1, &mut cur, save, &mut sol, &mut next_out)?,
             StepControl::FixedSize(h) => {
                 let span = (t1 - t0).abs().f64();
                 let ratio = span / h;
@@ -243,16 +242,9 @@ impl<T: Real> Solver<T> {
                     &mut next_out,
                 )?
             }
-            StepControl::FixedSteps(n_steps) => self.run_fixed(
-                system,
-                n_steps,
-                None,
-                t1,
-                &mut cur,
-                save,
-                &mut sol,
-                &mut next_out,
-            )?,
+            StepControl::FixedSteps(n_steps) => {
+                self.run_fixed(system, n_steps, None, t1, &mut cur, save, &mut sol, &mut next_out)?
+            }
         }
         sol.y_final = self.y.clone();
         sol.stats = cur.stats;
@@ -358,11 +350,7 @@ impl<T: Real> Solver<T> {
         let span = (t1 - t0).abs();
         let h_max = a.h_max.map_or(span, |h| T::c(h).min(span));
         let (rtol, atol) = (T::c(a.rtol), T::c(a.atol));
-        let k_exp = self
-            .tab
-            .order
-            .min(self.tab.embedded_order.unwrap_or(self.tab.order))
-            + 1;
+        let k_exp = self.tab.order.min(self.tab.embedded_order.unwrap_or(self.tab.order)) + 1;
         let h_abs = match a.h0 {
             Some(h0) => T::c(h0),
             None => self.initial_step(system, t0, dir, span, rtol, atol, &mut cur.stats),
@@ -444,10 +432,7 @@ impl<T: Real> Solver<T> {
         let mask = self.config.error_mask.as_deref();
         let scale = |y: T| atol + rtol * y.abs();
         let d0 = rms(mask, self.y.iter().map(|&y| y / scale(y)));
-        let d1 = rms(
-            mask,
-            self.y.iter().zip(&self.k[0]).map(|(&y, &f)| f / scale(y)),
-        );
+        let d1 = rms(mask, self.y.iter().zip(&self.k[0]).map(|(&y, &f)| f / scale(y)));
         let tiny = T::c(1e-5);
         let mut h0 = if d0 < tiny || d1 < tiny {
             T::c(1e-6)
@@ -487,9 +472,7 @@ impl<T: Real> Solver<T> {
             for &(j, a) in &self.coef.a[i] {
                 axpy(h * a, &self.k[j], &mut self.y_stage);
             }
-            let (done, rest) = self.k.split_at_mut(i);
-            let _ = done;
-            system.rhs(t + self.coef.c[i] * h, &self.y_stage, &mut rest[0]);
+            system.rhs(t + self.coef.c[i] * h, &self.y_stage, &mut self.k[i]);
         }
     }
 
@@ -506,14 +489,14 @@ impl<T: Real> Solver<T> {
     }
 
     /// Weighted RMS norm of the error estimate `h Σ e_i k_i`, over the masked components.
-    fn error_norm(&self, h: T, rtol: T, atol: T) -> f64 {
+    fn error_norm(&mut self, h: T, rtol: T, atol: T) -> f64 {
+        self.err.fill(T::zero());
+        for &(i, w) in &self.coef.e {
+            axpy(w, &self.k[i], &mut self.err);
+        }
         let mask = self.config.error_mask.as_deref();
-        let terms = (0..self.n).map(|j| {
-            let mut e = T::zero();
-            for &(i, w) in &self.coef.e {
-                e += w * self.k[i][j];
-            }
-            let scale = atol + rtol * self.y[j].abs().max(self.y_new[j].abs());
+        let terms = self.err.iter().zip(self.y.iter().zip(&self.y_new)).map(|(&e, (&y, &y_new))| {
+            let scale = atol + rtol * y.abs().max(y_new.abs());
             h * e / scale
         });
         rms(mask, terms).f64()
@@ -589,8 +572,7 @@ impl<T: Real> Solver<T> {
                 &self.f_new
             };
             for j in 0..self.n {
-                out[j] +=
-                    h01 * (self.y_new[j] - self.y[j]) + h * (h10 * self.k[0][j] + h11 * f1[j]);
+                out[j] += h01 * (self.y_new[j] - self.y[j]) + h * (h10 * self.k[0][j] + h11 * f1[j]);
             }
         } else {
             for (i, row) in self.coef.dense.iter().enumerate() {

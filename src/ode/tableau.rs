@@ -86,10 +86,7 @@ impl Tableau {
             }
             let sum: f64 = row.iter().sum();
             if (sum - self.c[i]).abs() > tol {
-                return Err(format!(
-                    "{}: row {i} of a sums to {sum}, c = {}",
-                    self.name, self.c[i]
-                ));
+                return Err(format!("{}: row {i} of a sums to {sum}, c = {}", self.name, self.c[i]));
             }
         }
         let sb: f64 = self.b.iter().sum();
@@ -98,11 +95,7 @@ impl Tableau {
         }
         if let Some(e) = self.b_err {
             if e.len() != s {
-                return Err(format!(
-                    "{}: {} error weights for {s} stages",
-                    self.name,
-                    e.len()
-                ));
+                return Err(format!("{}: {} error weights for {s} stages", self.name, e.len()));
             }
             let se: f64 = e.iter().sum();
             if se.abs() > tol {
@@ -116,10 +109,7 @@ impl Tableau {
             }
             for (j, (&x, &y)) in last.iter().zip(self.b).enumerate() {
                 if (x - y).abs() > tol {
-                    return Err(format!(
-                        "{}: FSAL row a_s{j} = {x} differs from b_{j} = {y}",
-                        self.name
-                    ));
+                    return Err(format!("{}: FSAL row a_s{j} = {x} differs from b_{j} = {y}", self.name));
                 }
             }
         }
@@ -134,10 +124,7 @@ impl Tableau {
             for (i, row) in coef.iter().enumerate() {
                 let at_one: f64 = row.iter().sum();
                 if (at_one - self.b[i]).abs() > tol {
-                    return Err(format!(
-                        "{}: b_{i}(1) = {at_one}, b_{i} = {}",
-                        self.name, self.b[i]
-                    ));
+                    return Err(format!("{}: b_{i}(1) = {at_one}, b_{i} = {}", self.name, self.b[i]));
                 }
             }
         }
@@ -163,8 +150,7 @@ pub const EULER: Tableau = Tableau {
 /// Explicit midpoint rule, order 2 (Runge 1895).
 pub const MIDPOINT: Tableau = Tableau {
     name: "midpoint",
-    reference:
-        "C. Runge, Über die numerische Auflösung von Differentialgleichungen, Math. Ann. 46 (1895)",
+    reference: "C. Runge, Über die numerische Auflösung von Differentialgleichungen, Math. Ann. 46 (1895)",
     c: &[0.0, 0.5],
     a: &[&[], &[0.5]],
     b: &[0.0, 1.0],
@@ -194,7 +180,8 @@ pub const HEUN: Tableau = Tableau {
 /// The classical Runge–Kutta method, order 4 (Kutta 1901).
 pub const RK4: Tableau = Tableau {
     name: "rk4",
-    reference: "W. Kutta, Beitrag zur näherungsweisen Integration totaler Differentialgleichungen, Z. Math. Phys. 46 (1901)",
+    reference:
+        "W. Kutta, Beitrag zur näherungsweisen Integration totaler Differentialgleichungen, Z. Math. Phys. 46 (1901)",
     c: &[0.0, 0.5, 0.5, 1.0],
     a: &[&[], &[0.5], &[0.0, 0.5], &[0.0, 0.0, 1.0]],
     b: &[1.0 / 6.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 6.0],
@@ -225,7 +212,8 @@ pub const BOSH3: Tableau = Tableau {
 /// Dormand–Prince 5(4), FSAL, with Shampine's (1986) order-4 dense output.
 pub const DOPRI5: Tableau = Tableau {
     name: "dopri5",
-    reference: "J. R. Dormand, P. J. Prince, A family of embedded Runge–Kutta formulae, J. Comp. Appl. Math. 6 (1980); \
+    reference:
+        "J. R. Dormand, P. J. Prince, A family of embedded Runge–Kutta formulae, J. Comp. Appl. Math. 6 (1980); \
                 dense output: L. F. Shampine, Some practical Runge–Kutta formulas, Math. Comp. 46 (1986), \
                 in the form of Hairer, Nørsett & Wanner, Solving ODEs I, §II.6",
     c: &[0.0, 0.2, 0.3, 0.8, 8.0 / 9.0, 1.0, 1.0],
@@ -235,10 +223,31 @@ pub const DOPRI5: Tableau = Tableau {
         &[3.0 / 40.0, 9.0 / 40.0],
         &[44.0 / 45.0, -56.0 / 15.0, 32.0 / 9.0],
         &[19372.0 / 6561.0, -25360.0 / 2187.0, 64448.0 / 6561.0, -212.0 / 729.0],
-        &[9017.0 / 3168.0, -355.0 / 33.0, 46732.0 / 5247.0, 49.0 / 176.0, -5103.0 / 18656.0],
-        &[35.0 / 384.0, 0.0, 500.0 / 1113.0, 125.0 / 192.0, -2187.0 / 6784.0, 11.0 / 84.0],
+        &[
+            9017.0 / 3168.0,
+            -355.0 / 33.0,
+            46732.0 / 5247.0,
+            49.0 / 176.0,
+            -5103.0 / 18656.0,
+        ],
+        &[
+            35.0 / 384.0,
+            0.0,
+            500.0 / 1113.0,
+            125.0 / 192.0,
+            -2187.0 / 6784.0,
+            11.0 / 84.0,
+        ],
     ],
-    b: &[35.0 / 384.0, 0.0, 500.0 / 1113.0, 125.0 / 192.0, -2187.0 / 6784.0, 11.0 / 84.0, 0.0],
+    b: &[
+        35.0 / 384.0,
+        0.0,
+        500.0 / 1113.0,
+        125.0 / 192.0,
+        -2187.0 / 6784.0,
+        11.0 / 84.0,
+        0.0,
+    ],
     b_err: Some(&[
         71.0 / 57600.0,
         0.0,
@@ -307,7 +316,7 @@ pub const TSIT5: Tableau = Tableau {
         0.0,
     ],
     b_err: Some(&[
-        -0.00178001105222577714,
+        -0.001780011052225777,
         -0.0008164344596567469,
         0.007880878010261995,
         -0.1447110071732629,
@@ -320,32 +329,12 @@ pub const TSIT5: Tableau = Tableau {
     fsal: true,
     // The paper's b_i(θ), expanded into powers of θ.
     interpolant: Interpolant::Polynomial(&[
-        &[
-            1.0,
-            -2.763706197274826,
-            2.9132554618219126,
-            -1.0530884977290216,
-        ],
+        &[1.0, -2.763706197274826, 2.9132554618219126, -1.0530884977290216],
         &[0.0, 0.1317, -0.2234, 0.1017],
-        &[
-            0.0,
-            3.930296236894751,
-            -5.941033872131505,
-            2.490627285651253,
-        ],
-        &[
-            0.0,
-            -12.411077166933676,
-            30.338188630282318,
-            -16.548102889244902,
-        ],
+        &[0.0, 3.930296236894751, -5.941033872131505, 2.490627285651253],
+        &[0.0, -12.411077166933676, 30.338188630282318, -16.548102889244902],
         &[0.0, 37.50931341651104, -88.1789048947664, 47.37952196281928],
-        &[
-            0.0,
-            -27.896526289197286,
-            65.09189467479368,
-            -34.87065786149661,
-        ],
+        &[0.0, -27.896526289197286, 65.09189467479368, -34.87065786149661],
         &[0.0, 1.5, -4.0, 2.5],
     ]),
     interpolant_order: 4,
@@ -413,15 +402,9 @@ impl FromStr for Method {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let lower = s.to_ascii_lowercase();
-        Method::ALL
-            .into_iter()
-            .find(|m| m.name() == lower)
-            .ok_or_else(|| {
-                let names: Vec<_> = Method::ALL.iter().map(|m| m.name()).collect();
-                format!(
-                    "unknown ODE method '{s}'; choose one of {}",
-                    names.join(", ")
-                )
-            })
+        Method::ALL.into_iter().find(|m| m.name() == lower).ok_or_else(|| {
+            let names: Vec<_> = Method::ALL.iter().map(|m| m.name()).collect();
+            format!("unknown ODE method '{s}'; choose one of {}", names.join(", "))
+        })
     }
 }
