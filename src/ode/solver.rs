@@ -495,10 +495,14 @@ impl<T: Real> Solver<T> {
             axpy(w, &self.k[i], &mut self.err);
         }
         let mask = self.config.error_mask.as_deref();
-        let terms = self.err.iter().zip(self.y.iter().zip(&self.y_new)).map(|(&e, (&y, &y_new))| {
-            let scale = atol + rtol * y.abs().max(y_new.abs());
-            h * e / scale
-        });
+        let terms = self
+            .err
+            .iter()
+            .zip(self.y.iter().zip(&self.y_new))
+            .map(|(&e, (&y, &y_new))| {
+                let scale = atol + rtol * y.abs().max(y_new.abs());
+                h * e / scale
+            });
         rms(mask, terms).f64()
     }
 
