@@ -41,6 +41,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod cnf;
 pub mod ode;
 pub mod real;
 

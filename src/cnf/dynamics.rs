@@ -1,0 +1,308 @@
+//! The augmented dynamics of one CNF block, in rescaled time `τ = t / T ∈ [0, 1]`.
+//!
+//! For a block with end time `T` the state `s = (z, Δ, E, R)` (batch `B × d`, then `B`
+//! each for the log-density change and the optional RNODE integrals) follows
+//!
+//! ```text
+//! dz/dτ = T f(z, τT)      dΔ/dτ = −T tr J      dE/dτ = T ‖f‖²      dR/dτ = T ‖J ε‖²
+//! ```
+//!
+//! so `T` is an ordinary parameter of the right-hand side `g(s, τ; θ, T)` and both
+//! gradient methods see it. [`GradEval`] evaluates `g` and its vector-Jacobian product,
+//! the one second-order kernel that the adjoint and backprop share.
+
+use super::field::{Cotangents, Field, FieldOutputs, TraceMode};
+use crate::ode::OdeSystem;
+use crate::Real;
+
+/// Where each part of a block's augmented state lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Batch size `B`.
+    pub n_batch: usize,
+    /// Data dimension `d`.
+    pub dim: usize,
+    /// Whether the kinetic-energy integral `E` is carried.
+    pub kinetic: bool,
+    /// Whether the Jacobian integral `R` is carried.
+    pub jacobian: bool,
+}
+
+impl Layout {
+    /// Length of `z`: `B·d`.
+    pub fn n_z(&self) -> usize {
+        self.n_batch * self.dim
+    }
+
+    /// Length of the whole augmented state.
+    pub fn len(&self) -> usize {
+        self.n_z() + self.n_batch * (1 + self.kinetic as usize + self.jacobian as usize)
+    }
+
+    /// Whether the state is empty (never, for a valid batch).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Offset of `Δ`.
+    pub fn delta(&self) -> usize {
+        self.n_z()
+    }
+
+    /// Offset of `E`, if carried.
+    pub fn kinetic_at(&self) -> Option<usize> {
+        self.kinetic.then(|| self.n_z() + self.n_batch)
+    }
+
+    /// Offset of `R`, if carried.
+    pub fn jacobian_at(&self) -> Option<usize> {
+        self.jacobian
+            .then(|| self.n_z() + self.n_batch * (1 + self.kinetic as usize))
+    }
+
+    /// Error mask: `z` and `Δ` control the step size, the regularizer integrals do not.
+    pub fn error_mask(&self) -> Vec<bool> {
+        let mut mask = vec![true; self.len()];
+        mask[self.n_z() + self.n_batch..].fill(false);
+        mask
+    }
+}
+
+/// Splits an augmented-state-shaped slice into `(z, Δ, E, R)`.
+pub(crate) type StateParts<'a, T> = (&'a mut [T], &'a mut [T], Option<&'a mut [T]>, Option<&'a mut [T]>);
+
+pub(crate) fn split_state<'a, T>(layout: &Layout, s: &'a mut [T]) -> StateParts<'a, T> {
+    let (z, rest) = s.split_at_mut(layout.n_z());
+    let (delta, rest) = rest.split_at_mut(layout.n_batch);
+    let (kin, rest) = if layout.kinetic {
+        let (k, r) = rest.split_at_mut(layout.n_batch);
+        (Some(k), r)
+    } else {
+        (None, rest)
+    };
+    let jac = if layout.jacobian {
+        Some(&mut rest[..layout.n_batch])
+    } else {
+        None
+    };
+    (z, delta, kin, jac)
+}
+
+/// The forward augmented system `ds/dτ = g(s, τ)` of one block.
+pub struct Augmented<'a, T: Real, F: Field<T>> {
+    /// The block's field.
+    pub field: &'a F,
+    /// Its scratch.
+    pub ws: &'a mut F::Workspace,
+    /// The block's end time `T`.
+    pub t_end: T,
+    /// State layout.
+    pub layout: Layout,
+    /// Trace estimator (Hutchinson probes are fixed for the whole solve).
+    pub mode: TraceMode<'a, T>,
+}
+
+impl<T: Real, F: Field<T>> OdeSystem<T> for Augmented<'_, T, F> {
+    fn rhs(&mut self, tau: T, s: &[T], ds: &mut [T]) {
+        let (dz, ddelta, kin, jac) = split_state(&self.layout, ds);
+        let out = FieldOutputs {
+            f: dz,
+            trace: ddelta,
+            kinetic: kin,
+            jacobian: jac,
+        };
+        self.field
+            .eval(tau * self.t_end, &s[..self.layout.n_z()], self.mode, self.ws, out);
+        let t_end = self.t_end;
+        for (i, v) in ds.iter_mut().enumerate() {
+            // Δ integrates −tr J; everything else is scaled by T as is.
+            *v = if i >= self.layout.delta() && i < self.layout.delta() + self.layout.n_batch {
+                -t_end * *v
+            } else {
+                t_end * *v
+            };
+        }
+    }
+}
+
+/// The plain flow `dz/dτ = T f(z, τT)` of one block (sampling needs no trace).
+pub struct Flow<'a, T: Real, F: Field<T>> {
+    /// The block's field.
+    pub field: &'a F,
+    /// Its scratch.
+    pub ws: &'a mut F::Workspace,
+    /// The block's end time `T`.
+    pub t_end: T,
+}
+
+impl<T: Real, F: Field<T>> OdeSystem<T> for Flow<'_, T, F> {
+    fn rhs(&mut self, tau: T, z: &[T], dz: &mut [T]) {
+        self.field.forward(tau * self.t_end, z, self.ws, dz);
+        for v in dz.iter_mut() {
+            *v *= self.t_end;
+        }
+    }
+}
+
+/// Evaluates `g` and the vector-Jacobian product `cᵀ ∂g/∂(z, θ, T)` for a cotangent
+/// `c = (c_z, c_Δ, c_E, c_R)` of `g`; owns its buffers.
+pub struct GradEval<T> {
+    layout: Layout,
+    f: Vec<T>,
+    trace: Vec<T>,
+    kin: Vec<T>,
+    jac: Vec<T>,
+    cot_f: Vec<T>,
+    cot_tr: Vec<T>,
+    cot_kin: Vec<T>,
+    cot_jac: Vec<T>,
+    /// `c_zᵀ ∂g/∂z` after [`GradEval::run`].
+    pub grad_z: Vec<T>,
+}
+
+impl<T: Real> GradEval<T> {
+    /// Buffers for one layout.
+    pub fn new(layout: Layout) -> Self {
+        let (nz, nb) = (layout.n_z(), layout.n_batch);
+        GradEval {
+            layout,
+            f: vec![T::zero(); nz],
+            trace: vec![T::zero(); nb],
+            kin: vec![T::zero(); nb],
+            jac: vec![T::zero(); nb],
+            cot_f: vec![T::zero(); nz],
+            cot_tr: vec![T::zero(); nb],
+            cot_kin: vec![T::zero(); nb],
+            cot_jac: vec![T::zero(); nb],
+            grad_z: vec![T::zero(); nz],
+        }
+    }
+
+    /// `f` of the last [`GradEval::run`] (unscaled field value).
+    pub fn f(&self) -> &[T] {
+        &self.f
+    }
+
+    /// Evaluates the block's `g` at `(z, τ)`, writes `c_zᵀ∂g/∂z` into `grad_z`,
+    /// accumulates `cᵀ∂g/∂θ` into `grad_params` and returns `cᵀ∂g/∂T`. `c` is the
+    /// augmented-state-shaped cotangent `cot`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn run<F: Field<T>>(
+        &mut self,
+        field: &F,
+        ws: &mut F::Workspace,
+        mode: TraceMode<'_, T>,
+        t_end: T,
+        tau: T,
+        z: &[T],
+        cot: &[T],
+        grad_params: &mut [T],
+    ) -> T {
+        let l = self.layout;
+        let (nz, nb) = (l.n_z(), l.n_batch);
+        let out = FieldOutputs {
+            f: &mut self.f,
+            trace: &mut self.trace,
+            kinetic: if l.kinetic { Some(&mut self.kin) } else { None },
+            jacobian: if l.jacobian { Some(&mut self.jac) } else { None },
+        };
+        field.eval(tau * t_end, z, mode, ws, out);
+        let c_z = &cot[..nz];
+        let c_delta = &cot[nz..nz + nb];
+        // g = T·(f, −tr, ‖f‖², ‖Jε‖²): the field sees the cotangents scaled by T.
+        let mut dg_dt_end = T::zero();
+        for i in 0..nz {
+            self.cot_f[i] = t_end * c_z[i];
+            dg_dt_end += c_z[i] * self.f[i];
+        }
+        for b in 0..nb {
+            self.cot_tr[b] = -t_end * c_delta[b];
+            dg_dt_end -= c_delta[b] * self.trace[b];
+        }
+        if let Some(at) = l.kinetic_at() {
+            for b in 0..nb {
+                self.cot_kin[b] = t_end * cot[at + b];
+                dg_dt_end += cot[at + b] * self.kin[b];
+            }
+        }
+        if let Some(at) = l.jacobian_at() {
+            for b in 0..nb {
+                self.cot_jac[b] = t_end * cot[at + b];
+                dg_dt_end += cot[at + b] * self.jac[b];
+            }
+        }
+        let cot = Cotangents {
+            f: Some(&self.cot_f),
+            jv: None,
+            trace: Some(&self.cot_tr),
+            kinetic: if l.kinetic { Some(&self.cot_kin) } else { None },
+            jacobian: if l.jacobian { Some(&self.cot_jac) } else { None },
+        };
+        let grad_t = field.vjp(ws, &cot, &mut self.grad_z, grad_params);
+        // ∂/∂T of T·F(z, τT) = F + τ T ∂F/∂t; the field returned T cᵀ∂F/∂t.
+        dg_dt_end + tau * grad_t
+    }
+}
+
+/// The continuous adjoint of one block, integrated from `τ = 1` back to `0`, on the
+/// state `(z, a_z, a_θ, a_T)`:
+///
+/// ```text
+/// dz/dτ   = g_z                         da_z/dτ = −cᵀ ∂g/∂z
+/// da_θ/dτ = −cᵀ ∂g/∂θ                   da_T/dτ = −cᵀ ∂g/∂T
+/// ```
+///
+/// with `c = (a_z, a_Δ, a_E, a_R)`; `a_Δ, a_E, a_R` are constant because `g` does not
+/// depend on `Δ, E, R`. Then `dL/dθ = a_θ(0)`, `dL/dT = a_T(0)`, `dL/dx = a_z(0)`.
+pub struct AdjointSystem<'a, T: Real, F: Field<T>> {
+    /// The block's field.
+    pub field: &'a F,
+    /// Its scratch.
+    pub ws: &'a mut F::Workspace,
+    /// The block's end time `T`.
+    pub t_end: T,
+    /// Trace estimator (the forward solve's probes).
+    pub mode: TraceMode<'a, T>,
+    /// The kernel and its buffers.
+    pub eval: &'a mut GradEval<T>,
+    /// Cotangent of `g` assembled at each evaluation (augmented-state shaped; its
+    /// `Δ, E, R` parts hold the constant adjoints).
+    pub cot: &'a mut [T],
+}
+
+impl<T: Real, F: Field<T>> AdjointSystem<'_, T, F> {
+    /// Length of the adjoint state for a layout and a parameter count.
+    pub fn state_len(layout: &Layout, n_params: usize) -> usize {
+        2 * layout.n_z() + n_params + 1
+    }
+}
+
+impl<T: Real, F: Field<T>> OdeSystem<T> for AdjointSystem<'_, T, F> {
+    fn rhs(&mut self, tau: T, y: &[T], dy: &mut [T]) {
+        let nz = self.eval.layout.n_z();
+        let n_p = self.field.n_params();
+        self.cot[..nz].copy_from_slice(&y[nz..2 * nz]);
+        let (dz_daz, rest) = dy.split_at_mut(2 * nz);
+        let (d_theta, d_t_end) = rest.split_at_mut(n_p);
+        d_theta.fill(T::zero());
+        let dg_dt_end = self.eval.run(
+            self.field,
+            self.ws,
+            self.mode,
+            self.t_end,
+            tau,
+            &y[..nz],
+            self.cot,
+            d_theta,
+        );
+        let (dz, daz) = dz_daz.split_at_mut(nz);
+        for i in 0..nz {
+            dz[i] = self.t_end * self.eval.f[i];
+            daz[i] = -self.eval.grad_z[i];
+        }
+        for v in d_theta.iter_mut() {
+            *v = -*v;
+        }
+        d_t_end[0] = -dg_dt_end;
+    }
+}

@@ -1,0 +1,20 @@
+//! Continuous normalizing flows: the augmented dynamics, log-densities, sampling, and
+//! the training gradient.
+//!
+//! ```text
+//! dz/dt = f(z, t)        dΔ/dt = −tr(∂f/∂z)(z, t),   Δ(0) = 0
+//! log p(x) = log N(z(T); 0, I) − Δ(T)
+//! ```
+//!
+//! Each block integrates in rescaled time `τ = t/T ∈ [0, 1]` so that its end time `T`
+//! is an ordinary parameter (learned, as in FFJORD, or fixed).
+
+mod dynamics;
+mod field;
+mod grad;
+mod model;
+
+pub use dynamics::{AdjointSystem, Augmented, Flow, GradEval, Layout};
+pub use field::{Cotangents, Field, FieldOutputs, LinearField, LinearWorkspace, TraceMode};
+pub use grad::{loss_and_grad, GradMethod, LossConfig, LossGrad};
+pub use model::{log_normal, Block, Cnf, CnfError, LogProb, Trace};

@@ -1,0 +1,304 @@
+//! A CNF model: stacked blocks, exact or Hutchinson log-density, sampling, trajectories.
+//!
+//! Data passes block 1, 2, …, K from `τ = 0` to `1`; the base is `N(0, I_d)` after the
+//! last block. `log p(x) = log N(z_K; 0, I) − Σ_k Δ_k`. Sampling draws `z_K ~ N(0, I)`
+//! and runs the blocks in reverse order from `τ = 1` back to `0`.
+
+use rand::Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+use super::dynamics::{split_state, Augmented, Flow, Layout};
+use super::field::{Field, TraceMode};
+use crate::ode::{SaveAt, SolveError, Solver, SolverConfig, Stats};
+use crate::Real;
+
+/// How the trace of the Jacobian is obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Trace {
+    /// Exactly, from `d` forward tangents.
+    Exact,
+    /// Hutchinson's estimator with this many Rademacher probes, drawn once per solve.
+    Rademacher(usize),
+    /// Hutchinson's estimator with this many Gaussian probes, drawn once per solve.
+    Gaussian(usize),
+}
+
+impl Trace {
+    /// Tangents a field evaluation carries for a field of dimension `d`.
+    pub fn n_tangents(self, d: usize) -> usize {
+        match self {
+            Trace::Exact => d,
+            Trace::Rademacher(k) | Trace::Gaussian(k) => k,
+        }
+    }
+
+    /// Draws the probes of one solve (`K × B × d`); empty for the exact trace.
+    pub fn draw<T: Real, R: Rng + ?Sized>(self, n_batch: usize, d: usize, rng: &mut R) -> Vec<T> {
+        match self {
+            Trace::Exact => Vec::new(),
+            Trace::Rademacher(k) => (0..k * n_batch * d)
+                .map(|_| if rng.random::<bool>() { T::one() } else { -T::one() })
+                .collect(),
+            Trace::Gaussian(k) => (0..k * n_batch * d).map(|_| T::c(StandardNormal.sample(rng))).collect(),
+        }
+    }
+
+    /// The field's trace mode for probes drawn by [`Trace::draw`].
+    pub fn mode<T: Real>(probes: &[T]) -> TraceMode<'_, T> {
+        if probes.is_empty() {
+            TraceMode::Exact
+        } else {
+            TraceMode::Hutchinson(probes)
+        }
+    }
+}
+
+/// Why a CNF computation failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CnfError {
+    /// The input's length is not a whole number of points of the model's dimension.
+    #[error("input has {len} numbers, not a whole number of {dim}-dimensional points")]
+    Shape {
+        /// Length of the flat input.
+        len: usize,
+        /// The model's dimension.
+        dim: usize,
+    },
+    /// An ODE solve failed.
+    #[error("block {block} ({direction}): {source}")]
+    Solve {
+        /// 1-based block index.
+        block: usize,
+        /// "forward", "adjoint", "sampling".
+        direction: &'static str,
+        /// The solver's reason.
+        source: SolveError,
+    },
+    /// The model has no blocks or a non-positive end time.
+    #[error("invalid model: {0}")]
+    Invalid(String),
+}
+
+/// One block: a field and its end time `T`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Block<T, F> {
+    /// The vector field.
+    pub field: F,
+    /// End time `T > 0`.
+    pub t_end: T,
+    /// Whether training updates `T`.
+    pub learn_t: bool,
+}
+
+/// A continuous normalizing flow with a standard normal base.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Cnf<T, F> {
+    /// The blocks, data side first.
+    pub blocks: Vec<Block<T, F>>,
+}
+
+/// Log-densities of a batch and the work done.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LogProb<T> {
+    /// `log p(x)` per point.
+    pub log_p: Vec<T>,
+    /// Latent `z_K` per point (`B × d`).
+    pub z: Vec<T>,
+    /// Function evaluations of all solves.
+    pub n_evals: usize,
+}
+
+/// `log N(z; 0, I)` of one point.
+pub fn log_normal<T: Real>(z: &[T]) -> T {
+    let d = T::c(z.len() as f64);
+    let sq: T = z.iter().map(|&v| v * v).sum();
+    -T::c(0.5) * sq - T::c(0.5) * d * T::c((2.0 * std::f64::consts::PI).ln())
+}
+
+pub(crate) fn solve_error(block: usize, direction: &'static str) -> impl FnOnce(SolveError) -> CnfError {
+    move |source| CnfError::Solve {
+        block: block + 1,
+        direction,
+        source,
+    }
+}
+
+impl<T: Real, F: Field<T>> Cnf<T, F> {
+    /// A model from its blocks; all fields must share one dimension and `T > 0`.
+    pub fn new(blocks: Vec<Block<T, F>>) -> Result<Self, CnfError> {
+        let Some(first) = blocks.first() else {
+            return Err(CnfError::Invalid("a CNF needs at least one block".into()));
+        };
+        let d = first.field.dim();
+        for (k, b) in blocks.iter().enumerate() {
+            if b.field.dim() != d {
+                return Err(CnfError::Invalid(format!(
+                    "block {} has dimension {}, block 1 has {d}",
+                    k + 1,
+                    b.field.dim()
+                )));
+            }
+            if !(b.t_end > T::zero() && b.t_end.is_finite()) {
+                return Err(CnfError::Invalid(format!(
+                    "block {} has end time {}; it must be > 0",
+                    k + 1,
+                    b.t_end
+                )));
+            }
+        }
+        Ok(Cnf { blocks })
+    }
+
+    /// Data dimension `d`.
+    pub fn dim(&self) -> usize {
+        self.blocks[0].field.dim()
+    }
+
+    /// Number of points in a flat batch, or a shape error.
+    pub fn n_points(&self, x: &[T]) -> Result<usize, CnfError> {
+        let d = self.dim();
+        if x.len() % d != 0 {
+            return Err(CnfError::Shape { len: x.len(), dim: d });
+        }
+        Ok(x.len() / d)
+    }
+
+    /// `log p(x)` for a batch `x` (`B × d`), integrating each block with `solver`.
+    /// Hutchinson probes, if any, are drawn from `rng` once per block.
+    pub fn log_prob<R: Rng + ?Sized>(
+        &self,
+        x: &[T],
+        solver: &SolverConfig,
+        trace: Trace,
+        rng: &mut R,
+    ) -> Result<LogProb<T>, CnfError> {
+        let n_batch = self.n_points(x)?;
+        let d = self.dim();
+        let layout = Layout {
+            n_batch,
+            dim: d,
+            kinetic: false,
+            jacobian: false,
+        };
+        let mut s = vec![T::zero(); layout.len()];
+        s[..layout.n_z()].copy_from_slice(x);
+        let mut delta_sum = vec![T::zero(); n_batch];
+        let mut n_evals = 0;
+        let mut ode = Solver::new(solver.clone()).map_err(solve_error(0, "forward"))?;
+        for (k, block) in self.blocks.iter().enumerate() {
+            s[layout.n_z()..].fill(T::zero());
+            let probes = trace.draw::<T, _>(n_batch, d, rng);
+            let mut ws = block.field.workspace(n_batch, trace.n_tangents(d));
+            let mut sys = Augmented {
+                field: &block.field,
+                ws: &mut ws,
+                t_end: block.t_end,
+                layout,
+                mode: Trace::mode(&probes),
+            };
+            let sol = ode
+                .solve(&mut sys, &s, T::zero(), T::one(), &SaveAt::default())
+                .map_err(solve_error(k, "forward"))?;
+            n_evals += sol.stats.n_evals;
+            s = sol.y_final;
+            let (_, delta, _, _) = split_state(&layout, &mut s);
+            for (acc, &v) in delta_sum.iter_mut().zip(delta.iter()) {
+                *acc += v;
+            }
+        }
+        let z = s[..layout.n_z()].to_vec();
+        let log_p = z
+            .chunks_exact(d)
+            .zip(&delta_sum)
+            .map(|(zb, &dl)| log_normal(zb) - dl)
+            .collect();
+        Ok(LogProb { log_p, z, n_evals })
+    }
+
+    /// Maps latent points `z` (`B × d`) to data space: the blocks in reverse, `τ: 1 → 0`.
+    pub fn decode(&self, z: &[T], solver: &SolverConfig) -> Result<(Vec<T>, Stats), CnfError> {
+        let n_batch = self.n_points(z)?;
+        let mut x = z.to_vec();
+        let mut stats = Stats::default();
+        let mut ode = Solver::new(solver.clone()).map_err(solve_error(0, "sampling"))?;
+        for (k, block) in self.blocks.iter().enumerate().rev() {
+            let mut ws = block.field.workspace(n_batch, 0);
+            let mut sys = Flow {
+                field: &block.field,
+                ws: &mut ws,
+                t_end: block.t_end,
+            };
+            let sol = ode
+                .solve(&mut sys, &x, T::one(), T::zero(), &SaveAt::default())
+                .map_err(solve_error(k, "sampling"))?;
+            stats.n_evals += sol.stats.n_evals;
+            stats.n_accepted += sol.stats.n_accepted;
+            stats.n_rejected += sol.stats.n_rejected;
+            x = sol.y_final;
+        }
+        Ok((x, stats))
+    }
+
+    /// Maps data points `x` to latent space (the blocks in order, `τ: 0 → 1`), no trace.
+    pub fn encode(&self, x: &[T], solver: &SolverConfig) -> Result<Vec<T>, CnfError> {
+        let n_batch = self.n_points(x)?;
+        let mut z = x.to_vec();
+        let mut ode = Solver::new(solver.clone()).map_err(solve_error(0, "forward"))?;
+        for (k, block) in self.blocks.iter().enumerate() {
+            let mut ws = block.field.workspace(n_batch, 0);
+            let mut sys = Flow {
+                field: &block.field,
+                ws: &mut ws,
+                t_end: block.t_end,
+            };
+            z = ode
+                .solve(&mut sys, &z, T::zero(), T::one(), &SaveAt::default())
+                .map_err(solve_error(k, "forward"))?
+                .y_final;
+        }
+        Ok(z)
+    }
+
+    /// Draws `n` samples: `z ~ N(0, I)` from `rng`, then [`Cnf::decode`].
+    pub fn sample<R: Rng + ?Sized>(
+        &self,
+        n: usize,
+        solver: &SolverConfig,
+        rng: &mut R,
+    ) -> Result<(Vec<T>, Stats), CnfError> {
+        let z: Vec<T> = (0..n * self.dim()).map(|_| T::c(StandardNormal.sample(rng))).collect();
+        if n == 0 {
+            return Ok((z, Stats::default()));
+        }
+        self.decode(&z, solver)
+    }
+
+    /// The sampling flow of the points `z` observed at `n_frames` equally spaced times,
+    /// from the base (frame 0) to data space (the last frame); every block contributes
+    /// its share of frames. Returns `n_frames × B × d`.
+    pub fn trajectories(&self, z: &[T], n_frames: usize, solver: &SolverConfig) -> Result<Vec<T>, CnfError> {
+        let n_batch = self.n_points(z)?;
+        let n_blocks = self.blocks.len();
+        let frames_per_block = (n_frames.max(2) - 1).div_ceil(n_blocks);
+        let mut frames = z.to_vec();
+        let mut x = z.to_vec();
+        let mut ode = Solver::new(solver.clone()).map_err(solve_error(0, "sampling"))?;
+        for (k, block) in self.blocks.iter().enumerate().rev() {
+            let times: Vec<T> = (1..=frames_per_block)
+                .map(|i| T::one() - T::c(i as f64 / frames_per_block as f64))
+                .collect();
+            let mut ws = block.field.workspace(n_batch, 0);
+            let mut sys = Flow {
+                field: &block.field,
+                ws: &mut ws,
+                t_end: block.t_end,
+            };
+            let sol = ode
+                .solve(&mut sys, &x, T::one(), T::zero(), &SaveAt::times(times))
+                .map_err(solve_error(k, "sampling"))?;
+            frames.extend_from_slice(&sol.y);
+            x = sol.y_final;
+        }
+        Ok(frames)
+    }
+}
