@@ -43,6 +43,8 @@
 
 pub mod cnf;
 pub mod ode;
+pub mod optim;
 pub mod real;
+pub mod train;
 
 pub use real::Real;

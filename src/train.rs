@@ -1,0 +1,307 @@
+//! The training loop: problem (a model and a data source), optimizer state, observers.
+//!
+//! Each iteration draws a batch, computes the loss and its gradient
+//! ([`loss_and_grad`]), and takes an Adam step on the flat vector
+//! `(θ_1, …, θ_K, √T_k for learned T_k)` — FFJORD's parametrisation of a learned end
+//! time. Every `eval_every` iterations the model is scored on a fixed test set with the
+//! (tighter) evaluation solver and the best one is kept. Observers see every
+//! iteration and evaluation and may stop the run; a non-finite loss or a solver failure
+//! stops it too, with the last good model kept and the reason said.
+//!
+//! Randomness is per iteration — the RNG of iteration `i` is the seed's stream `i` — so
+//! a run resumed from a checkpoint continues exactly as the uninterrupted run would.
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::cnf::{loss_and_grad, Cnf, Field, LossConfig, Trace};
+use crate::ode::SolverConfig;
+use crate::optim::{Adam, AdamConfig};
+use crate::Real;
+
+/// Settings of a training run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainConfig {
+    /// Iterations to run (in total, counting those of a resumed run).
+    pub n_iters: usize,
+    /// Batch size.
+    pub batch: usize,
+    /// Optimizer settings.
+    pub adam: AdamConfig,
+    /// Loss, training solver, trace estimator, regularizers and gradient method.
+    pub loss: LossConfig,
+    /// Solver for test-set evaluation (tighter than training).
+    pub eval_solver: SolverConfig,
+    /// Trace estimator for evaluation.
+    pub eval_trace: Trace,
+    /// Evaluate every this many iterations (and at the end); 0 = only at the end.
+    pub eval_every: usize,
+    /// Seed of every random draw of the run.
+    pub seed: u64,
+}
+
+/// What one iteration did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IterMetrics {
+    /// 1-based iteration number.
+    pub iter: usize,
+    /// Training loss (NLL plus weighted regularizers).
+    pub loss: f64,
+    /// Training NLL, nats.
+    pub nll: f64,
+    /// Mean kinetic-energy integral.
+    pub kinetic: f64,
+    /// Mean Jacobian integral.
+    pub jacobian: f64,
+    /// Function evaluations of the forward solves.
+    pub n_evals_forward: usize,
+    /// Function evaluations of the backward pass.
+    pub n_evals_backward: usize,
+    /// Wall time of the iteration, seconds.
+    pub seconds: f64,
+    /// Wall time of the run so far (across resumes), seconds.
+    pub elapsed: f64,
+    /// End times of the blocks after the step.
+    pub t_end: Vec<f64>,
+}
+
+/// A test-set evaluation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EvalMetrics {
+    /// Iteration after which it ran.
+    pub iter: usize,
+    /// Test NLL, nats.
+    pub test_nll: f64,
+    /// `test NLL − entropy`, the KL divergence from data to model, when the entropy is known.
+    pub kl_gap: Option<f64>,
+    /// Function evaluations.
+    pub n_evals: usize,
+    /// Wall time, seconds.
+    pub seconds: f64,
+    /// Whether this is the best test NLL so far.
+    pub is_best: bool,
+}
+
+/// Why a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StopReason {
+    /// All iterations done.
+    Finished,
+    /// An observer asked to stop (e.g. on Ctrl-C).
+    Stopped,
+    /// The loss or its gradient was NaN or infinite at this iteration.
+    NonFinite {
+        /// The iteration.
+        iter: usize,
+    },
+    /// A solve failed at this iteration.
+    SolverFailed {
+        /// The iteration.
+        iter: usize,
+        /// What the solver said.
+        message: String,
+    },
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopReason::Finished => write!(f, "finished"),
+            StopReason::Stopped => write!(f, "stopped on request"),
+            StopReason::NonFinite { iter } => write!(
+                f,
+                "the loss or its gradient became NaN or infinite at iteration {iter}; the last good model is kept \
+                 (try a lower learning rate or tighter solver tolerances)"
+            ),
+            StopReason::SolverFailed { iter, message } => {
+                write!(
+                    f,
+                    "the ODE solver failed at iteration {iter}: {message}; the last good model is kept"
+                )
+            }
+        }
+    }
+}
+
+/// Hooks into the loop: logging, progress, checkpoints, early stopping.
+pub trait Observer<T: Real, F: Field<T>> {
+    /// After every iteration that succeeded.
+    fn iteration(&mut self, _metrics: &IterMetrics, _state: &TrainState<T, F>) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+    /// After every test-set evaluation.
+    fn evaluation(&mut self, _metrics: &EvalMetrics, _state: &TrainState<T, F>) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+}
+
+/// Everything a run carries from one iteration to the next (what a checkpoint holds).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainState<T, F> {
+    /// The model being trained.
+    pub model: Cnf<T, F>,
+    /// Optimizer state.
+    pub adam: Adam,
+    /// Iterations done.
+    pub iter: usize,
+    /// Wall time so far, seconds.
+    pub elapsed: f64,
+    /// The best model by test NLL, with its NLL and iteration.
+    pub best: Option<(Cnf<T, F>, f64, usize)>,
+}
+
+impl<T: Real, F: Field<T>> TrainState<T, F> {
+    /// A fresh run of `model`.
+    pub fn new(model: Cnf<T, F>, adam: AdamConfig) -> Self {
+        let n = flat_len(&model);
+        TrainState {
+            model,
+            adam: Adam::new(adam, n),
+            iter: 0,
+            elapsed: 0.0,
+            best: None,
+        }
+    }
+}
+
+fn flat_len<T: Real, F: Field<T>>(model: &Cnf<T, F>) -> usize {
+    model
+        .blocks
+        .iter()
+        .map(|b| b.field.n_params() + b.learn_t as usize)
+        .sum()
+}
+
+/// The RNG of iteration `iter` of a run seeded `seed` (stream 0 is the test set's).
+pub fn iteration_rng(seed: u64, iter: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(iter as u64 + 1);
+    rng
+}
+
+/// Test NLL of `model` on `test` (flat `n × d`), in nats.
+pub fn test_nll<T: Real, F: Field<T>>(
+    model: &Cnf<T, F>,
+    test: &[T],
+    solver: &SolverConfig,
+    trace: Trace,
+    seed: u64,
+) -> Result<(f64, usize), String> {
+    let mut rng = iteration_rng(seed, usize::MAX - 1);
+    let lp = model
+        .log_prob(test, solver, trace, &mut rng)
+        .map_err(|e| e.to_string())?;
+    let n = lp.log_p.len().max(1) as f64;
+    Ok((-lp.log_p.iter().map(|v| v.f64()).sum::<f64>() / n, lp.n_evals))
+}
+
+/// Runs the loop from `state` up to `config.n_iters` iterations. `sample_batch(n, rng)`
+/// returns `n` points (flat `n × d`); `entropy` (nats) turns test NLL into a KL gap.
+pub fn train<T, F, D>(
+    state: &mut TrainState<T, F>,
+    config: &TrainConfig,
+    mut sample_batch: D,
+    test: &[T],
+    entropy: Option<f64>,
+    observers: &mut [&mut dyn Observer<T, F>],
+) -> StopReason
+where
+    T: Real,
+    F: Field<T>,
+    D: FnMut(usize, &mut ChaCha8Rng) -> Vec<T>,
+{
+    let mut flat = Vec::with_capacity(flat_len(&state.model));
+    let mut grad = Vec::with_capacity(flat.capacity());
+    while state.iter < config.n_iters {
+        let iter = state.iter + 1;
+        let started = Instant::now();
+        let mut rng = iteration_rng(config.seed, iter);
+        let x = sample_batch(config.batch, &mut rng);
+        let lg = match loss_and_grad(&state.model, &x, &config.loss, &mut rng) {
+            Ok(lg) => lg,
+            Err(e) => {
+                return StopReason::SolverFailed {
+                    iter,
+                    message: e.to_string(),
+                }
+            }
+        };
+        // Gather (θ, √T) and the gradient; dL/d√T = 2 √T dL/dT.
+        flat.clear();
+        grad.clear();
+        for (k, block) in state.model.blocks.iter().enumerate() {
+            flat.extend_from_slice(block.field.params());
+            grad.extend_from_slice(&lg.grad_params[k]);
+            if block.learn_t {
+                let s = block.t_end.sqrt();
+                flat.push(s);
+                grad.push(T::c(2.0) * s * lg.grad_t_end[k]);
+            }
+        }
+        if !lg.loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
+            return StopReason::NonFinite { iter };
+        }
+        state.adam.step(&mut flat, &grad);
+        let mut at = 0;
+        for block in state.model.blocks.iter_mut() {
+            let n = block.field.n_params();
+            block.field.params_mut().copy_from_slice(&flat[at..at + n]);
+            at += n;
+            if block.learn_t {
+                // T = s², kept away from zero so that a block never collapses.
+                block.t_end = (flat[at] * flat[at]).max(T::c(1e-4));
+                at += 1;
+            }
+        }
+        state.iter = iter;
+        let seconds = started.elapsed().as_secs_f64();
+        state.elapsed += seconds;
+        let metrics = IterMetrics {
+            iter,
+            loss: lg.loss,
+            nll: lg.nll,
+            kinetic: lg.kinetic,
+            jacobian: lg.jacobian,
+            n_evals_forward: lg.n_evals_forward,
+            n_evals_backward: lg.n_evals_backward,
+            seconds,
+            elapsed: state.elapsed,
+            t_end: state.model.blocks.iter().map(|b| b.t_end.f64()).collect(),
+        };
+        for obs in observers.iter_mut() {
+            if obs.iteration(&metrics, state).is_break() {
+                return StopReason::Stopped;
+            }
+        }
+        let eval_now = iter == config.n_iters || (config.eval_every > 0 && iter % config.eval_every == 0);
+        if eval_now && !test.is_empty() {
+            let started = Instant::now();
+            let (nll, n_evals) = match test_nll(&state.model, test, &config.eval_solver, config.eval_trace, config.seed)
+            {
+                Ok(v) => v,
+                Err(message) => return StopReason::SolverFailed { iter, message },
+            };
+            let is_best = nll.is_finite() && state.best.as_ref().is_none_or(|(_, b, _)| nll < *b);
+            if is_best {
+                state.best = Some((state.model.clone(), nll, iter));
+            }
+            let metrics = EvalMetrics {
+                iter,
+                test_nll: nll,
+                kl_gap: entropy.map(|h| nll - h),
+                n_evals,
+                seconds: started.elapsed().as_secs_f64(),
+                is_best,
+            };
+            for obs in observers.iter_mut() {
+                if obs.evaluation(&metrics, state).is_break() {
+                    return StopReason::Stopped;
+                }
+            }
+        }
+    }
+    StopReason::Finished
+}

@@ -1,0 +1,129 @@
+//! Gradients of the CNF loss: adjoint and backprop each against central finite
+//! differences and against each other — exact trace, Hutchinson with fixed noise,
+//! regularizers, one and two blocks, learned end times.
+
+use cnflow::cnf::{loss_and_grad, Block, Cnf, Field, GradMethod, LinearField, LossConfig, Trace};
+use cnflow::ode::{Method, SolverConfig};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+const SEED: u64 = 11;
+
+fn batch() -> Vec<f64> {
+    vec![0.3, -1.2, 2.0, 0.5, -0.7, -0.1, 1.5, 0.9]
+}
+
+fn linear_model(n_blocks: usize) -> Cnf<f64, LinearField<f64>> {
+    let blocks = (0..n_blocks)
+        .map(|k| {
+            let s = 1.0 + 0.3 * k as f64;
+            Block {
+                field: LinearField::new(&[-0.3 * s, 0.8, -0.5, 0.2 * s], &[0.1, -0.2 * s], &[0.3, 0.1 * s]),
+                t_end: 0.5 + 0.2 * k as f64,
+                learn_t: true,
+            }
+        })
+        .collect();
+    Cnf::new(blocks).unwrap()
+}
+
+fn loss<F: Field<f64>>(model: &Cnf<f64, F>, config: &LossConfig) -> f64 {
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED);
+    loss_and_grad(model, &batch(), config, &mut rng).unwrap().loss
+}
+
+/// Central differences of the loss in every param of every block and every end time.
+fn finite_difference<F: Field<f64>>(model: &Cnf<f64, F>, config: &LossConfig) -> (Vec<Vec<f64>>, Vec<f64>) {
+    let eps = 1e-5;
+    let mut g_params = Vec::new();
+    let mut g_t = Vec::new();
+    for k in 0..model.blocks.len() {
+        let mut gk = Vec::new();
+        for i in 0..model.blocks[k].field.n_params() {
+            let mut plus = model.clone();
+            plus.blocks[k].field.params_mut()[i] += eps;
+            let mut minus = model.clone();
+            minus.blocks[k].field.params_mut()[i] -= eps;
+            gk.push((loss(&plus, config) - loss(&minus, config)) / (2.0 * eps));
+        }
+        g_params.push(gk);
+        let mut plus = model.clone();
+        plus.blocks[k].t_end += eps;
+        let mut minus = model.clone();
+        minus.blocks[k].t_end -= eps;
+        g_t.push((loss(&plus, config) - loss(&minus, config)) / (2.0 * eps));
+    }
+    (g_params, g_t)
+}
+
+fn max_rel_err(a: &[f64], b: &[f64]) -> f64 {
+    let scale = b.iter().map(|v| v.abs()).fold(1e-3, f64::max);
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max) / scale
+}
+
+fn check<F: Field<f64>>(model: &Cnf<f64, F>, trace: Trace, kinetic: f64, jacobian: f64, tol: f64) {
+    // Fixed RK4 steps: the discrete loss is smooth in the params, and backprop is its
+    // exact gradient. The adjoint solves the continuous problem at tight tolerance.
+    let fixed = SolverConfig::fixed_steps(Method::Rk4, 40);
+    let backprop = LossConfig {
+        solver: fixed.clone(),
+        trace,
+        kinetic,
+        jacobian,
+        grad: GradMethod::Backprop,
+    };
+    let (fd_p, fd_t) = finite_difference(model, &backprop);
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED);
+    let bp = loss_and_grad(model, &batch(), &backprop, &mut rng).unwrap();
+    for k in 0..model.blocks.len() {
+        let e = max_rel_err(&bp.grad_params[k], &fd_p[k]);
+        assert!(
+            e < 1e-7,
+            "backprop vs FD, block {k}: {e:e}\n{:?}\n{:?}",
+            bp.grad_params[k],
+            fd_p[k]
+        );
+        let e = (bp.grad_t_end[k] - fd_t[k]).abs() / fd_t[k].abs().max(1e-3);
+        assert!(
+            e < 1e-7,
+            "backprop dL/dT vs FD, block {k}: {} vs {}",
+            bp.grad_t_end[k],
+            fd_t[k]
+        );
+    }
+    for seminorm in [true, false] {
+        let adjoint = LossConfig {
+            solver: SolverConfig::adaptive(Method::Dopri5, 1e-11, 1e-11),
+            grad: GradMethod::Adjoint { seminorm },
+            ..backprop.clone()
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(SEED);
+        let adj = loss_and_grad(model, &batch(), &adjoint, &mut rng).unwrap();
+        assert!((adj.loss - bp.loss).abs() < tol, "loss {} vs {}", adj.loss, bp.loss);
+        for k in 0..model.blocks.len() {
+            let e = max_rel_err(&adj.grad_params[k], &bp.grad_params[k]);
+            assert!(e < tol, "adjoint vs backprop, block {k}, seminorm {seminorm}: {e:e}");
+            let e = (adj.grad_t_end[k] - bp.grad_t_end[k]).abs() / bp.grad_t_end[k].abs().max(1e-3);
+            assert!(e < tol, "adjoint vs backprop dL/dT, block {k}: {e:e}");
+        }
+        let e = max_rel_err(&adj.grad_x, &bp.grad_x);
+        assert!(e < tol, "dL/dx: {e:e}");
+        assert!(adj.n_evals_backward > 0 && adj.n_evals_forward > 0);
+    }
+}
+
+#[test]
+fn linear_field_gradients_exact_trace_one_block() {
+    check(&linear_model(1), Trace::Exact, 0.0, 0.0, 1e-6);
+}
+
+#[test]
+fn linear_field_gradients_hutchinson_with_regularizers_two_blocks() {
+    check(&linear_model(2), Trace::Rademacher(2), 0.1, 0.05, 1e-6);
+    check(&linear_model(2), Trace::Gaussian(1), 0.0, 0.2, 1e-6);
+}
+
+#[test]
+fn linear_field_gradients_exact_trace_with_regularizers() {
+    check(&linear_model(1), Trace::Exact, 0.3, 0.1, 1e-6);
+}
