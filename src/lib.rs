@@ -31,6 +31,7 @@
 //!
 #![warn(missing_docs)]
 
+pub mod nn;
 pub mod real;
 
 pub use real::Real;
