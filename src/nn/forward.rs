@@ -135,8 +135,39 @@ struct HiddenArgs<'a, T> {
 
 /// Hidden layer: primal rows `h += b; y = h⊙g + c; a = φ(y)` keeping `φ'`, `φ''`;
 /// tangent rows `a = φ'(y) ⊙ h ⊙ g`.
-#[inline(never)]
+///
+/// Dispatches at run time to an AVX2 build of the same loop when the CPU has it (the
+/// crate is compiled for baseline x86-64, whose SSE2 vectors are half as wide).
 fn hidden_rows<A: ActFn, T: Real>(
+    args: &HiddenArgs<'_, T>,
+    h: &mut [T],
+    a: &mut [T],
+    d1: &mut [T],
+    d2: &mut [T],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::nn::has_avx2() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+        unsafe { hidden_rows_avx2::<A, T>(args, h, a, d1, d2) };
+        return;
+    }
+    hidden_rows_impl::<A, T>(args, h, a, d1, d2);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hidden_rows_avx2<A: ActFn, T: Real>(
+    args: &HiddenArgs<'_, T>,
+    h: &mut [T],
+    a: &mut [T],
+    d1: &mut [T],
+    d2: &mut [T],
+) {
+    hidden_rows_impl::<A, T>(args, h, a, d1, d2);
+}
+
+#[inline(always)]
+fn hidden_rows_impl<A: ActFn, T: Real>(
     args: &HiddenArgs<'_, T>,
     h: &mut [T],
     a: &mut [T],

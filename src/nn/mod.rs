@@ -78,6 +78,13 @@ pub use mlp::{Cotangents, FieldEval, FieldOutputs, Gradients, Mlp, TraceMode};
 pub use probes::{fill_probes, probes, ProbeKind};
 pub use workspace::Workspace;
 
+/// Whether the CPU has AVX2 and FMA (checked once, then cached by std).
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(crate) fn has_avx2() -> bool {
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}
+
 /// Errors of the neural-field module: bad configurations and mismatched buffer shapes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NnError {

@@ -183,8 +183,48 @@ struct Acc<'a, T> {
 }
 
 /// Hidden layer: turns `ā` (in `gbuf`) into `ū` in place and accumulates `ḡ, c̄, b̄`.
+/// Dispatches to an AVX2 build when the CPU has it, like the forward loop.
 #[allow(clippy::too_many_arguments)]
 fn hidden_reverse<T: Real>(
+    b: usize,
+    n: usize,
+    gbuf: &mut [T],
+    h: &[T],
+    d1: &[T],
+    d2: &[T],
+    gate: &[T],
+    acc: Acc<'_, T>,
+    tmp: &mut [T],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::nn::has_avx2() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+        unsafe { hidden_reverse_avx2(b, n, gbuf, h, d1, d2, gate, acc, tmp) };
+        return;
+    }
+    hidden_reverse_impl(b, n, gbuf, h, d1, d2, gate, acc, tmp);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn hidden_reverse_avx2<T: Real>(
+    b: usize,
+    n: usize,
+    gbuf: &mut [T],
+    h: &[T],
+    d1: &[T],
+    d2: &[T],
+    gate: &[T],
+    acc: Acc<'_, T>,
+    tmp: &mut [T],
+) {
+    hidden_reverse_impl(b, n, gbuf, h, d1, d2, gate, acc, tmp);
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn hidden_reverse_impl<T: Real>(
     b: usize,
     n: usize,
     gbuf: &mut [T],
