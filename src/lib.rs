@@ -29,7 +29,6 @@
 //! Butcher tableau (data), the step-size controller is its own value, and one
 //! integrator drives every solve.
 //!
-//!
 //! ```
 //! use cnflow::ode::{integrate, Method, SaveAt, SolverConfig};
 //!
@@ -42,6 +41,7 @@
 #![warn(missing_docs)]
 
 pub mod cnf;
+pub mod nn;
 pub mod ode;
 pub mod optim;
 pub mod real;

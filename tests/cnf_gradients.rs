@@ -3,6 +3,7 @@
 //! regularizers, one and two blocks, learned end times.
 
 use cnflow::cnf::{loss_and_grad, Block, Cnf, Field, GradMethod, LinearField, LossConfig, Trace};
+use cnflow::nn::{Activation, LayerKind, Mlp, MlpConfig};
 use cnflow::ode::{Method, SolverConfig};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -126,4 +127,59 @@ fn linear_field_gradients_hutchinson_with_regularizers_two_blocks() {
 #[test]
 fn linear_field_gradients_exact_trace_with_regularizers() {
     check(&linear_model(1), Trace::Exact, 0.3, 0.1, 1e-6);
+}
+
+fn mlp_model(n_blocks: usize, activation: Activation, layer: LayerKind) -> Cnf<f64, Mlp<f64>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let blocks = (0..n_blocks)
+        .map(|k| {
+            let config = MlpConfig::new(2, &[8, 8], layer, activation).unwrap();
+            Block {
+                field: Mlp::new(config, &mut rng, false),
+                t_end: 0.5 + 0.25 * k as f64,
+                learn_t: true,
+            }
+        })
+        .collect();
+    Cnf::new(blocks).unwrap()
+}
+
+#[test]
+fn mlp_gradients_exact_trace_one_block() {
+    check(
+        &mlp_model(1, Activation::Tanh, LayerKind::ConcatSquash),
+        Trace::Exact,
+        0.0,
+        0.0,
+        1e-5,
+    );
+}
+
+#[test]
+fn mlp_gradients_hutchinson_two_blocks() {
+    check(
+        &mlp_model(2, Activation::Tanh, LayerKind::ConcatSquash),
+        Trace::Rademacher(1),
+        0.0,
+        0.0,
+        1e-5,
+    );
+}
+
+#[test]
+fn mlp_gradients_with_regularizers() {
+    check(
+        &mlp_model(1, Activation::Softplus, LayerKind::Concat),
+        Trace::Exact,
+        0.5,
+        0.2,
+        1e-5,
+    );
+    check(
+        &mlp_model(1, Activation::Swish, LayerKind::ConcatSquash),
+        Trace::Gaussian(2),
+        0.3,
+        0.3,
+        1e-5,
+    );
 }

@@ -8,43 +8,8 @@
 
 use crate::Real;
 
-// MERGE: these three mirror crate::nn's types and give way to them when nn lands.
-/// How the forward pass obtains `tr(∂f/∂z)`.
-#[derive(Debug, Clone, Copy)]
-pub enum TraceMode<'a, T> {
-    /// Exact trace from `d` forward tangents `e_1..e_d`; the Jacobian term is `‖J‖_F²`.
-    Exact,
-    /// Hutchinson estimate `(1/K) Σ_k ε_kᵀ J ε_k` from `K` probes laid out `K × B × d`.
-    Hutchinson(&'a [T]),
-}
-
-/// Caller buffers for [`Field::eval`]; each per-sample buffer has length `B`.
-#[derive(Debug)]
-pub struct FieldOutputs<'a, T> {
-    /// `f(z, t)`, `B × d` row-major.
-    pub f: &'a mut [T],
-    /// Exact or estimated `tr J` per sample.
-    pub trace: &'a mut [T],
-    /// Kinetic energy `‖f‖²` per sample, if wanted.
-    pub kinetic: Option<&'a mut [T]>,
-    /// Jacobian term `‖J ε‖²` (or `‖J‖_F²` when exact) per sample, if wanted.
-    pub jacobian: Option<&'a mut [T]>,
-}
-
-/// Per-sample cotangents of the outputs of the last forward pass; `None` means zero.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Cotangents<'a, T> {
-    /// Cotangent of `f`, `B × d`.
-    pub f: Option<&'a [T]>,
-    /// Cotangents of the raw output tangents `J v_k`, `K × B × d`.
-    pub jv: Option<&'a [T]>,
-    /// Cotangent of the trace, `B`.
-    pub trace: Option<&'a [T]>,
-    /// Cotangent of `‖f‖²`, `B`.
-    pub kinetic: Option<&'a [T]>,
-    /// Cotangent of the Jacobian term, `B`.
-    pub jacobian: Option<&'a [T]>,
-}
+pub use crate::nn::{Cotangents, FieldOutputs, TraceMode};
+use crate::nn::{Mlp, Workspace};
 
 /// A time-dependent vector field with exact first and second derivatives.
 ///
@@ -74,6 +39,42 @@ pub trait Field<T: Real>: Clone + Send + Sync {
     /// `∂S/∂θ` into `grad_params` and returns `∂S/∂t`, where `S` pairs the outputs with
     /// the cotangents.
     fn vjp(&self, ws: &mut Self::Workspace, cot: &Cotangents<'_, T>, grad_z: &mut [T], grad_params: &mut [T]) -> T;
+}
+
+// The CNF sizes every buffer from the model and the batch, so a shape error from the
+// network is a bug in cnflow, not bad input: it panics with the network's message.
+const SHAPE_BUG: &str = "cnflow bug: CNF and network disagree on a buffer shape";
+
+impl<T: Real> Field<T> for Mlp<T> {
+    type Workspace = Workspace<T>;
+
+    fn dim(&self) -> usize {
+        Mlp::dim(self)
+    }
+
+    fn params(&self) -> &[T] {
+        Mlp::params(self)
+    }
+
+    fn params_mut(&mut self) -> &mut [T] {
+        Mlp::params_mut(self)
+    }
+
+    fn workspace(&self, n_batch: usize, n_tangents: usize) -> Workspace<T> {
+        Mlp::workspace(self, n_batch.max(1), n_tangents).expect(SHAPE_BUG)
+    }
+
+    fn forward(&self, t: T, z: &[T], ws: &mut Workspace<T>, f: &mut [T]) {
+        self.forward_into(t, z, ws, f).expect(SHAPE_BUG)
+    }
+
+    fn eval(&self, t: T, z: &[T], mode: TraceMode<'_, T>, ws: &mut Workspace<T>, out: FieldOutputs<'_, T>) {
+        self.eval_into(t, z, mode, ws, out).expect(SHAPE_BUG)
+    }
+
+    fn vjp(&self, ws: &mut Workspace<T>, cot: &Cotangents<'_, T>, grad_z: &mut [T], grad_params: &mut [T]) -> T {
+        self.vjp_into(ws, cot, grad_z, grad_params).expect(SHAPE_BUG)
+    }
 }
 
 /// The affine field `f(z, t) = A z + b + t c` with params `θ = (A row-major, b, c)`.

@@ -90,6 +90,9 @@ pub fn loss_and_grad<T: Real, F: Field<T>, R: Rng + ?Sized>(
 ) -> Result<LossGrad<T>, CnfError> {
     let n_batch = model.n_points(x)?;
     let d = model.dim();
+    if n_batch == 0 {
+        return Err(CnfError::Invalid("the training batch is empty".into()));
+    }
     let layout = Layout {
         n_batch,
         dim: d,

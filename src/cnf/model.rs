@@ -9,6 +9,7 @@ use rand_distr::{Distribution, StandardNormal};
 
 use super::dynamics::{split_state, Augmented, Flow, Layout};
 use super::field::{Field, TraceMode};
+use crate::nn::{probes, ProbeKind};
 use crate::ode::{SaveAt, SolveError, Solver, SolverConfig, Stats};
 use crate::Real;
 
@@ -36,10 +37,8 @@ impl Trace {
     pub fn draw<T: Real, R: Rng + ?Sized>(self, n_batch: usize, d: usize, rng: &mut R) -> Vec<T> {
         match self {
             Trace::Exact => Vec::new(),
-            Trace::Rademacher(k) => (0..k * n_batch * d)
-                .map(|_| if rng.random::<bool>() { T::one() } else { -T::one() })
-                .collect(),
-            Trace::Gaussian(k) => (0..k * n_batch * d).map(|_| T::c(StandardNormal.sample(rng))).collect(),
+            Trace::Rademacher(k) => probes(ProbeKind::Rademacher, rng, k, n_batch, d),
+            Trace::Gaussian(k) => probes(ProbeKind::Gaussian, rng, k, n_batch, d),
         }
     }
 
@@ -174,6 +173,13 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
     ) -> Result<LogProb<T>, CnfError> {
         let n_batch = self.n_points(x)?;
         let d = self.dim();
+        if n_batch == 0 {
+            return Ok(LogProb {
+                log_p: Vec::new(),
+                z: Vec::new(),
+                n_evals: 0,
+            });
+        }
         let layout = Layout {
             n_batch,
             dim: d,
@@ -220,6 +226,9 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         let n_batch = self.n_points(z)?;
         let mut x = z.to_vec();
         let mut stats = Stats::default();
+        if n_batch == 0 {
+            return Ok((x, stats));
+        }
         let mut ode = Solver::new(solver.clone()).map_err(solve_error(0, "sampling"))?;
         for (k, block) in self.blocks.iter().enumerate().rev() {
             let mut ws = block.field.workspace(n_batch, 0);
@@ -243,6 +252,9 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
     pub fn encode(&self, x: &[T], solver: &SolverConfig) -> Result<Vec<T>, CnfError> {
         let n_batch = self.n_points(x)?;
         let mut z = x.to_vec();
+        if n_batch == 0 {
+            return Ok(z);
+        }
         let mut ode = Solver::new(solver.clone()).map_err(solve_error(0, "forward"))?;
         for (k, block) in self.blocks.iter().enumerate() {
             let mut ws = block.field.workspace(n_batch, 0);
@@ -267,9 +279,6 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         rng: &mut R,
     ) -> Result<(Vec<T>, Stats), CnfError> {
         let z: Vec<T> = (0..n * self.dim()).map(|_| T::c(StandardNormal.sample(rng))).collect();
-        if n == 0 {
-            return Ok((z, Stats::default()));
-        }
         self.decode(&z, solver)
     }
 
@@ -278,6 +287,9 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
     /// its share of frames. Returns `n_frames × B × d`.
     pub fn trajectories(&self, z: &[T], n_frames: usize, solver: &SolverConfig) -> Result<Vec<T>, CnfError> {
         let n_batch = self.n_points(z)?;
+        if n_batch == 0 {
+            return Ok(Vec::new());
+        }
         let n_blocks = self.blocks.len();
         let frames_per_block = (n_frames.max(2) - 1).div_ceil(n_blocks);
         let mut frames = z.to_vec();

@@ -1,0 +1,205 @@
+//! Forward pass with stacked tangents: one matrix product per layer for the primal
+//! rows and all `K` tangent rows, then a fused element loop (bias, gate, shift,
+//! activation and its derivatives).
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+use crate::nn::activation::{sigmoid, ActFn, Elu, Softplus, Swish, Tanh};
+use crate::nn::{Activation, FieldOutputs, LayerKind, Mlp, Workspace};
+use crate::Real;
+
+const SHAPE_OK: &str = "buffer sizes are fixed by the validated workspace";
+
+impl<T: Real> Mlp<T> {
+    /// Gate `g(t)` and shift `c(t)` of every layer.
+    fn time_terms(&self, t: T, ws: &mut Workspace<T>) {
+        for (l, s) in self.shapes.iter().enumerate() {
+            let (gate, shift) = (&mut ws.gate[l], &mut ws.shift[l]);
+            let tp = &self.params[s.time_offset()..s.offset + s.n_params()];
+            let n = s.n_out;
+            match s.kind {
+                LayerKind::ConcatSquash => {
+                    let (wg, rest) = tp.split_at(n);
+                    let (bg, wb) = rest.split_at(n);
+                    for j in 0..n {
+                        gate[j] = sigmoid(wg[j] * t + bg[j]);
+                        shift[j] = wb[j] * t;
+                    }
+                }
+                LayerKind::Concat => {
+                    gate.fill(T::one());
+                    for (c, &w) in shift.iter_mut().zip(tp) {
+                        *c = w * t;
+                    }
+                }
+                LayerKind::Ignore => {
+                    gate.fill(T::one());
+                    shift.fill(T::zero());
+                }
+            }
+        }
+    }
+
+    /// Runs all layers on the input stack in `ws.x0` with `n_tan` tangent rows.
+    pub(crate) fn forward_stack(&self, t: T, n_tan: usize, ws: &mut Workspace<T>) {
+        self.time_terms(t, ws);
+        let b = ws.n_batch;
+        let rows = (n_tan + 1) * b;
+        let n_layers = self.shapes.len();
+        for (l, s) in self.shapes.iter().enumerate() {
+            let (n_in, n_out) = (s.n_in, s.n_out);
+            let w = ArrayView2::from_shape((n_out, n_in), &self.params[s.offset..s.bias_offset()]).expect(SHAPE_OK);
+            let bias = &self.params[s.bias_offset()..s.time_offset()];
+            let (prev, rest) = ws.a.split_at_mut(l);
+            let x_buf: &[T] = if l == 0 { &ws.x0 } else { &prev[l - 1] };
+            let x = ArrayView2::from_shape((rows, n_in), &x_buf[..rows * n_in]).expect(SHAPE_OK);
+            let h = &mut ws.h[l][..rows * n_out];
+            {
+                let mut hv = ArrayViewMut2::from_shape((rows, n_out), &mut *h).expect(SHAPE_OK);
+                general_mat_mul(T::one(), &x, &w.t(), T::zero(), &mut hv);
+            }
+            let a = &mut rest[0][..rows * n_out];
+            let (g, c) = (&ws.gate[l][..n_out], &ws.shift[l][..n_out]);
+            if l + 1 < n_layers {
+                let d1 = &mut ws.d1[l][..b * n_out];
+                let d2 = &mut ws.d2[l][..b * n_out];
+                let args = HiddenArgs {
+                    n_batch: b,
+                    n_out,
+                    bias,
+                    g,
+                    c,
+                };
+                match self.config.activation() {
+                    Activation::Tanh => hidden_rows::<Tanh, T>(&args, h, a, d1, d2),
+                    Activation::Softplus => hidden_rows::<Softplus, T>(&args, h, a, d1, d2),
+                    Activation::Elu => hidden_rows::<Elu, T>(&args, h, a, d1, d2),
+                    Activation::Swish => hidden_rows::<Swish, T>(&args, h, a, d1, d2),
+                }
+            } else {
+                output_rows(b * n_out, n_out, bias, g, c, h, a);
+            }
+        }
+    }
+
+    /// Reduces the output stack to `f`, trace and regularizers.
+    pub(crate) fn collect_outputs(&self, n_tan: usize, ws: &Workspace<T>, out: FieldOutputs<'_, T>) {
+        let (b, d) = (ws.n_batch, self.dim());
+        let bd = b * d;
+        let weight = ws.state.map_or(T::one(), |s| s.weight);
+        let y = &ws.a[self.shapes.len() - 1];
+        let v = &ws.x0;
+        out.f.copy_from_slice(&y[..bd]);
+        for (i, tr) in out.trace.iter_mut().enumerate() {
+            let mut s = T::zero();
+            for k in 1..=n_tan {
+                let o = k * bd + i * d;
+                for (&yv, &vv) in y[o..o + d].iter().zip(&v[o..o + d]) {
+                    s += yv * vv;
+                }
+            }
+            *tr = s * weight;
+        }
+        if let Some(kin) = out.kinetic {
+            for (kv, row) in kin.iter_mut().zip(y[..bd].chunks_exact(d)) {
+                *kv = row.iter().map(|&x| x * x).sum();
+            }
+        }
+        if let Some(jac) = out.jacobian {
+            for (i, jv) in jac.iter_mut().enumerate() {
+                let mut s = T::zero();
+                for k in 1..=n_tan {
+                    let o = k * bd + i * d;
+                    s += y[o..o + d].iter().map(|&x| x * x).sum::<T>();
+                }
+                *jv = s * weight;
+            }
+        }
+    }
+}
+
+struct HiddenArgs<'a, T> {
+    n_batch: usize,
+    n_out: usize,
+    bias: &'a [T],
+    g: &'a [T],
+    c: &'a [T],
+}
+
+/// Hidden layer: primal rows `h += b; y = h⊙g + c; a = φ(y)` keeping `φ'`, `φ''`;
+/// tangent rows `a = φ'(y) ⊙ h ⊙ g`.
+///
+/// Dispatches at run time to an AVX2 build of the same loop when the CPU has it (the
+/// crate is compiled for baseline x86-64, whose SSE2 vectors are half as wide).
+fn hidden_rows<A: ActFn, T: Real>(args: &HiddenArgs<'_, T>, h: &mut [T], a: &mut [T], d1: &mut [T], d2: &mut [T]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::nn::has_avx2() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+        unsafe { hidden_rows_avx2::<A, T>(args, h, a, d1, d2) };
+        return;
+    }
+    hidden_rows_impl::<A, T>(args, h, a, d1, d2);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn hidden_rows_avx2<A: ActFn, T: Real>(
+    args: &HiddenArgs<'_, T>,
+    h: &mut [T],
+    a: &mut [T],
+    d1: &mut [T],
+    d2: &mut [T],
+) {
+    hidden_rows_impl::<A, T>(args, h, a, d1, d2);
+}
+
+#[inline(always)]
+fn hidden_rows_impl<A: ActFn, T: Real>(args: &HiddenArgs<'_, T>, h: &mut [T], a: &mut [T], d1: &mut [T], d2: &mut [T]) {
+    let n = args.n_out;
+    let (bias, g, c) = (&args.bias[..n], &args.g[..n], &args.c[..n]);
+    let bn = args.n_batch * n;
+    let (hp, ht) = h.split_at_mut(bn);
+    let (ap, at) = a.split_at_mut(bn);
+    for (((hr, ar), d1r), d2r) in hp
+        .chunks_exact_mut(n)
+        .zip(ap.chunks_exact_mut(n))
+        .zip(d1.chunks_exact_mut(n))
+        .zip(d2.chunks_exact_mut(n))
+    {
+        for j in 0..n {
+            let hv = hr[j] + bias[j];
+            hr[j] = hv;
+            let (av, p1, p2) = A::eval(hv * g[j] + c[j]);
+            ar[j] = av;
+            d1r[j] = p1;
+            d2r[j] = p2;
+        }
+    }
+    for (hk, ak) in ht.chunks_exact(bn).zip(at.chunks_exact_mut(bn)) {
+        for ((hr, ar), d1r) in hk.chunks_exact(n).zip(ak.chunks_exact_mut(n)).zip(d1.chunks_exact(n)) {
+            for j in 0..n {
+                ar[j] = d1r[j] * hr[j] * g[j];
+            }
+        }
+    }
+}
+
+/// Output layer (no activation): primal rows `h += b; y = h⊙g + c`, tangent rows
+/// `y = h⊙g`; `y` is stored in `a`.
+fn output_rows<T: Real>(bn: usize, n: usize, bias: &[T], g: &[T], c: &[T], h: &mut [T], a: &mut [T]) {
+    let (hp, ht) = h.split_at_mut(bn);
+    let (ap, at) = a.split_at_mut(bn);
+    for (hr, ar) in hp.chunks_exact_mut(n).zip(ap.chunks_exact_mut(n)) {
+        for j in 0..n {
+            let hv = hr[j] + bias[j];
+            hr[j] = hv;
+            ar[j] = hv * g[j] + c[j];
+        }
+    }
+    for (hr, ar) in ht.chunks_exact(n).zip(at.chunks_exact_mut(n)) {
+        for j in 0..n {
+            ar[j] = hr[j] * g[j];
+        }
+    }
+}

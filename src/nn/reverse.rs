@@ -1,0 +1,281 @@
+//! Reverse pass through the forward-with-tangents computation.
+//!
+//! Per layer, with `ā` the cotangent of the output stack and `y = h⊙g + c` (`h`
+//! including the bias on primal rows):
+//!
+//! ```text
+//! ȳ   = ā ⊙ φ'(y) + φ''(y) ⊙ Σ_k ā_k ⊙ ẏ_k,   ẏ̄_k = ā_k ⊙ φ'(y),   ẏ_k = h_k ⊙ g
+//! ū   = ȳ ⊙ g (all rows)     b̄ = Σ_b ū_b     c̄ = Σ_b ȳ_b     ḡ = Σ_rows ȳ ⊙ h
+//! W̄  += ūᵀ X                 X̄ = ū W          (both over all (K+1)B rows)
+//! ```
+//!
+//! and the time params follow from `ḡ`, `c̄` through `g = σ(W_g t + b_g)`, `c = W_b t`.
+
+use ndarray::linalg::general_mat_mul;
+use ndarray::{ArrayView2, ArrayViewMut2};
+
+use crate::nn::workspace::ForwardState;
+use crate::nn::{Cotangents, LayerKind, Mlp, Workspace};
+use crate::Real;
+
+const SHAPE_OK: &str = "buffer sizes are fixed by the validated workspace";
+
+impl<T: Real> Mlp<T> {
+    /// Writes the cotangent of the output stack into `ws.ga`:
+    /// primal rows `a_f + 2 a_kin f`, tangent rows `a_jv,k + w (a_tr v_k + 2 a_jac J v_k)`.
+    pub(crate) fn seed_cotangents(&self, state: &ForwardState<T>, cot: &Cotangents<'_, T>, ws: &mut Workspace<T>) {
+        let (b, d, k) = (ws.n_batch, self.dim(), state.n_tangents);
+        let bd = b * d;
+        let w = state.weight;
+        let two = T::c(2.0);
+        let y = &ws.a[self.shapes.len() - 1];
+        let g = &mut ws.ga[..(k + 1) * bd];
+        match cot.f {
+            Some(af) => g[..bd].copy_from_slice(af),
+            None => g[..bd].fill(T::zero()),
+        }
+        if let Some(akin) = cot.kinetic {
+            for ((gr, yr), &ak) in g[..bd].chunks_exact_mut(d).zip(y[..bd].chunks_exact(d)).zip(akin) {
+                for (gv, &yv) in gr.iter_mut().zip(yr) {
+                    *gv += two * ak * yv;
+                }
+            }
+        }
+        if k == 0 {
+            return;
+        }
+        let gt = &mut g[bd..];
+        match cot.jv {
+            Some(ajv) => gt.copy_from_slice(ajv),
+            None => gt.fill(T::zero()),
+        }
+        let yt = &y[bd..(k + 1) * bd];
+        let vt = &ws.x0[bd..(k + 1) * bd];
+        let atr = cot.trace;
+        let ajac = cot.jacobian;
+        for (r, ((gr, yr), vr)) in gt
+            .chunks_exact_mut(d)
+            .zip(yt.chunks_exact(d))
+            .zip(vt.chunks_exact(d))
+            .enumerate()
+        {
+            let i = r % b;
+            let ct = atr.map_or(T::zero(), |a| a[i] * w);
+            let cj = ajac.map_or(T::zero(), |a| two * a[i] * w);
+            for ((gv, &yv), &vv) in gr.iter_mut().zip(yr).zip(vr) {
+                *gv += ct * vv + cj * yv;
+            }
+        }
+    }
+
+    /// Runs the reverse pass from the output cotangent in `ws.ga` down to the input;
+    /// writes `grad_z`, accumulates `grad_params`, returns `∂S/∂t`.
+    pub(crate) fn reverse_stack(
+        &self,
+        state: &ForwardState<T>,
+        ws: &mut Workspace<T>,
+        grad_z: &mut [T],
+        grad_params: &mut [T],
+    ) -> T {
+        let (b, n_tan, t) = (ws.n_batch, state.n_tangents, state.t);
+        let rows = (n_tan + 1) * b;
+        let n_layers = self.shapes.len();
+        let mut grad_t = T::zero();
+        for l in (0..n_layers).rev() {
+            let s = self.shapes[l];
+            let (n_in, n_out) = (s.n_in, s.n_out);
+            let gate = &ws.gate[l][..n_out];
+            let acc = Acc {
+                g: &mut ws.acc_g[..n_out],
+                c: &mut ws.acc_c[..n_out],
+                b: &mut ws.acc_b[..n_out],
+            };
+            acc.g.fill(T::zero());
+            acc.c.fill(T::zero());
+            acc.b.fill(T::zero());
+            let gbuf = &mut ws.ga[..rows * n_out];
+            let h = &ws.h[l][..rows * n_out];
+            if l + 1 < n_layers {
+                hidden_reverse(
+                    b,
+                    n_out,
+                    gbuf,
+                    h,
+                    &ws.d1[l][..b * n_out],
+                    &ws.d2[l][..b * n_out],
+                    gate,
+                    acc,
+                    &mut ws.tmp[..n_out],
+                );
+            } else {
+                output_reverse(b * n_out, n_out, gbuf, h, gate, acc);
+            }
+            // ū is now in gbuf.
+            let u = ArrayView2::from_shape((rows, n_out), &ws.ga[..rows * n_out]).expect(SHAPE_OK);
+            let x_buf: &[T] = if l == 0 { &ws.x0 } else { &ws.a[l - 1] };
+            let x = ArrayView2::from_shape((rows, n_in), &x_buf[..rows * n_in]).expect(SHAPE_OK);
+            let (gp_w, gp_rest) = grad_params[s.offset..s.offset + s.n_params()].split_at_mut(n_out * n_in);
+            {
+                let mut gw = ArrayViewMut2::from_shape((n_out, n_in), gp_w).expect(SHAPE_OK);
+                general_mat_mul(T::one(), &u.t(), &x, T::one(), &mut gw);
+            }
+            let w = ArrayView2::from_shape((n_out, n_in), &self.params[s.offset..s.bias_offset()]).expect(SHAPE_OK);
+            if l > 0 {
+                let mut gx = ArrayViewMut2::from_shape((rows, n_in), &mut ws.gb[..rows * n_in]).expect(SHAPE_OK);
+                general_mat_mul(T::one(), &u, &w, T::zero(), &mut gx);
+            } else {
+                let mut gz = ArrayViewMut2::from_shape((b, n_in), &mut *grad_z).expect(SHAPE_OK);
+                let up = u.slice(ndarray::s![..b, ..]);
+                general_mat_mul(T::one(), &up, &w, T::zero(), &mut gz);
+            }
+            // Bias and time params.
+            let (gp_b, gp_t) = gp_rest.split_at_mut(n_out);
+            for (gv, &a) in gp_b.iter_mut().zip(&ws.acc_b[..n_out]) {
+                *gv += a;
+            }
+            let tp = &self.params[s.time_offset()..s.offset + s.n_params()];
+            let (acc_g, acc_c) = (&ws.acc_g[..n_out], &ws.acc_c[..n_out]);
+            match s.kind {
+                LayerKind::ConcatSquash => {
+                    let (g_wg, g_rest) = gp_t.split_at_mut(n_out);
+                    let (g_bg, g_wb) = g_rest.split_at_mut(n_out);
+                    let wg = &tp[..n_out];
+                    let wb = &tp[2 * n_out..3 * n_out];
+                    for j in 0..n_out {
+                        let sb = acc_g[j] * gate[j] * (T::one() - gate[j]);
+                        g_wg[j] += sb * t;
+                        g_bg[j] += sb;
+                        g_wb[j] += acc_c[j] * t;
+                        grad_t += sb * wg[j] + acc_c[j] * wb[j];
+                    }
+                }
+                LayerKind::Concat => {
+                    for j in 0..n_out {
+                        gp_t[j] += acc_c[j] * t;
+                        grad_t += acc_c[j] * tp[j];
+                    }
+                }
+                LayerKind::Ignore => {}
+            }
+            std::mem::swap(&mut ws.ga, &mut ws.gb);
+        }
+        grad_t
+    }
+}
+
+/// Per-unit accumulators `ḡ`, `c̄`, `b̄` of one layer.
+struct Acc<'a, T> {
+    g: &'a mut [T],
+    c: &'a mut [T],
+    b: &'a mut [T],
+}
+
+/// Hidden layer: turns `ā` (in `gbuf`) into `ū` in place and accumulates `ḡ, c̄, b̄`.
+/// Dispatches to an AVX2 build when the CPU has it, like the forward loop.
+#[allow(clippy::too_many_arguments)]
+fn hidden_reverse<T: Real>(
+    b: usize,
+    n: usize,
+    gbuf: &mut [T],
+    h: &[T],
+    d1: &[T],
+    d2: &[T],
+    gate: &[T],
+    acc: Acc<'_, T>,
+    tmp: &mut [T],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::nn::has_avx2() {
+        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+        unsafe { hidden_reverse_avx2(b, n, gbuf, h, d1, d2, gate, acc, tmp) };
+        return;
+    }
+    hidden_reverse_impl(b, n, gbuf, h, d1, d2, gate, acc, tmp);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn hidden_reverse_avx2<T: Real>(
+    b: usize,
+    n: usize,
+    gbuf: &mut [T],
+    h: &[T],
+    d1: &[T],
+    d2: &[T],
+    gate: &[T],
+    acc: Acc<'_, T>,
+    tmp: &mut [T],
+) {
+    hidden_reverse_impl(b, n, gbuf, h, d1, d2, gate, acc, tmp);
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn hidden_reverse_impl<T: Real>(
+    b: usize,
+    n: usize,
+    gbuf: &mut [T],
+    h: &[T],
+    d1: &[T],
+    d2: &[T],
+    gate: &[T],
+    acc: Acc<'_, T>,
+    tmp: &mut [T],
+) {
+    let bn = b * n;
+    let n_tan = gbuf.len() / bn - 1;
+    let (gp, gt) = gbuf.split_at_mut(bn);
+    let (hp, ht) = h.split_at(bn);
+    let (ag, ac, ab) = (&mut acc.g[..n], &mut acc.c[..n], &mut acc.b[..n]);
+    let gate = &gate[..n];
+    let tmp = &mut tmp[..n];
+    for i in 0..b {
+        let r = i * n..(i + 1) * n;
+        let (d1r, d2r) = (&d1[r.clone()], &d2[r.clone()]);
+        tmp.fill(T::zero());
+        for k in 0..n_tan {
+            let rk = k * bn + i * n..k * bn + (i + 1) * n;
+            let (gk, hk) = (&mut gt[rk.clone()], &ht[rk]);
+            for j in 0..n {
+                let gv = gk[j];
+                tmp[j] += gv * hk[j];
+                let yb = gv * d1r[j];
+                ag[j] += yb * hk[j];
+                gk[j] = yb * gate[j];
+            }
+        }
+        let (gr, hr) = (&mut gp[r.clone()], &hp[r]);
+        for j in 0..n {
+            let yb = gr[j] * d1r[j] + d2r[j] * tmp[j] * gate[j];
+            ac[j] += yb;
+            ag[j] += yb * hr[j];
+            let ub = yb * gate[j];
+            ab[j] += ub;
+            gr[j] = ub;
+        }
+    }
+}
+
+/// Output layer (no activation): `ū = ȳ ⊙ g` in place, accumulating `ḡ, c̄, b̄`.
+fn output_reverse<T: Real>(bn: usize, n: usize, gbuf: &mut [T], h: &[T], gate: &[T], acc: Acc<'_, T>) {
+    let (gp, gt) = gbuf.split_at_mut(bn);
+    let (hp, ht) = h.split_at(bn);
+    for (gr, hr) in gp.chunks_exact_mut(n).zip(hp.chunks_exact(n)) {
+        for j in 0..n {
+            let yb = gr[j];
+            acc.c[j] += yb;
+            acc.g[j] += yb * hr[j];
+            let ub = yb * gate[j];
+            acc.b[j] += ub;
+            gr[j] = ub;
+        }
+    }
+    for (gr, hr) in gt.chunks_exact_mut(n).zip(ht.chunks_exact(n)) {
+        for j in 0..n {
+            let yb = gr[j];
+            acc.g[j] += yb * hr[j];
+            gr[j] = yb * gate[j];
+        }
+    }
+}

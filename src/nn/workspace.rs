@@ -1,0 +1,108 @@
+//! Buffers a forward-with-tangents pass leaves for its reverse, sized once.
+
+use crate::nn::{MlpConfig, NnError};
+use crate::Real;
+
+/// What the last forward pass on a workspace computed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ForwardState<T> {
+    /// Time of the evaluation.
+    pub t: T,
+    /// Tangents carried (0 for a plain forward).
+    pub n_tangents: usize,
+    /// Trace weight: 1 for the exact trace, `1/K` for `K` probes.
+    pub weight: T,
+}
+
+/// Scratch and saved intermediates for one `(batch, K)` shape of one architecture.
+///
+/// Build it with [`Mlp::workspace`](crate::nn::Mlp::workspace) (or
+/// [`Workspace::new`]) once, outside the ODE loop, and pass it to every evaluation: the
+/// `_into` methods then allocate nothing. A forward pass stores in it what the reverse
+/// pass needs, so [`Mlp::vjp_into`](crate::nn::Mlp::vjp_into) must follow the forward
+/// pass it differentiates on the same workspace (and with unchanged params).
+///
+/// Memory: about `(K+1)·B·Σ widths·2 + B·Σ hidden·2 + 2·(K+1)·B·max width` scalars.
+#[derive(Debug, Clone)]
+pub struct Workspace<T> {
+    pub(crate) n_batch: usize,
+    pub(crate) n_tangents: usize,
+    pub(crate) widths: Vec<usize>,
+    /// Input stack `[z; ẋ_1; …; ẋ_K]`, `(K+1)B × d`.
+    pub(crate) x0: Vec<T>,
+    /// Per layer: `x Wᵀ + b` (primal rows) and `ẋ Wᵀ` (tangent rows), `(K+1)B × n_out`.
+    pub(crate) h: Vec<Vec<T>>,
+    /// Per layer: the layer's output after its activation, stacked like `h`.
+    pub(crate) a: Vec<Vec<T>>,
+    /// Per hidden layer: `φ'(y)` and `φ''(y)` at the primal rows, `B × n_out`.
+    pub(crate) d1: Vec<Vec<T>>,
+    pub(crate) d2: Vec<Vec<T>>,
+    /// Per layer: gate `g(t)` and shift `c(t)`, `n_out` each.
+    pub(crate) gate: Vec<Vec<T>>,
+    pub(crate) shift: Vec<Vec<T>>,
+    /// Reverse-pass cotangent buffers, `(K+1)B × max width` each.
+    pub(crate) ga: Vec<T>,
+    pub(crate) gb: Vec<T>,
+    /// Per-unit accumulators of the reverse pass (`max width` each).
+    pub(crate) acc_g: Vec<T>,
+    pub(crate) acc_c: Vec<T>,
+    pub(crate) acc_b: Vec<T>,
+    pub(crate) tmp: Vec<T>,
+    pub(crate) state: Option<ForwardState<T>>,
+}
+
+impl<T: Real> Workspace<T> {
+    /// A workspace for batches of `n_batch` samples carrying up to `n_tangents`
+    /// tangents (`d` for the exact trace, `K` for `K` Hutchinson probes; 0 for plain
+    /// forward/VJP use). `n_batch` must be at least 1.
+    pub fn new(config: &MlpConfig, n_batch: usize, n_tangents: usize) -> Result<Self, NnError> {
+        if n_batch == 0 {
+            return Err(NnError::BufferLength {
+                name: "n_batch",
+                shape: "batch size B ≥ 1".to_string(),
+                expected: 1,
+                got: 0,
+            });
+        }
+        let widths = config.widths();
+        let rows = (n_tangents + 1) * n_batch;
+        let n_layers = widths.len() - 1;
+        let max_w = widths.iter().copied().max().unwrap_or(1);
+        let zeros = |n: usize| vec![T::zero(); n];
+        let outs = &widths[1..];
+        Ok(Workspace {
+            n_batch,
+            n_tangents,
+            x0: zeros(rows * widths[0]),
+            h: outs.iter().map(|&w| zeros(rows * w)).collect(),
+            a: outs.iter().map(|&w| zeros(rows * w)).collect(),
+            d1: outs[..n_layers - 1].iter().map(|&w| zeros(n_batch * w)).collect(),
+            d2: outs[..n_layers - 1].iter().map(|&w| zeros(n_batch * w)).collect(),
+            gate: outs.iter().map(|&w| zeros(w)).collect(),
+            shift: outs.iter().map(|&w| zeros(w)).collect(),
+            ga: zeros(rows * max_w),
+            gb: zeros(rows * max_w),
+            acc_g: zeros(max_w),
+            acc_c: zeros(max_w),
+            acc_b: zeros(max_w),
+            tmp: zeros(max_w),
+            widths,
+            state: None,
+        })
+    }
+
+    /// Batch size `B` this workspace serves.
+    pub fn n_batch(&self) -> usize {
+        self.n_batch
+    }
+
+    /// Largest number of tangents it can carry.
+    pub fn n_tangents(&self) -> usize {
+        self.n_tangents
+    }
+
+    /// Layer widths `d, h_1, …, d` it was built for.
+    pub fn widths(&self) -> &[usize] {
+        &self.widths
+    }
+}
