@@ -31,6 +31,7 @@
 //!
 #![warn(missing_docs)]
 
+pub mod data;
 pub mod real;
 
 pub use real::Real;
