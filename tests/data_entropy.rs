@@ -1,12 +1,13 @@
-//! Entropies of circles, rings and moons by Monte Carlo through densities written in
-//! closed form (a noisy circle is a Rice distribution) or as a 1-D quadrature along
-//! the curve, against the table in DESIGN.md §4.
+//! Entropies of circles, rings, moons, swissroll and 2spirals by Monte Carlo through
+//! densities written in closed form (a noisy circle is a Rice distribution) or as a
+//! 1-D quadrature along the generating curve, against the table in DESIGN.md §4.
 
 use std::f64::consts::PI;
 
 use cnflow::data::Dataset;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use statrs::function::erf::erf;
 
 /// `e^{-x} I₀(x)` for `x ≥ 0` (Abramowitz & Stegun 9.8.1–9.8.2, relative error < 2e-7).
 fn bessel_i0e(x: f64) -> f64 {
@@ -92,38 +93,114 @@ fn rings_monte_carlo_entropy_matches_table() {
     assert!((h - table).abs() < 0.02, "MC entropy {h} vs table {table}");
 }
 
-/// Moons: half the mass on each arc, θ uniform on [0, π], blurred by N(0, 0.2²);
-/// the arc integral by the composite Simpson rule.
-fn log_density_moons(x: [f64; 2]) -> f64 {
-    const N_INTERVALS: usize = 600;
-    let sigma = 0.2f64;
-    let s2 = sigma * sigma;
-    let h = PI / N_INTERVALS as f64;
-    let mut total = 0.0;
-    for i in 0..=N_INTERVALS {
-        let t = i as f64 * h;
-        let w = if i == 0 || i == N_INTERVALS {
-            1.0
-        } else if i % 2 == 1 {
-            4.0
-        } else {
-            2.0
-        };
-        let (s, c) = t.sin_cos();
-        let upper = [2.0 * c - 1.0, 2.0 * s - 0.2];
-        let lower = [2.0 * (1.0 - c) - 1.0, 2.0 * (0.5 - s) - 0.2];
-        for m in [upper, lower] {
-            let d2 = (x[0] - m[0]).powi(2) + (x[1] - m[1]).powi(2);
-            total += w * (-d2 / (2.0 * s2)).exp();
-        }
+/// Composite Simpson weight of node `i` out of `0..=n` (n even).
+fn simpson_weight(i: usize, n: usize) -> f64 {
+    if i == 0 || i == n {
+        1.0
+    } else if i % 2 == 1 {
+        4.0
+    } else {
+        2.0
     }
-    let integral = total * h / 3.0; // ∫ over θ of the two Gaussian kernels
-    (0.5 / PI * integral / (2.0 * PI * s2)).ln()
 }
 
+/// A curve density by quadrature: nodes `c_k` with weights `w_k` (quadrature weight
+/// times the parameter's density), blurred by `kernel(x - c_k)`.
+struct CurveMixture {
+    nodes: Vec<([f64; 2], f64)>,
+}
+
+impl CurveMixture {
+    /// Composite Simpson nodes over `[a, b]` with `n_intervals` (even) intervals.
+    fn new(a: f64, b: f64, n_intervals: usize, curve: impl Fn(f64) -> ([f64; 2], f64)) -> Self {
+        let h = (b - a) / n_intervals as f64;
+        let nodes = (0..=n_intervals)
+            .map(|i| {
+                let (c, density) = curve(a + i as f64 * h);
+                (c, simpson_weight(i, n_intervals) * h / 3.0 * density)
+            })
+            .collect();
+        CurveMixture { nodes }
+    }
+
+    /// `Σ_k w_k kernel(x - c_k)`, skipping nodes farther than `reach` in a coordinate.
+    fn eval(&self, x: [f64; 2], reach: f64, kernel: impl Fn(f64, f64) -> f64) -> f64 {
+        self.nodes
+            .iter()
+            .filter(|(c, _)| (x[0] - c[0]).abs() <= reach && (x[1] - c[1]).abs() <= reach)
+            .map(|(c, w)| w * kernel(x[0] - c[0], x[1] - c[1]))
+            .sum()
+    }
+}
+
+/// Swissroll: `5x = (u cos u, u sin u) + N(0, I)`, `u ~ U[1.5π, 4.5π]`, so
+/// `p(x) = 25 ∫ N(5x; c(u), I) du / 3π`.
+#[test]
+fn swissroll_monte_carlo_entropy_matches_table() {
+    let (a, b) = (1.5 * PI, 4.5 * PI);
+    let curve = CurveMixture::new(a, b, 1000, |u| {
+        let (s, c) = u.sin_cos();
+        ([u * c, u * s], 1.0 / (b - a))
+    });
+    let log_p = |x: [f64; 2]| {
+        let y = [5.0 * x[0], 5.0 * x[1]];
+        let p = curve.eval(y, 7.0, |d0, d1| {
+            (-0.5 * (d0 * d0 + d1 * d1)).exp() / (2.0 * PI)
+        });
+        (25.0 * p).ln()
+    };
+    let h = mc_entropy(Dataset::Swissroll, 40000, 44, log_p);
+    let table = Dataset::Swissroll.entropy();
+    assert!((h - table).abs() < 0.02, "MC entropy {h} vs table {table}");
+}
+
+/// Density of `w·U + N(0, σ²)` with `U ~ U[0, 1)`, at `y`.
+fn box_blur(y: f64, w: f64, sigma: f64) -> f64 {
+    let s = sigma * std::f64::consts::SQRT_2;
+    0.5 * (erf(y / s) - erf((y - w) / s)) / w
+}
+
+/// 2spirals: one arm is `c(t) + (U₁, U₂)/6 + N(0, 0.1² I)` with
+/// `c(t) = (-t cos t, t sin t)/3`, `t = 3π√U` (density `2t/(3π)²`); the other arm is
+/// its negation, each with half the mass.
+#[test]
+fn two_spirals_monte_carlo_entropy_matches_table() {
+    let t_max = 3.0 * PI;
+    let curve = CurveMixture::new(0.0, t_max, 1500, |t| {
+        let (s, c) = t.sin_cos();
+        ([-t * c / 3.0, t * s / 3.0], 2.0 * t / (t_max * t_max))
+    });
+    let (w, sigma) = (0.5 / 3.0, 0.1);
+    // Beyond 6σ + w the kernel is below 1e-8 of its peak.
+    const REACH: f64 = 0.77;
+    let kernel = |d0: f64, d1: f64| box_blur(d0, w, sigma) * box_blur(d1, w, sigma);
+    let log_p = |x: [f64; 2]| {
+        let arm = curve.eval(x, REACH, kernel);
+        let other = curve.eval([-x[0], -x[1]], REACH, kernel);
+        (0.5 * arm + 0.5 * other).ln()
+    };
+    let h = mc_entropy(Dataset::TwoSpirals, 20000, 45, log_p);
+    let table = Dataset::TwoSpirals.entropy();
+    assert!((h - table).abs() < 0.02, "MC entropy {h} vs table {table}");
+}
+
+/// Moons: half the mass on each arc, θ uniform on [0, π] (the limit of evenly spaced
+/// angles), blurred by N(0, 0.2²) (noise 0.1 before the scaling by 2).
 #[test]
 fn moons_monte_carlo_entropy_matches_table() {
-    let h = mc_entropy(Dataset::Moons, 20000, 43, log_density_moons);
+    let upper = CurveMixture::new(0.0, PI, 300, |t| {
+        let (s, c) = t.sin_cos();
+        ([2.0 * c - 1.0, 2.0 * s - 0.2], 1.0 / PI)
+    });
+    let lower = CurveMixture::new(0.0, PI, 300, |t| {
+        let (s, c) = t.sin_cos();
+        ([2.0 * (1.0 - c) - 1.0, 2.0 * (0.5 - s) - 0.2], 1.0 / PI)
+    });
+    let s2 = 0.2f64 * 0.2;
+    let kernel = |d0: f64, d1: f64| (-(d0 * d0 + d1 * d1) / (2.0 * s2)).exp() / (2.0 * PI * s2);
+    let log_p =
+        |x: [f64; 2]| (0.5 * upper.eval(x, 1.6, kernel) + 0.5 * lower.eval(x, 1.6, kernel)).ln();
+    let h = mc_entropy(Dataset::Moons, 60000, 43, log_p);
     let table = Dataset::Moons.entropy();
     assert!((h - table).abs() < 0.02, "MC entropy {h} vs table {table}");
 }
