@@ -362,3 +362,42 @@ fn csv_chunks_stream_blocks_equal_to_whole_read() {
         Err(DataError::NotFound { .. })
     ));
 }
+
+#[test]
+fn byte_order_mark_before_header_or_first_number_is_ignored() {
+    let x = read_csv_from(Cursor::new("\u{feff}x,y\n1,2\n"), "bom").expect("read");
+    assert_eq!(x, array![[1.0, 2.0]]);
+    let x = read_csv_from(Cursor::new("\u{feff}1,2\n"), "bom").expect("read");
+    assert_eq!(x, array![[1.0, 2.0]]);
+}
+
+mod round_trip_property {
+    use super::*;
+    use cnflow::data::write_csv_to;
+    use proptest::prelude::*;
+
+    fn finite() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            any::<f64>().prop_filter("finite", |v| v.is_finite()),
+            -1e3..1e3f64,
+            Just(0.0),
+            Just(-0.0),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn csv_text_round_trip_is_bit_exact_for_any_finite_points(
+            (n_rows, n_cols, values) in (1usize..12, 1usize..5).prop_flat_map(|(r, c)| {
+                (Just(r), Just(c), proptest::collection::vec(finite(), r * c))
+            })
+        ) {
+            let x = Array2::from_shape_vec((n_rows, n_cols), values).expect("shape");
+            let mut buf = Vec::new();
+            write_csv_to(&mut buf, x.view(), "mem").expect("write");
+            let y = read_csv_from(Cursor::new(buf), "mem").expect("read");
+            prop_assert_eq!(bits(&y), bits(&x));
+        }
+    }
+}

@@ -49,7 +49,7 @@ pub enum DataError {
     /// A field that does not parse as a number.
     #[error(
         "{file}:{line}:{column}: `{value}` is not a number; fix or remove this value \
-         (only the first row may be a header)"
+         (fields are separated by commas, and only the first row may be a header)"
     )]
     Malformed {
         /// The file.

@@ -201,7 +201,8 @@ impl<R: Read> CsvChunks<R> {
             let line = self.record.position().map_or(0, |p| p.line());
             if !self.first_record_seen {
                 self.first_record_seen = true;
-                if self.record.iter().all(|f| f.parse::<f64>().is_err()) {
+                let is_number = |f: &str| f.trim_start_matches('\u{feff}').parse::<f64>().is_ok();
+                if !self.record.iter().any(is_number) {
                     continue; // header
                 }
             }
@@ -215,6 +216,7 @@ impl<R: Read> CsvChunks<R> {
                 });
             }
             for (j, field) in self.record.iter().enumerate() {
+                let field = field.trim_start_matches('\u{feff}'); // a UTF-8 byte-order mark
                 let v: f64 = field.parse().map_err(|_| DataError::Malformed {
                     file: self.file.clone(),
                     line,
