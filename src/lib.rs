@@ -41,6 +41,7 @@
 #![warn(missing_docs)]
 
 pub mod cnf;
+pub mod data;
 pub mod nn;
 pub mod ode;
 pub mod optim;

@@ -1,0 +1,136 @@
+//! Per-column standardisation, the affine map `u = (x - μ) / σ`, and its log-det.
+//!
+//! A model is trained on `u` and reports densities of `x`, the user's units, by the
+//! change of variables through this diagonal map:
+//!
+//! ```text
+//! log p_x(x) = log p_u(u) + log_det,     log_det = log |det ∂u/∂x| = -Σ_i ln σ_i
+//! ```
+//!
+//! `μ` is the column mean and `σ` the population standard deviation (divisor `n`,
+//! as scikit-learn's `StandardScaler`). The fitted values are serialisable so that a
+//! model file records them.
+
+use ndarray::{Array1, Array2, ArrayView2, Axis};
+use serde::{Deserialize, Serialize};
+
+use super::DataError;
+
+/// A fitted per-column standardisation `u = (x - mean) / std`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Standardizer {
+    /// Column means `μ_i`.
+    pub mean: Array1<f64>,
+    /// Column standard deviations `σ_i > 0`.
+    pub std: Array1<f64>,
+}
+
+impl Standardizer {
+    /// Fits the column means and standard deviations of `x` (`n × d`, `n ≥ 2`, all
+    /// entries finite).
+    ///
+    /// Refuses columns whose standard deviation is zero or below `1e-12·|μ|`
+    /// (numerically constant) with [`DataError::ZeroVariance`] naming the column.
+    pub fn fit(x: ArrayView2<f64>) -> Result<Self, DataError> {
+        let n_rows = x.nrows();
+        if n_rows < 2 {
+            return Err(DataError::TooFewPoints { n_rows });
+        }
+        if let Some(((i, j), v)) = x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            return Err(DataError::NonFinite {
+                file: "points to standardise".to_string(),
+                line: i as u64 + 1,
+                column: j + 1,
+                value: v.to_string(),
+            });
+        }
+        let n = n_rows as f64;
+        let mean = x.sum_axis(Axis(0)) / n;
+        let mut var = Array1::<f64>::zeros(x.ncols());
+        for row in x.rows() {
+            for ((v, &xi), &mi) in var.iter_mut().zip(row.iter()).zip(mean.iter()) {
+                let d = xi - mi;
+                *v += d * d;
+            }
+        }
+        let std = var.mapv(|v| (v / n).sqrt());
+        for (j, (&s, &m)) in std.iter().zip(mean.iter()).enumerate() {
+            let informative = s.is_finite() && s > 0.0 && s > 1e-12 * m.abs();
+            if !informative {
+                return Err(DataError::ZeroVariance {
+                    column: j + 1,
+                    value: m,
+                    std: s,
+                });
+            }
+        }
+        Ok(Standardizer { mean, std })
+    }
+
+    /// The identity map in `d` dimensions (mean 0, std 1).
+    pub fn identity(d: usize) -> Self {
+        Standardizer {
+            mean: Array1::zeros(d),
+            std: Array1::ones(d),
+        }
+    }
+
+    /// The dimension `d` the standardiser was fitted on.
+    pub fn dim(&self) -> usize {
+        self.mean.len()
+    }
+
+    /// Checks a standardiser read from a file: equal lengths, finite means, and
+    /// positive finite standard deviations.
+    pub fn validate(&self) -> Result<(), DataError> {
+        if self.std.len() != self.mean.len() {
+            return Err(DataError::DimensionMismatch {
+                n_columns: self.std.len(),
+                n_expected: self.mean.len(),
+            });
+        }
+        for (j, (&s, &m)) in self.std.iter().zip(self.mean.iter()).enumerate() {
+            if !(s > 0.0 && s.is_finite() && m.is_finite()) {
+                return Err(DataError::InvalidScale {
+                    column: j + 1,
+                    std: s,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn check_dim(&self, x: &ArrayView2<f64>) -> Result<(), DataError> {
+        if x.ncols() != self.dim() {
+            return Err(DataError::DimensionMismatch {
+                n_columns: x.ncols(),
+                n_expected: self.dim(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The standardised points `u = (x - μ) / σ` (row-wise).
+    pub fn forward(&self, x: ArrayView2<f64>) -> Result<Array2<f64>, DataError> {
+        self.check_dim(&x)?;
+        Ok((&x - &self.mean) / &self.std)
+    }
+
+    /// The points in the user's units, `x = μ + σ ⊙ u` (row-wise).
+    pub fn inverse(&self, u: ArrayView2<f64>) -> Result<Array2<f64>, DataError> {
+        self.check_dim(&u)?;
+        Ok(&u * &self.std + &self.mean)
+    }
+
+    /// `log |det ∂u/∂x| = -Σ_i ln σ_i`, so that `log p_x(x) = log p_u(u) + log_det()`.
+    pub fn log_det(&self) -> f64 {
+        -self.std.iter().map(|s| s.ln()).sum::<f64>()
+    }
+
+    /// Converts log-densities of standardised points to log-densities in the user's
+    /// units: adds [`Self::log_det`] to each entry.
+    pub fn log_density_x(&self, log_p_u: &Array1<f64>) -> Array1<f64> {
+        let ld = self.log_det();
+        log_p_u.mapv(|v| v + ld)
+    }
+}
