@@ -43,9 +43,7 @@ fn eight_gaussians_density_peaks_at_centers_divided_by_1_414() {
     for c in centers {
         assert!(((c[0].hypot(c[1])) - 4.0 / 1.414).abs() < 1e-12);
         let p = ndarray::array![[c[0], c[1]]];
-        let lp = Dataset::EightGaussians
-            .log_density(p.view())
-            .expect("closed form")[0];
+        let lp = Dataset::EightGaussians.log_density(p.view()).expect("closed form")[0];
         // Other components contribute < 1e-6 relative at a center.
         assert!((lp - peak.ln()).abs() < 1e-6, "log p at {c:?} = {lp}");
     }
@@ -53,16 +51,8 @@ fn eight_gaussians_density_peaks_at_centers_divided_by_1_414() {
 
 #[test]
 fn checkerboard_density_is_uniform_inside_and_minus_infinity_outside() {
-    let pts = ndarray::array![
-        [-3.0, -3.0],
-        [-1.0, -3.0],
-        [1.0, 1.0],
-        [3.0, 1.0],
-        [5.0, 0.0]
-    ];
-    let lp = Dataset::Checkerboard
-        .log_density(pts.view())
-        .expect("closed form");
+    let pts = ndarray::array![[-3.0, -3.0], [-1.0, -3.0], [1.0, 1.0], [3.0, 1.0], [5.0, 0.0]];
+    let lp = Dataset::Checkerboard.log_density(pts.view()).expect("closed form");
     let inside = -(32f64).ln();
     assert_eq!(lp[0], inside);
     assert_eq!(lp[1], f64::NEG_INFINITY);
@@ -162,10 +152,7 @@ fn chi_square_rejects_wrongly_scaled_eight_gaussians() {
     let x = Dataset::EightGaussians.sample(20000, &mut ChaCha8Rng::seed_from_u64(23)) * 1.1;
     let (stat, df) = chi_square(Dataset::EightGaussians, x.view(), -4.0, 4.0, 24);
     let bound = df as f64 + 5.0 * (2.0 * df as f64).sqrt();
-    assert!(
-        stat > bound,
-        "chi2 {stat} with {df} dof should exceed {bound}"
-    );
+    assert!(stat > bound, "chi2 {stat} with {df} dof should exceed {bound}");
 }
 
 fn monte_carlo_entropy(d: Dataset, n: usize, seed: u64) -> f64 {

@@ -14,9 +14,7 @@ fn bessel_i0e(x: f64) -> f64 {
     if x <= 3.75 {
         let t = (x / 3.75).powi(2);
         let i0 = 1.0
-            + t * (3.5156229
-                + t * (3.0899424
-                    + t * (1.2067492 + t * (0.2659732 + t * (0.0360768 + t * 0.0045813)))));
+            + t * (3.5156229 + t * (3.0899424 + t * (1.2067492 + t * (0.2659732 + t * (0.0360768 + t * 0.0045813)))));
         i0 * (-x).exp()
     } else {
         let t = 3.75 / x;
@@ -25,8 +23,7 @@ fn bessel_i0e(x: f64) -> f64 {
                 + t * (0.00225319
                     + t * (-0.00157565
                         + t * (0.00916281
-                            + t * (-0.02057706
-                                + t * (0.02635537 + t * (-0.01647633 + t * 0.00392377)))))));
+                            + t * (-0.02057706 + t * (0.02635537 + t * (-0.01647633 + t * 0.00392377)))))));
         p / x.sqrt()
     }
 }
@@ -39,8 +36,7 @@ fn log_density_circles(x: [f64; 2], radii: &[f64], sigma: f64) -> f64 {
     let p: f64 = radii
         .iter()
         .map(|&big_r| {
-            let log_p = -(2.0 * PI * s2).ln() - (r - big_r).powi(2) / (2.0 * s2)
-                + bessel_i0e(r * big_r / s2).ln();
+            let log_p = -(2.0 * PI * s2).ln() - (r - big_r).powi(2) / (2.0 * s2) + bessel_i0e(r * big_r / s2).ln();
             log_p.exp()
         })
         .sum();
@@ -49,11 +45,7 @@ fn log_density_circles(x: [f64; 2], radii: &[f64], sigma: f64) -> f64 {
 
 fn mc_entropy(d: Dataset, n: usize, seed: u64, log_p: impl Fn([f64; 2]) -> f64) -> f64 {
     let x = d.sample(n, &mut ChaCha8Rng::seed_from_u64(seed));
-    -x.rows()
-        .into_iter()
-        .map(|r| log_p([r[0], r[1]]))
-        .sum::<f64>()
-        / n as f64
+    -x.rows().into_iter().map(|r| log_p([r[0], r[1]])).sum::<f64>() / n as f64
 }
 
 #[test]
@@ -68,10 +60,7 @@ fn bessel_i0e_matches_series() {
         }
         let reference = sum * (-x).exp();
         let got = bessel_i0e(x);
-        assert!(
-            (got / reference - 1.0).abs() < 1e-6,
-            "x = {x}: {got} vs {reference}"
-        );
+        assert!((got / reference - 1.0).abs() < 1e-6, "x = {x}: {got} vs {reference}");
     }
 }
 
@@ -144,9 +133,7 @@ fn swissroll_monte_carlo_entropy_matches_table() {
     });
     let log_p = |x: [f64; 2]| {
         let y = [5.0 * x[0], 5.0 * x[1]];
-        let p = curve.eval(y, 7.0, |d0, d1| {
-            (-0.5 * (d0 * d0 + d1 * d1)).exp() / (2.0 * PI)
-        });
+        let p = curve.eval(y, 7.0, |d0, d1| (-0.5 * (d0 * d0 + d1 * d1)).exp() / (2.0 * PI));
         (25.0 * p).ln()
     };
     let h = mc_entropy(Dataset::Swissroll, 40000, 44, log_p);
@@ -198,8 +185,7 @@ fn moons_monte_carlo_entropy_matches_table() {
     });
     let s2 = 0.2f64 * 0.2;
     let kernel = |d0: f64, d1: f64| (-(d0 * d0 + d1 * d1) / (2.0 * s2)).exp() / (2.0 * PI * s2);
-    let log_p =
-        |x: [f64; 2]| (0.5 * upper.eval(x, 1.6, kernel) + 0.5 * lower.eval(x, 1.6, kernel)).ln();
+    let log_p = |x: [f64; 2]| (0.5 * upper.eval(x, 1.6, kernel) + 0.5 * lower.eval(x, 1.6, kernel)).ln();
     let h = mc_entropy(Dataset::Moons, 60000, 43, log_p);
     let table = Dataset::Moons.entropy();
     assert!((h - table).abs() < 0.02, "MC entropy {h} vs table {table}");

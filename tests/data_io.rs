@@ -6,8 +6,8 @@ use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 
 use cnflow::data::{
-    csv_chunks, read_csv, read_csv_from, read_npy, read_points, write_atomic, write_csv, write_npy,
-    write_points, DataError, Dataset,
+    csv_chunks, read_csv, read_csv_from, read_npy, read_points, write_atomic, write_csv, write_npy, write_points,
+    DataError, Dataset,
 };
 use ndarray::{array, Array2};
 use rand::SeedableRng;
@@ -60,11 +60,7 @@ fn csv_round_trip_is_bit_exact() {
     let y = read_csv(&path).expect("read");
     assert_eq!(y.dim(), x.dim());
     assert_eq!(bits(&y), bits(&x));
-    assert_eq!(
-        entries(&dir),
-        vec!["points.csv"],
-        "no temporary file left behind"
-    );
+    assert_eq!(entries(&dir), vec!["points.csv"], "no temporary file left behind");
 }
 
 #[test]
@@ -103,10 +99,7 @@ fn malformed_number_names_file_line_and_column() {
     let err = read_csv(&path).expect_err("must fail");
     match &err {
         DataError::Malformed {
-            line,
-            column,
-            value,
-            ..
+            line, column, value, ..
         } => {
             assert_eq!((*line, *column, value.as_str()), (3, 2, "oops"));
         }
@@ -120,30 +113,17 @@ fn malformed_number_names_file_line_and_column() {
     // A partly numeric first row is a typo, not a header.
     let err = read_csv_from(Cursor::new("1,x\n2,3\n"), "mem").expect_err("must fail");
     assert!(
-        matches!(
-            err,
-            DataError::Malformed {
-                line: 1,
-                column: 2,
-                ..
-            }
-        ),
+        matches!(err, DataError::Malformed { line: 1, column: 2, .. }),
         "{err:?}"
     );
 }
 
 #[test]
 fn non_finite_values_are_refused_with_position() {
-    for (text, line, column) in [
-        ("1,2\nnan,3\n", 2, 1),
-        ("1,inf\n", 1, 2),
-        ("h\n-infinity\n", 2, 1),
-    ] {
+    for (text, line, column) in [("1,2\nnan,3\n", 2, 1), ("1,inf\n", 1, 2), ("h\n-infinity\n", 2, 1)] {
         let err = read_csv_from(Cursor::new(text), "f.csv").expect_err("must fail");
         match &err {
-            DataError::NonFinite {
-                line: l, column: c, ..
-            } => assert_eq!((*l, *c), (line, column)),
+            DataError::NonFinite { line: l, column: c, .. } => assert_eq!((*l, *c), (line, column)),
             other => panic!("{text:?}: wrong variant {other:?}"),
         }
         assert!(err.to_string().contains("f.csv"));
@@ -214,8 +194,7 @@ fn wrong_dimension_is_refused() {
 /// A version-1.0 .npy file with the given header fields and raw data.
 fn npy_bytes(descr: &str, fortran: bool, shape: &str, data: &[u8]) -> Vec<u8> {
     let order = if fortran { "True" } else { "False" };
-    let mut header =
-        format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': {shape}, }}");
+    let mut header = format!("{{'descr': '{descr}', 'fortran_order': {order}, 'shape': {shape}, }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
@@ -237,15 +216,9 @@ fn npy_reads_fortran_f32_and_one_dimensional_arrays() {
         .collect();
     let path = dir.join("f.npy");
     fs::write(&path, npy_bytes("<f4", true, "(3, 2)", &data)).expect("write");
-    assert_eq!(
-        read_npy(&path).expect("read"),
-        array![[1., 2.], [3., 4.], [5., 6.]]
-    );
+    assert_eq!(read_npy(&path).expect("read"), array![[1., 2.], [3., 4.], [5., 6.]]);
     // 1-D float64 of length 3 reads as 3 × 1.
-    let data: Vec<u8> = [0.5f64, -1.0, 2.0]
-        .iter()
-        .flat_map(|v| v.to_le_bytes())
-        .collect();
+    let data: Vec<u8> = [0.5f64, -1.0, 2.0].iter().flat_map(|v| v.to_le_bytes()).collect();
     let path = dir.join("v.npy");
     fs::write(&path, npy_bytes("<f8", false, "(3,)", &data)).expect("write");
     assert_eq!(read_npy(&path).expect("read"), array![[0.5], [-1.0], [2.0]]);
@@ -274,14 +247,7 @@ fn npy_bad_rank_dtype_and_nan_are_refused() {
     fs::write(&path, npy_bytes("<f8", false, "(2, 2)", &data)).expect("write");
     let err = read_npy(&path).expect_err("fail");
     assert!(
-        matches!(
-            err,
-            DataError::NonFinite {
-                line: 2,
-                column: 2,
-                ..
-            }
-        ),
+        matches!(err, DataError::NonFinite { line: 2, column: 2, .. }),
         "{err:?}"
     );
     let path = dir.join("empty.npy");
@@ -322,9 +288,7 @@ fn failed_write_leaves_no_file_and_keeps_old_contents() {
             action: "writing",
             source,
         })?;
-        Err(DataError::Empty {
-            file: "custom".into(),
-        })
+        Err(DataError::Empty { file: "custom".into() })
     });
     assert!(res.is_err());
     assert_eq!(entries(&dir), vec!["out.csv"]);
@@ -340,10 +304,7 @@ fn csv_chunks_stream_blocks_equal_to_whole_read() {
         .expect("open")
         .collect::<Result<_, _>>()
         .expect("read");
-    assert_eq!(
-        blocks.iter().map(|b| b.nrows()).collect::<Vec<_>>(),
-        vec![3, 3, 3, 1]
-    );
+    assert_eq!(blocks.iter().map(|b| b.nrows()).collect::<Vec<_>>(), vec![3, 3, 3, 1]);
     let views: Vec<_> = blocks.iter().map(|b| b.view()).collect();
     let joined = ndarray::concatenate(ndarray::Axis(0), &views).expect("concat");
     assert_eq!(joined, read_csv(&path).expect("read"));
@@ -351,10 +312,7 @@ fn csv_chunks_stream_blocks_equal_to_whole_read() {
     write_text(&path, "1,2\n3,4\n5,6\n7\n");
     let mut it = csv_chunks(&path, 2).expect("open");
     assert!(matches!(it.next(), Some(Ok(_))));
-    assert!(matches!(
-        it.next(),
-        Some(Err(DataError::Ragged { line: 4, .. }))
-    ));
+    assert!(matches!(it.next(), Some(Err(DataError::Ragged { line: 4, .. }))));
     assert!(it.next().is_none());
     // A missing file fails at open.
     assert!(matches!(

@@ -50,8 +50,7 @@ fn log_det_matches_log_abs_det_of_the_jacobian() {
         let mut minus = plus.clone();
         plus[[0, j]] += h;
         minus[[0, j]] -= h;
-        let col =
-            (s.forward(plus.view()).expect("f") - s.forward(minus.view()).expect("f")) / (2.0 * h);
+        let col = (s.forward(plus.view()).expect("f") - s.forward(minus.view()).expect("f")) / (2.0 * h);
         jac.column_mut(j).assign(&col.row(0));
     }
     // The map is diagonal: off-diagonal entries vanish, det is the diagonal product.
@@ -98,10 +97,7 @@ fn constant_column_is_refused_naming_the_column() {
     let mut x = data();
     x.column_mut(1).fill(0.1); // 0.1 is not exact in binary: std is tiny, not zero
     let err = Standardizer::fit(x.view()).expect_err("fail");
-    assert!(
-        matches!(err, DataError::ZeroVariance { column: 2, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, DataError::ZeroVariance { column: 2, .. }), "{err:?}");
     assert!(err.to_string().contains("column 2"), "{err}");
     x.column_mut(1).fill(0.0);
     assert!(matches!(
@@ -139,9 +135,6 @@ fn serde_round_trip_and_validation() {
         mean: array![0.0, 0.0],
         std: array![1.0, -1.0],
     };
-    assert!(matches!(
-        bad.validate(),
-        Err(DataError::InvalidScale { column: 2, .. })
-    ));
+    assert!(matches!(bad.validate(), Err(DataError::InvalidScale { column: 2, .. })));
     assert_eq!(Standardizer::identity(3).log_det(), 0.0);
 }

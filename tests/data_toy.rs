@@ -164,10 +164,7 @@ fn moons_put_half_the_points_on_each_arc() {
         ss += du.min(dl).powi(2);
     }
     // n//2 = 500 points on the upper arc; a few cross over near where the arcs approach.
-    assert!(
-        (n_upper as i64 - 500).abs() <= 15,
-        "upper arc holds {n_upper}"
-    );
+    assert!((n_upper as i64 - 500).abs() <= 15, "upper arc holds {n_upper}");
     // Distance to the curve is about |N(0, 0.2²)| in the normal direction.
     let rms = (ss / 1001.0).sqrt();
     assert!((rms - 0.2).abs() < 0.02, "rms distance {rms}");
@@ -202,11 +199,7 @@ fn two_spirals_are_symmetric_under_negation() {
         let b = x.row(i + half);
         [(a[0] + b[0]).powi(2), (a[1] + b[1]).powi(2)]
     }));
-    assert!(
-        (s2.sqrt() - 0.1 * 2f64.sqrt()).abs() < 0.005,
-        "rms {}",
-        s2.sqrt()
-    );
+    assert!((s2.sqrt() - 0.1 * 2f64.sqrt()).abs() < 0.005, "rms {}", s2.sqrt());
     let m0 = mean(x.column(0).iter().copied());
     let m1 = mean(x.column(1).iter().copied());
     assert!(m0.abs() < 0.03 && m1.abs() < 0.03, "mean ({m0}, {m1})");
@@ -248,10 +241,7 @@ fn pinwheel_has_five_arms_and_radial_second_moment() {
         counts[((t / (2.0 * PI / 5.0)) as usize).min(4)] += 1;
     }
     for c in counts {
-        assert!(
-            (c as f64 / 2000.0 - 1.0).abs() < 0.08,
-            "sector counts {counts:?}"
-        );
+        assert!((c as f64 / 2000.0 - 1.0).abs() < 0.08, "sector counts {counts:?}");
     }
     // |x|² = 4 |f|², E|f|² = 1 + 0.3² + 0.1².
     let r2 = mean(radii(&x).iter().map(|r| r * r));

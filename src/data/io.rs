@@ -71,9 +71,7 @@ fn open_error(path: &Path, err: io::Error) -> DataError {
 
 fn open_for_reading(path: &Path) -> Result<File, DataError> {
     if path.is_dir() {
-        return Err(DataError::IsDirectory {
-            file: file_name(path),
-        });
+        return Err(DataError::IsDirectory { file: file_name(path) });
     }
     File::open(path).map_err(|e| open_error(path, e))
 }
@@ -116,9 +114,7 @@ pub fn read_csv_from<R: Read>(reader: R, file: &str) -> Result<Array2<f64>, Data
     let mut chunks = CsvChunks::new(reader, file, usize::MAX);
     match chunks.next() {
         Some(result) => result,
-        None => Err(DataError::Empty {
-            file: file.to_string(),
-        }),
+        None => Err(DataError::Empty { file: file.to_string() }),
     }
 }
 
@@ -187,14 +183,11 @@ impl<R: Read> CsvChunks<R> {
         let mut values: Vec<f64> = Vec::new();
         let mut n_rows = 0usize;
         while n_rows < self.n_rows_max {
-            let more = self
-                .reader
-                .read_record(&mut self.record)
-                .map_err(|e| DataError::Csv {
-                    file: self.file.clone(),
-                    line: e.position().map_or(0, |p| p.line()),
-                    message: e.to_string(),
-                })?;
+            let more = self.reader.read_record(&mut self.record).map_err(|e| DataError::Csv {
+                file: self.file.clone(),
+                line: e.position().map_or(0, |p| p.line()),
+                message: e.to_string(),
+            })?;
             if !more {
                 break;
             }
@@ -296,26 +289,23 @@ pub fn read_npy(path: &Path) -> Result<Array2<f64>, DataError> {
     };
     let any: ArrayD<f64> = match ArrayD::<f64>::read_npy(&bytes[..]) {
         Ok(a) => a,
-        Err(ReadNpyError::WrongDescriptor(_)) => ArrayD::<f32>::read_npy(&bytes[..])
-            .map_err(npy_error)?
-            .mapv(f64::from),
+        Err(ReadNpyError::WrongDescriptor(_)) => {
+            ArrayD::<f32>::read_npy(&bytes[..]).map_err(npy_error)?.mapv(f64::from)
+        }
         Err(e) => return Err(npy_error(e)),
     };
     let points: Array2<f64> = match any.ndim() {
         1 => {
             let n = any.len();
-            any.into_shape_with_order((n, 1))
-                .map_err(|e| DataError::Npy {
-                    file: file.clone(),
-                    message: e.to_string(),
-                })?
-        }
-        2 => any
-            .into_dimensionality::<Ix2>()
-            .map_err(|e| DataError::Npy {
+            any.into_shape_with_order((n, 1)).map_err(|e| DataError::Npy {
                 file: file.clone(),
                 message: e.to_string(),
-            })?,
+            })?
+        }
+        2 => any.into_dimensionality::<Ix2>().map_err(|e| DataError::Npy {
+            file: file.clone(),
+            message: e.to_string(),
+        })?,
         ndim => {
             return Err(DataError::Npy {
                 file,
@@ -368,11 +358,7 @@ fn check_finite_output(points: ArrayView2<f64>, file: &str) -> Result<(), DataEr
 /// Rows are checked as they are written: a non-finite value stops the write with
 /// [`DataError::NonFiniteOutput`] (the rows before it have been written; use
 /// [`write_csv`] on a path for all-or-nothing output).
-pub fn write_csv_to<W: Write>(
-    writer: &mut W,
-    points: ArrayView2<f64>,
-    file: &str,
-) -> Result<(), DataError> {
+pub fn write_csv_to<W: Write>(writer: &mut W, points: ArrayView2<f64>, file: &str) -> Result<(), DataError> {
     let io_err = |source| DataError::Io {
         file: file.to_string(),
         action: "writing",
@@ -440,9 +426,7 @@ where
         .map_err(|e| io_err("creating a temporary file beside it", e))?;
     let mut writer = BufWriter::new(handle);
     let result = write(&mut writer).and_then(|()| {
-        let handle = writer
-            .into_inner()
-            .map_err(|e| io_err("writing", e.into_error()))?;
+        let handle = writer.into_inner().map_err(|e| io_err("writing", e.into_error()))?;
         handle.sync_all().map_err(|e| io_err("syncing", e))?;
         fs::rename(&temp, path).map_err(|e| io_err("renaming the temporary file", e))?;
         Ok(())
@@ -470,13 +454,10 @@ pub fn write_npy(path: &Path, points: ArrayView2<f64>) -> Result<(), DataError> 
     let file = file_name(path);
     check_finite_output(points, &file)?;
     write_atomic(path, |w| {
-        points
-            .as_standard_layout()
-            .write_npy(w)
-            .map_err(|e| DataError::Npy {
-                file: file.clone(),
-                message: format!("cannot write .npy: {e}"),
-            })
+        points.as_standard_layout().write_npy(w).map_err(|e| DataError::Npy {
+            file: file.clone(),
+            message: format!("cannot write .npy: {e}"),
+        })
     })
 }
 

@@ -44,8 +44,8 @@ pub mod toy;
 
 pub use error::DataError;
 pub use io::{
-    csv_chunks, read_csv, read_csv_from, read_npy, read_points, write_atomic, write_csv,
-    write_csv_to, write_npy, write_points, CsvChunks, PointFormat,
+    csv_chunks, read_csv, read_csv_from, read_npy, read_points, write_atomic, write_csv, write_csv_to, write_npy,
+    write_points, CsvChunks, PointFormat,
 };
 pub use standardize::Standardizer;
 pub use toy::Dataset;

@@ -91,10 +91,7 @@ impl Standardizer {
         }
         for (j, (&s, &m)) in self.std.iter().zip(self.mean.iter()).enumerate() {
             if !(s > 0.0 && s.is_finite() && m.is_finite()) {
-                return Err(DataError::InvalidScale {
-                    column: j + 1,
-                    std: s,
-                });
+                return Err(DataError::InvalidScale { column: j + 1, std: s });
             }
         }
         Ok(())

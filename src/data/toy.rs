@@ -123,11 +123,7 @@ impl Dataset {
 
     /// The valid names, comma separated (for messages).
     pub fn valid_names() -> String {
-        Self::ALL
-            .iter()
-            .map(|d| d.name())
-            .collect::<Vec<_>>()
-            .join(", ")
+        Self::ALL.iter().map(|d| d.name()).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -272,12 +268,7 @@ fn circles<R: Rng + ?Sized>(n_points: usize, rng: &mut R) -> Array2<f64> {
 fn rings<R: Rng + ?Sized>(n_points: usize, rng: &mut R) -> Array2<f64> {
     let n_each = n_points / 4;
     let n_smallest = n_points - 3 * n_each;
-    let x = circle_points(&[
-        (1.0, n_each),
-        (0.75, n_each),
-        (0.5, n_each),
-        (0.25, n_smallest),
-    ]) * 3.0;
+    let x = circle_points(&[(1.0, n_each), (0.75, n_each), (0.5, n_each), (0.25, n_smallest)]) * 3.0;
     let mut x = shuffled_rows(&x, rng);
     for v in x.iter_mut() {
         *v += 0.08 * normal(rng);
