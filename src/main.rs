@@ -1,20 +1,13 @@
-//! The `cnflow` command-line program.
-//!
-//! The commands `train`, `sample`, `density`, `eval`, `plot` and `datasets` are built
-//! on the library as it grows (see README.md for what is there today).
+//! The `cnflow` command-line program: a thin layer over the library.
+
+mod cli;
 
 use clap::Parser;
 
-/// cnflow: continuous normalizing flows — fit a density, evaluate it exactly, sample from it.
-#[derive(Parser, Debug)]
-#[command(name = "cnflow", version, about, long_about = None)]
-struct Cli {}
-
 fn main() {
-    let _cli = Cli::parse();
-    eprintln!(
-        "cnflow {}: no command-line commands yet; the library (ODE solvers) is usable from Rust, see README.md",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::exit(2);
+    let cli = cli::args::Cli::parse();
+    if let Err(err) = cli::run(cli) {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
 }

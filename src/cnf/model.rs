@@ -314,3 +314,73 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         Ok(frames)
     }
 }
+
+/// Seed of the Hutchinson probes of chunk `i` in a parallel evaluation seeded `seed`.
+fn chunk_rng(seed: u64, i: usize) -> rand_chacha::ChaCha8Rng {
+    use rand::SeedableRng;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(i as u64);
+    rng
+}
+
+impl<T: Real, F: Field<T>> Cnf<T, F> {
+    /// [`Cnf::log_prob`] over chunks of at most `chunk` points, in parallel on rayon's
+    /// pool; memory is bounded by the chunk size times the number of threads. Chunk `i`
+    /// draws its probes from stream `i` of `seed`, so results do not depend on the
+    /// number of threads.
+    pub fn log_prob_par(
+        &self,
+        x: &[T],
+        solver: &SolverConfig,
+        trace: Trace,
+        chunk: usize,
+        seed: u64,
+    ) -> Result<LogProb<T>, CnfError> {
+        use rayon::prelude::*;
+        self.n_points(x)?;
+        let d = self.dim();
+        let parts: Vec<LogProb<T>> = x
+            .par_chunks(chunk.max(1) * d)
+            .enumerate()
+            .map(|(i, c)| self.log_prob(c, solver, trace, &mut chunk_rng(seed, i)))
+            .collect::<Result<_, _>>()?;
+        let mut out = LogProb {
+            log_p: Vec::with_capacity(x.len() / d),
+            z: Vec::with_capacity(x.len()),
+            n_evals: 0,
+        };
+        for p in parts {
+            out.log_p.extend(p.log_p);
+            out.z.extend(p.z);
+            out.n_evals += p.n_evals;
+        }
+        Ok(out)
+    }
+
+    /// [`Cnf::sample`] of `n` points over chunks of at most `chunk`, in parallel; chunk
+    /// `i` draws its base points from stream `i` of `seed`.
+    pub fn sample_par(
+        &self,
+        n: usize,
+        solver: &SolverConfig,
+        chunk: usize,
+        seed: u64,
+    ) -> Result<(Vec<T>, Stats), CnfError> {
+        use rayon::prelude::*;
+        let chunk = chunk.max(1);
+        let n_chunks = n.div_ceil(chunk);
+        let parts: Vec<(Vec<T>, Stats)> = (0..n_chunks)
+            .into_par_iter()
+            .map(|i| self.sample(chunk.min(n - i * chunk), solver, &mut chunk_rng(seed, i)))
+            .collect::<Result<_, _>>()?;
+        let mut x = Vec::with_capacity(n * self.dim());
+        let mut stats = Stats::default();
+        for (p, s) in parts {
+            x.extend(p);
+            stats.n_evals += s.n_evals;
+            stats.n_accepted += s.n_accepted;
+            stats.n_rejected += s.n_rejected;
+        }
+        Ok((x, stats))
+    }
+}

@@ -1,0 +1,353 @@
+//! Command-line arguments (clap derive): the names and flags are part of the contract.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// cnflow: continuous normalizing flows — fit a density, evaluate it exactly, sample from it.
+#[derive(Parser, Debug)]
+#[command(name = "cnflow", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Fit a CNF to a built-in dataset or your own points; writes a run folder.
+    Train(TrainArgs),
+    /// Evaluate log p(x) for every input point (same order).
+    Density(DensityArgs),
+    /// Draw samples from a model.
+    Sample(SampleArgs),
+    /// Test NLL of a model on data; with a built-in dataset also its entropy and the KL gap.
+    Eval(EvalArgs),
+    /// Draw pictures: data, model density and samples; the flow; training curves.
+    Plot(PlotArgs),
+    /// List the built-in datasets with their entropies, or write points of one.
+    Datasets(DatasetsArgs),
+}
+
+/// ODE methods, as on the command line.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SolverArg {
+    /// Dormand–Prince 5(4), adaptive.
+    Dopri5,
+    /// Tsitouras 5(4), adaptive.
+    Tsit5,
+    /// Bogacki–Shampine 3(2), adaptive.
+    Bosh3,
+    /// Classical Runge–Kutta 4, fixed steps.
+    Rk4,
+    /// Explicit midpoint, fixed steps.
+    Midpoint,
+    /// Heun, fixed steps.
+    Heun,
+    /// Forward Euler, fixed steps.
+    Euler,
+}
+
+impl SolverArg {
+    /// The library's method.
+    pub fn method(self) -> cnflow::ode::Method {
+        use cnflow::ode::Method;
+        match self {
+            SolverArg::Dopri5 => Method::Dopri5,
+            SolverArg::Tsit5 => Method::Tsit5,
+            SolverArg::Bosh3 => Method::Bosh3,
+            SolverArg::Rk4 => Method::Rk4,
+            SolverArg::Midpoint => Method::Midpoint,
+            SolverArg::Heun => Method::Heun,
+            SolverArg::Euler => Method::Euler,
+        }
+    }
+}
+
+/// Layer kinds.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum LayerArg {
+    /// FFJORD's (W x + b) ⊙ σ(W_g t + b_g) + W_b t.
+    Concatsquash,
+    /// Linear over [t, x].
+    Concat,
+    /// Linear, time ignored.
+    Ignore,
+}
+
+/// Activations.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum ActivationArg {
+    /// tanh.
+    Tanh,
+    /// softplus.
+    Softplus,
+    /// ELU.
+    Elu,
+    /// swish (x·σ(x)).
+    Swish,
+}
+
+/// Trace estimators.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum TraceArg {
+    /// Exact trace from d forward tangents.
+    Exact,
+    /// Hutchinson's estimator with one Rademacher probe per solve.
+    Hutchinson,
+}
+
+/// Gradient methods.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum GradArg {
+    /// Continuous adjoint (memory flat in the number of steps).
+    Adjoint,
+    /// Backprop through the solver's steps (exact gradient of the discrete solution).
+    Backprop,
+}
+
+/// Float types.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum PrecisionArg {
+    /// 32-bit floats (fast; FFJORD trains in f32).
+    F32,
+    /// 64-bit floats.
+    F64,
+}
+
+/// Picture kinds.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlotKind {
+    /// Data, model density and model samples side by side.
+    Panels,
+    /// The sampling flow at several times.
+    Trajectories,
+    /// Training curves from a run's metrics.csv.
+    Metrics,
+}
+
+fn positive_f64(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if v > 0.0 && v.is_finite() {
+        Ok(v)
+    } else {
+        Err(format!("{s} must be a finite number > 0"))
+    }
+}
+
+fn non_negative_f64(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|_| format!("'{s}' is not a number"))?;
+    if v >= 0.0 && v.is_finite() {
+        Ok(v)
+    } else {
+        Err(format!("{s} must be a finite number ≥ 0"))
+    }
+}
+
+fn positive_usize(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(v) if v > 0 => Ok(v),
+        _ => Err(format!("{s} must be a whole number ≥ 1")),
+    }
+}
+
+/// Flags of `cnflow train`.
+#[derive(Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TrainArgs {
+    /// Built-in dataset name (see `cnflow datasets`) or a CSV/.npy file of points.
+    #[arg(long, default_value = "8gaussians")]
+    pub data: String,
+    /// Training iterations (in total; with --resume, the new total).
+    #[arg(long, value_parser = positive_usize, default_value_t = 2000)]
+    pub iters: usize,
+    /// Batch size.
+    #[arg(long, value_parser = positive_usize, default_value_t = 100)]
+    pub batch: usize,
+    /// Hidden widths of the field, joined by '-'.
+    #[arg(long, default_value = "64-64-64")]
+    pub hidden: String,
+    /// Layer kind.
+    #[arg(long, value_enum, default_value_t = LayerArg::Concatsquash)]
+    pub layer: LayerArg,
+    /// Activation between layers.
+    #[arg(long, value_enum, default_value_t = ActivationArg::Tanh)]
+    pub activation: ActivationArg,
+    /// Number of stacked CNF blocks.
+    #[arg(long, value_parser = positive_usize, default_value_t = 1)]
+    pub blocks: usize,
+    /// ODE solver for training.
+    #[arg(long, value_enum, default_value_t = SolverArg::Dopri5)]
+    pub solver: SolverArg,
+    /// Relative tolerance of adaptive solvers.
+    #[arg(long, value_parser = positive_f64, default_value_t = 1e-5)]
+    pub rtol: f64,
+    /// Absolute tolerance of adaptive solvers.
+    #[arg(long, value_parser = positive_f64, default_value_t = 1e-5)]
+    pub atol: f64,
+    /// Fixed number of steps per solve (needed by rk4, midpoint, heun, euler; makes adaptive methods fixed-step).
+    #[arg(long, value_parser = positive_usize)]
+    pub steps: Option<usize>,
+    /// Trace estimator.
+    #[arg(long, value_enum, default_value_t = TraceArg::Exact)]
+    pub trace: TraceArg,
+    /// Gradient method.
+    #[arg(long, value_enum, default_value_t = GradArg::Adjoint)]
+    pub grad: GradArg,
+    /// Weight of the RNODE kinetic-energy regularizer ∫‖f‖² (0 = off).
+    #[arg(long, value_parser = non_negative_f64, default_value_t = 0.0)]
+    pub kinetic: f64,
+    /// Weight of the RNODE Jacobian-Frobenius regularizer ∫‖J ε‖² (0 = off).
+    #[arg(long, value_parser = non_negative_f64, default_value_t = 0.0)]
+    pub jacobian: f64,
+    /// Adam learning rate.
+    #[arg(long, value_parser = positive_f64, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Adam weight decay.
+    #[arg(long, value_parser = non_negative_f64, default_value_t = 1e-5)]
+    pub weight_decay: f64,
+    /// Float type for training.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    pub precision: PrecisionArg,
+    /// Seed of every random draw (initial weights, batches, probes, test set).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Run folder (default: runs/<dataset name or file stem>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in --out from its checkpoint (after Ctrl-C or to train longer).
+    #[arg(long)]
+    pub resume: bool,
+    /// Overwrite an existing run in --out.
+    #[arg(long)]
+    pub force: bool,
+    /// Evaluate on the test set every this many iterations.
+    #[arg(long, value_parser = positive_usize, default_value_t = 100)]
+    pub eval_every: usize,
+    /// Test-set size (built-in datasets; files hold out 10 % up to this many points).
+    #[arg(long, value_parser = positive_usize, default_value_t = 5000)]
+    pub test_size: usize,
+}
+
+/// Solver overrides shared by the evaluation commands.
+#[derive(Args, Debug, Clone)]
+pub struct EvalSolverArgs {
+    /// ODE solver (default: the model's evaluation solver, dopri5).
+    #[arg(long, value_enum)]
+    pub solver: Option<SolverArg>,
+    /// Relative tolerance (default: the model's evaluation tolerance).
+    #[arg(long, value_parser = positive_f64)]
+    pub rtol: Option<f64>,
+    /// Absolute tolerance (default: the model's evaluation tolerance).
+    #[arg(long, value_parser = positive_f64)]
+    pub atol: Option<f64>,
+    /// Fixed number of steps per solve instead of adaptive steps.
+    #[arg(long, value_parser = positive_usize)]
+    pub steps: Option<usize>,
+    /// Points per chunk (chunks run in parallel; bounds memory).
+    #[arg(long, value_parser = positive_usize, default_value_t = 1000)]
+    pub chunk: usize,
+}
+
+/// Flags of `cnflow density`.
+#[derive(Args, Debug)]
+pub struct DensityArgs {
+    /// Model file written by `cnflow train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Points: a CSV or .npy file, or - for CSV on stdin.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where to write log p(x): a CSV (one column `log_p`) or .npy file, or - for stdout.
+    #[arg(long, default_value = "-")]
+    pub output: PathBuf,
+    /// Trace estimator (exact by default, as a density should be).
+    #[arg(long, value_enum, default_value_t = TraceArg::Exact)]
+    pub trace: TraceArg,
+    /// Seed of the Hutchinson probes.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Solver settings.
+    #[command(flatten)]
+    pub solver: EvalSolverArgs,
+}
+
+/// Flags of `cnflow sample`.
+#[derive(Args, Debug)]
+pub struct SampleArgs {
+    /// Model file written by `cnflow train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Number of samples.
+    #[arg(short = 'n', long = "n", value_parser = positive_usize, default_value_t = 1000)]
+    pub n: usize,
+    /// Seed of the base draws.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Where to write the samples: CSV or .npy file, or - for stdout.
+    #[arg(long, default_value = "-")]
+    pub output: PathBuf,
+    /// Solver settings.
+    #[command(flatten)]
+    pub solver: EvalSolverArgs,
+}
+
+/// Flags of `cnflow eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Model file written by `cnflow train`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Built-in dataset name or a CSV/.npy file of points.
+    #[arg(long)]
+    pub data: String,
+    /// Number of test points drawn from a built-in dataset.
+    #[arg(short = 'n', long = "n", value_parser = positive_usize, default_value_t = 5000)]
+    pub n: usize,
+    /// Seed of the test draw.
+    #[arg(long, default_value_t = 12345)]
+    pub seed: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Solver settings.
+    #[command(flatten)]
+    pub solver: EvalSolverArgs,
+}
+
+/// Flags of `cnflow plot`.
+#[derive(Args, Debug)]
+pub struct PlotArgs {
+    /// Model file written by `cnflow train` (its run folder's metrics.csv for --kind metrics).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Data to show beside the model: a built-in dataset name or a CSV/.npy file
+    /// (default: the dataset the model was trained on, when built in).
+    #[arg(long)]
+    pub data: Option<String>,
+    /// Picture file: .png or .svg.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// What to draw.
+    #[arg(long, value_enum, default_value_t = PlotKind::Panels)]
+    pub kind: PlotKind,
+    /// Seed of the samples drawn for the picture.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Flags of `cnflow datasets`.
+#[derive(Args, Debug)]
+pub struct DatasetsArgs {
+    /// Dataset to write points of (omit to list all datasets).
+    pub name: Option<String>,
+    /// Number of points.
+    #[arg(short = 'n', long = "n", value_parser = positive_usize, default_value_t = 1000)]
+    pub n: usize,
+    /// Seed of the draw.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Where to write the points: CSV or .npy file, or - for stdout.
+    #[arg(long, default_value = "-")]
+    pub output: PathBuf,
+}

@@ -1,0 +1,587 @@
+//! `cnflow train`: fit a CNF, writing a run folder with the model, a checkpoint, the
+//! metrics of every iteration and pictures.
+//!
+//! Nothing is lost on failure or interrupt: the checkpoint and the best model are
+//! written (atomically) at every evaluation, Ctrl-C stops after the current iteration
+//! and saves a checkpoint that `--resume` continues from, and a NaN or a solver failure
+//! stops the run with the last good model kept and the reason said.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, IsTerminal, Write};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use cnflow::cnf::{Block, Cnf, GradMethod, LossConfig, Trace};
+use cnflow::data::{Dataset, Standardizer};
+use cnflow::model_file::{EvalSolver, ModelFile};
+use cnflow::nn::{Activation, LayerKind, Mlp, MlpConfig};
+use cnflow::ode::{Method, SolverConfig};
+use cnflow::optim::{Adam, AdamConfig};
+use cnflow::train::{iteration_rng, train, EvalMetrics, IterMetrics, Observer, StopReason, TrainConfig, TrainState};
+use cnflow::Real;
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use super::args::{ActivationArg, GradArg, LayerArg, PrecisionArg, TraceArg, TrainArgs};
+use super::common::{to_flat, DataSource};
+
+const CHECKPOINT_FORMAT: &str = "cnflow-checkpoint";
+const METRICS_HEADER: &str =
+    "iter,loss,nll,kinetic,jacobian,nfe_forward,nfe_backward,seconds,elapsed,t_end,test_nll,kl_gap";
+
+/// Evaluation solver written into every model file.
+fn eval_solver() -> EvalSolver {
+    EvalSolver {
+        method: Method::Dopri5,
+        rtol: 1e-6,
+        atol: 1e-6,
+    }
+}
+
+/// Everything needed to continue a run.
+#[derive(Serialize, Deserialize)]
+struct Checkpoint {
+    format: String,
+    version: u32,
+    args: TrainArgs,
+    iter: usize,
+    elapsed: f64,
+    model: ModelFile,
+    adam: Adam,
+    best: Option<(ModelFile, f64, usize)>,
+}
+
+pub fn run(mut args: TrainArgs) -> Result<()> {
+    let source_name = DataSource::parse(&args.data, None)?.name();
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&source_name));
+    let checkpoint_path = out.join("checkpoint.json");
+    let mut checkpoint = None;
+    if args.resume {
+        let text = fs::read_to_string(&checkpoint_path).with_context(|| {
+            format!(
+                "--resume: cannot read {}; start without --resume",
+                checkpoint_path.display()
+            )
+        })?;
+        let ck: Checkpoint = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a valid cnflow checkpoint", checkpoint_path.display()))?;
+        if ck.format != CHECKPOINT_FORMAT || ck.version != 1 {
+            bail!("{}: not a cnflow checkpoint of version 1", checkpoint_path.display());
+        }
+        let n_iters = args.iters.max(ck.args.iters);
+        args = TrainArgs {
+            iters: n_iters,
+            out: Some(out.clone()),
+            resume: true,
+            ..ck.args.clone()
+        };
+        checkpoint = Some(ck);
+    } else if out.join("model.json").exists() && !args.force {
+        bail!(
+            "{} already holds a run; continue it with --resume, overwrite it with --force, or pick another --out",
+            out.display()
+        );
+    }
+    fs::create_dir_all(&out).with_context(|| format!("creating the run folder {}", out.display()))?;
+    match args.precision {
+        PrecisionArg::F32 => run_typed::<f32>(&args, &out, checkpoint),
+        PrecisionArg::F64 => run_typed::<f64>(&args, &out, checkpoint),
+    }
+}
+
+/// Training data: a sampler of batches, a fixed test set, the entropy if known.
+struct Problem {
+    dim: usize,
+    standardizer: Option<Standardizer>,
+    train: Option<Vec<f64>>,
+    builtin: Option<Dataset>,
+    test: Vec<f64>,
+}
+
+impl Problem {
+    fn new(args: &TrainArgs) -> Result<Self> {
+        match DataSource::parse(&args.data, None)? {
+            DataSource::Builtin(d) => {
+                let test = d.sample(args.test_size, &mut iteration_rng(args.seed, usize::MAX));
+                Ok(Problem {
+                    dim: 2,
+                    standardizer: None,
+                    train: None,
+                    builtin: Some(d),
+                    test: to_flat(&test),
+                })
+            }
+            DataSource::File { path, points } => {
+                let (n, d) = points.dim();
+                if n < 10 {
+                    bail!(
+                        "{}: {n} points are too few to train on; give at least 10",
+                        path.display()
+                    );
+                }
+                // Hold out 10 % (at most --test-size) as the test set, by a seeded shuffle.
+                let mut order: Vec<usize> = (0..n).collect();
+                order.shuffle(&mut iteration_rng(args.seed, usize::MAX));
+                let n_test = (n / 10).clamp(1, args.test_size);
+                let pick = |idx: &[usize]| points.select(ndarray::Axis(0), idx);
+                let train = pick(&order[n_test..]);
+                let test = pick(&order[..n_test]);
+                let standardizer = Standardizer::fit(train.view())?;
+                let train = standardizer.forward(train.view())?;
+                let test = standardizer.forward(test.view())?;
+                Ok(Problem {
+                    dim: d,
+                    standardizer: Some(standardizer),
+                    train: Some(to_flat(&train)),
+                    builtin: None,
+                    test: to_flat(&test),
+                })
+            }
+        }
+    }
+
+    fn batch<T: Real>(&self, n: usize, rng: &mut ChaCha8Rng) -> Vec<T> {
+        match (&self.builtin, &self.train) {
+            (Some(d), _) => d.sample(n, rng).iter().map(|&v| T::c(v)).collect(),
+            (None, Some(train)) => {
+                let n_rows = train.len() / self.dim;
+                let mut out = Vec::with_capacity(n * self.dim);
+                for _ in 0..n {
+                    let i = rng.random_range(0..n_rows);
+                    out.extend(train[i * self.dim..(i + 1) * self.dim].iter().map(|&v| T::c(v)));
+                }
+                out
+            }
+            (None, None) => Vec::new(),
+        }
+    }
+
+    /// Standardised-space entropy: the data's entropy shifted by the log-det.
+    fn entropy(&self) -> Option<f64> {
+        self.builtin.map(|d| d.entropy())
+    }
+}
+
+fn solver_config(args: &TrainArgs) -> Result<SolverConfig> {
+    let method = args.solver.method();
+    let config = match args.steps {
+        Some(n) => SolverConfig::fixed_steps(method, n),
+        None if !method.tableau().is_adaptive() => {
+            bail!("--solver {method} takes fixed steps: give --steps N (e.g. --steps 8)")
+        }
+        None => SolverConfig::adaptive(method, args.rtol, args.atol),
+    };
+    config.validate()?;
+    Ok(config)
+}
+
+fn mlp_config(args: &TrainArgs, dim: usize) -> Result<MlpConfig> {
+    let hidden = MlpConfig::parse_hidden(&args.hidden).context("--hidden")?;
+    let layer = match args.layer {
+        LayerArg::Concatsquash => LayerKind::ConcatSquash,
+        LayerArg::Concat => LayerKind::Concat,
+        LayerArg::Ignore => LayerKind::Ignore,
+    };
+    let activation = match args.activation {
+        ActivationArg::Tanh => Activation::Tanh,
+        ActivationArg::Softplus => Activation::Softplus,
+        ActivationArg::Elu => Activation::Elu,
+        ActivationArg::Swish => Activation::Swish,
+    };
+    Ok(MlpConfig::new(dim, &hidden, layer, activation)?)
+}
+
+fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoint>) -> Result<()> {
+    let problem = Problem::new(args)?;
+    let solver = solver_config(args)?;
+    let adam = AdamConfig::new(args.lr, args.weight_decay);
+    let config = TrainConfig {
+        n_iters: args.iters,
+        batch: args.batch,
+        adam,
+        loss: LossConfig {
+            solver,
+            trace: match args.trace {
+                TraceArg::Exact => Trace::Exact,
+                TraceArg::Hutchinson => Trace::Rademacher(1),
+            },
+            kinetic: args.kinetic,
+            jacobian: args.jacobian,
+            grad: match args.grad {
+                GradArg::Adjoint => GradMethod::Adjoint { seminorm: true },
+                GradArg::Backprop => GradMethod::Backprop,
+            },
+        },
+        eval_solver: SolverConfig::adaptive(eval_solver().method, eval_solver().rtol, eval_solver().atol),
+        eval_trace: Trace::Exact,
+        eval_every: args.eval_every,
+        seed: args.seed,
+    };
+    let mut state = match &checkpoint {
+        Some(ck) => {
+            let model = ck.model.to_model::<T>(&out.join("checkpoint.json"))?;
+            let best = match &ck.best {
+                Some((m, nll, it)) => Some((m.to_model::<T>(&out.join("checkpoint.json"))?, *nll, *it)),
+                None => None,
+            };
+            TrainState {
+                model,
+                adam: ck.adam.clone(),
+                iter: ck.iter,
+                elapsed: ck.elapsed,
+                best,
+            }
+        }
+        None => {
+            let arch = mlp_config(args, problem.dim)?;
+            let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
+            let blocks = (0..args.blocks)
+                .map(|_| Block {
+                    field: Mlp::<T>::new(arch.clone(), &mut rng, false),
+                    t_end: T::c(0.5),
+                    learn_t: true,
+                })
+                .collect();
+            TrainState::new(Cnf::new(blocks)?, adam)
+        }
+    };
+    let test: Vec<T> = problem.test.iter().map(|&v| T::c(v)).collect();
+    let started_at = state.iter;
+
+    let metrics_path = out.join("metrics.csv");
+    let metrics = MetricsCsv::open(&metrics_path, state.iter)?;
+    let interrupted = install_interrupt_handler();
+    let mut saver = Saver {
+        out: out.to_path_buf(),
+        args: args.clone(),
+        standardizer: problem.standardizer.clone(),
+    };
+    let mut observer = RunObserver::new(
+        args,
+        metrics,
+        saver.clone_ref(),
+        Arc::clone(&interrupted),
+        state.iter,
+        problem.entropy(),
+    );
+    eprintln!(
+        "training on {} ({} dims) for {} iterations{}; run folder {}",
+        args.data,
+        problem.dim,
+        args.iters,
+        if started_at > 0 {
+            format!(", resuming at iteration {started_at}")
+        } else {
+            String::new()
+        },
+        out.display()
+    );
+    let reason = train(
+        &mut state,
+        &config,
+        |n, rng| problem.batch::<T>(n, rng),
+        &test,
+        problem.entropy(),
+        &mut [&mut observer],
+    );
+    observer.finish()?;
+    saver.save(&state, observer.last_eval.as_ref())?;
+    let model_path = out.join("model.json");
+    match &reason {
+        StopReason::Finished => {}
+        StopReason::Stopped => {
+            eprintln!(
+                "interrupted at iteration {}; continue with: cnflow train --out {} --resume",
+                state.iter,
+                out.display()
+            )
+        }
+        other => eprintln!("training stopped: {other}"),
+    }
+    if let Some((_, nll, it)) = &state.best {
+        let gap = problem
+            .entropy()
+            .map(|h| format!(", KL gap {:.4} nats", nll - h))
+            .unwrap_or_default();
+        eprintln!(
+            "best test NLL {nll:.4} nats at iteration {it}{gap} ({:.1} s of training)",
+            state.elapsed
+        );
+    }
+    eprintln!(
+        "wrote {}, {}, {}",
+        model_path.display(),
+        out.join("checkpoint.json").display(),
+        metrics_path.display()
+    );
+    match reason {
+        StopReason::Finished | StopReason::Stopped => Ok(()),
+        other => bail!("training stopped: {other}"),
+    }
+}
+
+/// Writes the checkpoint and the best model (both atomically).
+struct Saver {
+    out: PathBuf,
+    args: TrainArgs,
+    standardizer: Option<Standardizer>,
+}
+
+impl Saver {
+    fn clone_ref(&self) -> Saver {
+        Saver {
+            out: self.out.clone(),
+            args: self.args.clone(),
+            standardizer: self.standardizer.clone(),
+        }
+    }
+
+    fn model_file<T: Real>(&self, model: &Cnf<T, Mlp<T>>, iter: usize, eval: Option<&EvalMetrics>) -> ModelFile {
+        let training = serde_json::json!({
+            "data": self.args.data,
+            "iterations": iter,
+            "seed": self.args.seed,
+            "test_nll": eval.map(|e| e.test_nll),
+            "kl_gap": eval.and_then(|e| e.kl_gap),
+            "args": self.args,
+            "cnflow_version": env!("CARGO_PKG_VERSION"),
+        });
+        ModelFile::new(model, self.standardizer.clone(), eval_solver(), training)
+    }
+
+    fn save<T: Real>(&mut self, state: &TrainState<T, Mlp<T>>, eval: Option<&EvalMetrics>) -> Result<()> {
+        let best = state
+            .best
+            .as_ref()
+            .map(|(m, nll, it)| (self.model_file(m, *it, eval), *nll, *it));
+        let ck = Checkpoint {
+            format: CHECKPOINT_FORMAT.into(),
+            version: 1,
+            args: self.args.clone(),
+            iter: state.iter,
+            elapsed: state.elapsed,
+            model: self.model_file(&state.model, state.iter, eval),
+            adam: state.adam.clone(),
+            best: best.clone(),
+        };
+        let path = self.out.join("checkpoint.json");
+        let json = serde_json::to_vec(&ck)?;
+        cnflow::data::write_atomic(&path, |w: &mut BufWriter<File>| {
+            w.write_all(&json).map_err(|source| cnflow::data::DataError::Io {
+                file: path.display().to_string(),
+                action: "writing",
+                source,
+            })
+        })?;
+        // The model users evaluate is the best one seen on the test set.
+        let model = match best {
+            Some((m, _, _)) => m,
+            None => ck.model,
+        };
+        model.save(&self.out.join("model.json"))?;
+        Ok(())
+    }
+}
+
+/// metrics.csv: one row per iteration; evaluation columns filled where one ran.
+struct MetricsCsv {
+    writer: BufWriter<File>,
+    path: PathBuf,
+}
+
+impl MetricsCsv {
+    /// Opens the file, keeping the rows of iterations up to `keep_until` (a resumed run).
+    fn open(path: &Path, keep_until: usize) -> Result<Self> {
+        let mut kept = vec![METRICS_HEADER.to_string()];
+        if keep_until > 0 {
+            if let Ok(text) = fs::read_to_string(path) {
+                kept.extend(
+                    text.lines()
+                        .skip(1)
+                        .filter(|l| {
+                            l.split(',')
+                                .next()
+                                .and_then(|i| i.parse::<usize>().ok())
+                                .is_some_and(|i| i <= keep_until)
+                        })
+                        .map(str::to_string),
+                );
+            }
+        }
+        let mut writer = BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?);
+        for line in kept {
+            writeln!(writer, "{line}")?;
+        }
+        Ok(MetricsCsv {
+            writer,
+            path: path.to_path_buf(),
+        })
+    }
+
+    fn row(&mut self, m: &IterMetrics, eval: Option<&EvalMetrics>) -> std::io::Result<()> {
+        let t_end: Vec<String> = m.t_end.iter().map(|t| format!("{t:.5}")).collect();
+        writeln!(
+            self.writer,
+            "{},{},{},{},{},{},{},{:.6},{:.3},{},{},{}",
+            m.iter,
+            m.loss,
+            m.nll,
+            m.kinetic,
+            m.jacobian,
+            m.n_evals_forward,
+            m.n_evals_backward,
+            m.seconds,
+            m.elapsed,
+            t_end.join(";"),
+            eval.map_or(String::new(), |e| e.test_nll.to_string()),
+            eval.and_then(|e| e.kl_gap).map_or(String::new(), |g| g.to_string()),
+        )
+    }
+}
+
+fn install_interrupt_handler() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    let presses = Arc::new(AtomicUsize::new(0));
+    let (f, p) = (Arc::clone(&flag), Arc::clone(&presses));
+    // A second Ctrl-C ends the program at once; the last checkpoint stays on disk.
+    let _ = ctrlc::set_handler(move || {
+        if p.fetch_add(1, Ordering::SeqCst) > 0 {
+            eprintln!("\nsecond interrupt: exiting without a new checkpoint");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: stopping after this iteration and saving a checkpoint (Ctrl-C again to quit now)");
+        f.store(true, Ordering::SeqCst);
+    });
+    flag
+}
+
+/// Progress, metrics, checkpoints and Ctrl-C, as one observer.
+struct RunObserver {
+    bar: Option<ProgressBar>,
+    log_every: usize,
+    metrics: MetricsCsv,
+    pending: Option<IterMetrics>,
+    saver: Saver,
+    interrupted: Arc<AtomicBool>,
+    last_eval: Option<EvalMetrics>,
+    entropy: Option<f64>,
+}
+
+impl RunObserver {
+    fn new(
+        args: &TrainArgs,
+        metrics: MetricsCsv,
+        saver: Saver,
+        interrupted: Arc<AtomicBool>,
+        start: usize,
+        entropy: Option<f64>,
+    ) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(args.iters as u64);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_position(start as u64);
+            bar
+        });
+        RunObserver {
+            bar,
+            log_every: (args.iters / 20).max(10),
+            metrics,
+            pending: None,
+            saver,
+            interrupted,
+            last_eval: None,
+            entropy,
+        }
+    }
+
+    fn flush_pending(&mut self, eval: Option<&EvalMetrics>) -> Result<()> {
+        if let Some(m) = self.pending.take() {
+            self.metrics
+                .row(&m, eval)
+                .with_context(|| format!("writing {}", self.metrics.path.display()))?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        self.flush_pending(None)?;
+        self.metrics
+            .writer
+            .flush()
+            .with_context(|| format!("writing {}", self.metrics.path.display()))?;
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        Ok(())
+    }
+
+    fn say(&self, line: String) {
+        match &self.bar {
+            Some(bar) => bar.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+impl<T: Real> Observer<T, Mlp<T>> for RunObserver {
+    fn iteration(&mut self, m: &IterMetrics, _state: &TrainState<T, Mlp<T>>) -> ControlFlow<()> {
+        if self.flush_pending(None).is_err() {
+            return ControlFlow::Break(());
+        }
+        let summary = format!(
+            "loss {:.4}  NFE {}/{}  {:.0} ms/iter",
+            m.loss,
+            m.n_evals_forward,
+            m.n_evals_backward,
+            1e3 * m.seconds
+        );
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(m.iter as u64);
+                bar.set_message(summary);
+            }
+            None if m.iter % self.log_every == 0 => eprintln!("iter {:6}  {summary}  ({:.1} s)", m.iter, m.elapsed),
+            None => {}
+        }
+        self.pending = Some(m.clone());
+        if self.interrupted.load(Ordering::SeqCst) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    }
+
+    fn evaluation(&mut self, e: &EvalMetrics, state: &TrainState<T, Mlp<T>>) -> ControlFlow<()> {
+        if self.flush_pending(Some(e)).is_err() {
+            return ControlFlow::Break(());
+        }
+        let gap = e.kl_gap.map(|g| format!("  KL gap {g:.4}")).unwrap_or_default();
+        let _ = self.entropy;
+        self.say(format!(
+            "eval {:6}  test NLL {:.4}{gap}{}  ({:.1} s)",
+            e.iter,
+            e.test_nll,
+            if e.is_best { "  (best)" } else { "" },
+            state.elapsed
+        ));
+        self.last_eval = Some(e.clone());
+        let saved = self.metrics.writer.flush().is_ok() && self.saver.save(state, Some(e)).is_ok();
+        if !saved {
+            self.say("could not write the checkpoint; stopping".into());
+            return ControlFlow::Break(());
+        }
+        ControlFlow::Continue(())
+    }
+}
