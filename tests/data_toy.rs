@@ -51,6 +51,11 @@ fn names_parse_back_and_unknown_name_lists_valid_ones() {
         assert_eq!(d.to_string(), d.name());
     }
     assert_eq!(" Moons ".parse::<Dataset>().ok(), Some(Dataset::Moons));
+    for d in Dataset::ALL {
+        let json = serde_json::to_string(&d).expect("serialize");
+        assert_eq!(json, format!("\"{}\"", d.name()));
+        assert_eq!(serde_json::from_str::<Dataset>(&json).ok(), Some(d));
+    }
     let err = "9gaussians".parse::<Dataset>().err();
     assert!(matches!(err, Some(DataError::UnknownDataset { .. })));
     let msg = err.map(|e| e.to_string()).unwrap_or_default();

@@ -17,18 +17,24 @@ use ndarray::{Array1, Array2, ArrayView2};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
 
 use super::density;
 use super::DataError;
 
 /// One of the eight FFJORD toy datasets (all two-dimensional).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+///
+/// Serialised (e.g. in run metadata) by its [`name`](Dataset::name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Dataset {
     /// `8gaussians`: eight Gaussians on a circle of radius `4 / 1.414`.
+    #[serde(rename = "8gaussians")]
     EightGaussians,
     /// `checkerboard`: uniform on 8 squares of side 2 in `[-4, 4]²`.
     Checkerboard,
     /// `2spirals`: two interleaved noisy spirals.
+    #[serde(rename = "2spirals")]
     TwoSpirals,
     /// `moons`: scikit-learn's two half-moons, scaled by 2 and shifted.
     Moons,
