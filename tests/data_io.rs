@@ -222,6 +222,11 @@ fn npy_reads_fortran_f32_and_one_dimensional_arrays() {
     let path = dir.join("v.npy");
     fs::write(&path, npy_bytes("<f8", false, "(3,)", &data)).expect("write");
     assert_eq!(read_npy(&path).expect("read"), array![[0.5], [-1.0], [2.0]]);
+    // Big-endian float64, C order.
+    let data: Vec<u8> = [1.25f64, -3.0].iter().flat_map(|v| v.to_be_bytes()).collect();
+    let path = dir.join("be.npy");
+    fs::write(&path, npy_bytes(">f8", false, "(1, 2)", &data)).expect("write");
+    assert_eq!(read_npy(&path).expect("read"), array![[1.25, -3.0]]);
 }
 
 #[test]

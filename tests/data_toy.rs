@@ -51,6 +51,11 @@ fn names_parse_back_and_unknown_name_lists_valid_ones() {
         assert_eq!(d.to_string(), d.name());
     }
     assert_eq!(" Moons ".parse::<Dataset>().ok(), Some(Dataset::Moons));
+    for d in Dataset::ALL {
+        let json = serde_json::to_string(&d).expect("serialize");
+        assert_eq!(json, format!("\"{}\"", d.name()));
+        assert_eq!(serde_json::from_str::<Dataset>(&json).ok(), Some(d));
+    }
     let err = "9gaussians".parse::<Dataset>().err();
     assert!(matches!(err, Some(DataError::UnknownDataset { .. })));
     let msg = err.map(|e| e.to_string()).unwrap_or_default();
@@ -243,6 +248,21 @@ fn pinwheel_has_five_arms_and_radial_second_moment() {
     for c in counts {
         assert!((c as f64 / 2000.0 - 1.0).abs() < 0.08, "sector counts {counts:?}");
     }
+    // Within an arm the angle offset follows the radius: -angle ≈ 2πk/5 + 0.25·e^{|x|/2}
+    // (|x|/2 ≈ f₀), up to the tangential noise atan(f₁/f₀) ≈ N(0, 0.1²).
+    let sector = 2.0 * PI / 5.0;
+    let deltas: Vec<f64> = x
+        .rows()
+        .into_iter()
+        .map(|r| {
+            let predicted = 0.25 * (0.5 * r[0].hypot(r[1])).exp();
+            (-r[1].atan2(r[0]) - predicted + sector / 2.0).rem_euclid(sector) - sector / 2.0
+        })
+        .collect();
+    let mean_delta = mean(deltas.iter().copied());
+    let rms_delta = mean(deltas.iter().map(|d| d * d)).sqrt();
+    assert!(mean_delta.abs() < 0.02, "mean angle residual {mean_delta}");
+    assert!(rms_delta < 0.15, "rms angle residual {rms_delta}");
     // |x|² = 4 |f|², E|f|² = 1 + 0.3² + 0.1².
     let r2 = mean(radii(&x).iter().map(|r| r * r));
     assert!((r2 / 4.4 - 1.0).abs() < 0.02, "E|x|² {r2}");

@@ -13,7 +13,8 @@
 //!
 //! * [`toy`]: the eight FFJORD toy sets ([`Dataset`]), seeded, exactly `n` points.
 //! * [`density`]: the closed-form densities of `8gaussians` and `checkerboard`.
-//! * [`io`]: reading and writing points as CSV or NumPy `.npy`, atomically.
+//! * [`io`]: reading and writing points by path (format from the extension, `-` for
+//!   stdin/stdout), atomically; [`csv_io`] and [`npy_io`] hold the two formats.
 //! * [`standardize`]: the affine map to zero mean and unit variance, and its log-det.
 //!
 //! ```
@@ -36,16 +37,17 @@
 //! Every fallible operation returns a [`DataError`] naming the file, the line and
 //! column, the offending value, and what to do about it.
 
+pub mod csv_io;
 pub mod density;
 mod error;
 pub mod io;
+pub mod npy_io;
 pub mod standardize;
 pub mod toy;
 
+pub use csv_io::{csv_chunks, read_csv, read_csv_from, write_csv, write_csv_to, CsvChunks};
 pub use error::DataError;
-pub use io::{
-    csv_chunks, read_csv, read_csv_from, read_npy, read_points, write_atomic, write_csv, write_csv_to, write_npy,
-    write_points, CsvChunks, PointFormat,
-};
+pub use io::{read_points, write_atomic, write_points, PointFormat};
+pub use npy_io::{read_npy, write_npy};
 pub use standardize::Standardizer;
 pub use toy::Dataset;

@@ -17,18 +17,24 @@ use ndarray::{Array1, Array2, ArrayView2};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
 
 use super::density;
 use super::DataError;
 
 /// One of the eight FFJORD toy datasets (all two-dimensional).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+///
+/// Serialised (e.g. in run metadata) by its [`name`](Dataset::name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Dataset {
     /// `8gaussians`: eight Gaussians on a circle of radius `4 / 1.414`.
+    #[serde(rename = "8gaussians")]
     EightGaussians,
     /// `checkerboard`: uniform on 8 squares of side 2 in `[-4, 4]²`.
     Checkerboard,
     /// `2spirals`: two interleaved noisy spirals.
+    #[serde(rename = "2spirals")]
     TwoSpirals,
     /// `moons`: scikit-learn's two half-moons, scaled by 2 and shifted.
     Moons,
@@ -92,7 +98,10 @@ impl Dataset {
     /// Draws exactly `n_points` points (an `n_points × 2` array) from the dataset.
     ///
     /// Deterministic given the generator's state: a `ChaCha8Rng` seeded with the
-    /// same seed yields the same points.
+    /// same seed yields the same points. `moons`, `circles`, `rings` and `pinwheel`
+    /// come shuffled (as scikit-learn and FFJORD shuffle them); `8gaussians`,
+    /// `checkerboard` and `swissroll` are i.i.d. anyway; `2spirals` keeps FFJORD's
+    /// order: the first `⌈n/2⌉` rows are one arm, the rest the other.
     pub fn sample<R: Rng + ?Sized>(self, n_points: usize, rng: &mut R) -> Array2<f64> {
         match self {
             Dataset::EightGaussians => eight_gaussians(n_points, rng),
@@ -308,4 +317,29 @@ fn pinwheel<R: Rng + ?Sized>(n_points: usize, rng: &mut R) -> Array2<f64> {
         row[1] = 2.0 * (-f0 * s + f1 * c);
     }
     shuffled_rows(&x, rng)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linspace_includes_or_excludes_the_end_like_numpy() {
+        let v: Vec<f64> = linspace(PI, 3, true).collect();
+        assert_eq!(v, vec![0.0, PI / 2.0, PI]);
+        let v: Vec<f64> = linspace(2.0 * PI, 4, false).collect();
+        assert_eq!(v, vec![0.0, PI / 2.0, PI, 1.5 * PI]);
+        assert_eq!(linspace(PI, 1, true).collect::<Vec<_>>(), vec![0.0]);
+        assert_eq!(linspace(PI, 0, true).count(), 0);
+    }
+
+    #[test]
+    fn noise_free_circles_split_half_and_half_with_remainder_on_the_last() {
+        let x = circle_points(&[(1.0, 2), (0.5, 3)]);
+        let r: Vec<f64> = x.rows().into_iter().map(|p| p[0].hypot(p[1])).collect();
+        for (got, want) in r.iter().zip([1.0, 1.0, 0.5, 0.5, 0.5]) {
+            assert!((got - want).abs() < 1e-15);
+        }
+        assert!((x[[1, 0]] + 1.0).abs() < 1e-15, "second of 2 angles is π");
+    }
 }
