@@ -106,6 +106,42 @@ fn bench_type<T: Real>(c: &mut Criterion) {
                 mlp.vjp_into(&mut ws, &cot, &mut gz, &mut gp).expect("vjp")
             })
         });
+        if T::NAME == "f32" {
+            // Coarse parallelism: two batch halves through a whole evaluation + reverse,
+            // each with its own workspace and gradient buffer (what the CNF layer could
+            // do); measured to decide whether the field itself should use rayon.
+            let h = b / 2;
+            let mut halves = [
+                (mlp.workspace(h, D).expect("ws"), vec![T::zero(); mlp.n_params()]),
+                (mlp.workspace(b - h, D).expect("ws"), vec![T::zero(); mlp.n_params()]),
+            ];
+            let mlp_ref = &mlp;
+            let run = |ws: &mut cnflow::nn::Workspace<T>, gp: &mut [T], lo: usize, hi: usize| {
+                let n = hi - lo;
+                let (mut f, mut tr, mut gz) = (vec![T::zero(); n * D], vec![T::zero(); n], vec![T::zero(); n * D]);
+                let out = FieldOutputs {
+                    f: &mut f,
+                    trace: &mut tr,
+                    kinetic: None,
+                    jacobian: None,
+                };
+                mlp_ref
+                    .eval_into(T::c(0.3), &z[lo * D..hi * D], TraceMode::Exact, ws, out)
+                    .expect("eval");
+                let cot = Cotangents {
+                    f: Some(&a_f[lo * D..hi * D]),
+                    trace: Some(&a_tr[lo..hi]),
+                    ..Default::default()
+                };
+                mlp_ref.vjp_into(ws, &cot, &mut gz, gp).expect("vjp");
+            };
+            g.bench_function("f+exact_trace+vjp_2halves_rayon", |bch| {
+                bch.iter(|| {
+                    let [(w1, g1), (w2, g2)] = &mut halves;
+                    rayon::join(|| run(w1, g1, 0, h), || run(w2, g2, h, b));
+                })
+            });
+        }
         g.finish();
     }
 }

@@ -219,4 +219,36 @@ proptest! {
             }
         }
     }
+
+    #[test]
+    fn regularizer_gradients_match_finite_differences((b, d, hidden, seed) in shapes()) {
+        // ‖J ε‖² with fixed Hutchinson probes, and ‖f‖², each on its own.
+        for (kind, act) in all_kinds() {
+            let mlp = net(kind, act, d, &hidden, seed);
+            let mut r = rng(seed.wrapping_add(7));
+            let z = normal_vec(&mut r, b * d);
+            let probes = normal_vec(&mut r, 2 * b * d);
+            let a = normal_vec(&mut r, b);
+            let t = -0.2;
+            let mode = TraceMode::Hutchinson(&probes);
+            for jac in [true, false] {
+                let mut ws = mlp.workspace(b, 2).unwrap();
+                mlp.eval(t, &z, mode, &mut ws).unwrap();
+                let cot = if jac {
+                    Cotangents { jacobian: Some(&a), ..Default::default() }
+                } else {
+                    Cotangents { kinetic: Some(&a), ..Default::default() }
+                };
+                let g = mlp.vjp(&mut ws, &cot).unwrap();
+                let dir = Direction::new(&mlp, b * d, seed);
+                let an = dir.apply(&g.z, &g.params, g.t);
+                let fd = dir.fd(&mlp, t, &z, |m, t, z| {
+                    let mut ws = m.workspace(b, 2).unwrap();
+                    let e = m.eval(t, z, mode, &mut ws).unwrap();
+                    dot(&a, if jac { &e.jacobian } else { &e.kinetic })
+                });
+                assert_close(&format!("{kind} {act} jac={jac}"), &an, &fd, TOL);
+            }
+        }
+    }
 }

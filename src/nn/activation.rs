@@ -1,13 +1,6 @@
 //! Activations and their first two derivatives, and a fast vectorisable tanh.
 //!
-//! `tanh` dominates the cost of a field evaluation (libm's `tanh` costs 5–10× the
-//! matrix product at the reference shape), so it is computed here branch-free from
-//! `tanh|x| = −u / (2 + u)` with `u = expm1(−2|x|)`. `expm1` uses the usual reduction
-//! `y = n·ln2 + r`, `|r| ≤ ln2/2`, a Taylor polynomial for `expm1(r)`, and builds `2ⁿ`
-//! from its bits; `expm1(y) = 2ⁿ·expm1(r) + (2ⁿ − 1)`, exact in the `n = 0` branch so
-//! small `|x|` keep full relative accuracy. The sign is restored with `copysign`, so
-//! the result is exactly odd. Every step is a plain arithmetic or bit operation, so
-//! LLVM vectorises loops over it.
+//! See [`fast_tanh`] for how tanh is computed.
 
 use std::str::FromStr;
 
@@ -159,6 +152,18 @@ pub(crate) fn sigmoid<T: Real>(y: T) -> T {
 
 /// Fast `tanh` for either float type: [`fast_tanh_f32`] for 4-byte types, otherwise
 /// [`fast_tanh_f64`]. The dispatch is resolved at compile time.
+///
+/// `tanh` dominates the cost of a field evaluation (libm's `tanh` costs 5–10× the
+/// matrix product at the reference shape), so it is computed here branch-free from
+/// `tanh|x| = −u / (2 + u)` with `u = expm1(−2|x|)`. `expm1` uses the usual reduction
+/// `y = n·ln2 + r`, `|r| ≤ ln2/2`, a Taylor polynomial for `expm1(r)`, and builds `2ⁿ`
+/// from its bits; `expm1(y) = 2ⁿ·expm1(r) + (2ⁿ − 1)`, exact in the `n = 0` branch so
+/// small `|x|` keep full relative accuracy. The sign is restored with `copysign`, so
+/// the result is exactly odd. Every step is a plain arithmetic or bit operation, so
+/// LLVM vectorises loops over it.
+///
+/// Accuracy against `f64::tanh` (tests/nn_tanh.rs, dense grid over ±40 plus special
+/// values): at most 3 ulp in f64 and 1.6 ulp in f32.
 #[inline(always)]
 pub fn fast_tanh<T: Real>(x: T) -> T {
     if std::mem::size_of::<T>() == 4 {

@@ -1,18 +1,5 @@
-//! Architecture of a field network and the layout of its flat parameter vector.
-//!
-//! Layers are stored one after another in `θ`. Layer `l` maps `n_in → n_out` and
-//! occupies, in this order (all row-major):
-//!
-//! ```text
-//! W    n_out × n_in     weight of x
-//! b    n_out            bias
-//! then, by kind:
-//!   ConcatSquash:  W_g (n_out), b_g (n_out), W_b (n_out)   gate σ(W_g t + b_g), shift W_b t
-//!   Concat:        w_t (n_out)                              the t column of Linear([t, x])
-//!   Ignore:        nothing
-//! ```
-//!
-//! For the reference field 2-64-64-64-2 ConcatSquash this gives 9 224 params.
+//! Architecture of a field network and the layout of its flat parameter vector
+//! (documented on [`MlpConfig`]).
 
 use std::str::FromStr;
 
@@ -103,6 +90,23 @@ impl LayerShape {
 }
 
 /// Architecture of a field network `d → hidden… → d`; validated by [`MlpConfig::new`].
+///
+/// # Parameter layout
+///
+/// Layers are stored one after another in the flat vector `θ`. Layer `l` maps
+/// `n_in → n_out` and occupies, in this order (matrices row-major):
+///
+/// ```text
+/// W    n_out × n_in     weight of x
+/// b    n_out            bias
+/// then, by kind:
+///   ConcatSquash:  W_g (n_out), b_g (n_out), W_b (n_out)   gate σ(W_g t + b_g), shift W_b t
+///   Concat:        w_t (n_out)                              the t column of Linear([t, x])
+///   Ignore:        nothing
+/// ```
+///
+/// [`MlpConfig::layer_shapes`] gives each layer's offset. The reference field
+/// 2-64-64-64-2 ConcatSquash has 9 224 params.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MlpConfig {
     dim: usize,

@@ -6,6 +6,7 @@ use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::nn::activation::{sigmoid, ActFn, Elu, Softplus, Swish, Tanh};
+use crate::nn::thin::{self, THIN};
 use crate::nn::{Activation, FieldOutputs, LayerKind, Mlp, Workspace};
 use crate::Real;
 
@@ -55,7 +56,10 @@ impl<T: Real> Mlp<T> {
             let x_buf: &[T] = if l == 0 { &ws.x0 } else { &prev[l - 1] };
             let x = ArrayView2::from_shape((rows, n_in), &x_buf[..rows * n_in]).expect(SHAPE_OK);
             let h = &mut ws.h[l][..rows * n_out];
-            {
+            if n_in.min(n_out) <= THIN {
+                let w_flat = &self.params[s.offset..s.bias_offset()];
+                thin::forward(&x_buf[..rows * n_in], w_flat, n_in, n_out, &mut ws.wt, h);
+            } else {
                 let mut hv = ArrayViewMut2::from_shape((rows, n_out), &mut *h).expect(SHAPE_OK);
                 general_mat_mul(T::one(), &x, &w.t(), T::zero(), &mut hv);
             }

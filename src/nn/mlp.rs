@@ -73,8 +73,12 @@ pub struct Gradients<T> {
     pub t: T,
 }
 
-/// A time-conditioned MLP vector field with its flat parameter vector `θ` (layout in
-/// the docs of [`MlpConfig`]'s module: per layer `W`, `b`, then the time params).
+/// A time-conditioned MLP vector field with its flat parameter vector `θ` (layout:
+/// per layer `W`, `b`, then the time params; see [`MlpConfig`]).
+///
+/// Evaluation methods take `&self`, so one network can serve several threads, each
+/// with its own [`Workspace`] (e.g. batch halves under `rayon::join`, each
+/// accumulating into its own gradient buffer).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mlp<T> {
     pub(crate) config: MlpConfig,

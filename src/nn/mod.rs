@@ -70,6 +70,7 @@ mod forward;
 mod mlp;
 mod probes;
 mod reverse;
+mod thin;
 mod workspace;
 
 pub use activation::{fast_tanh, fast_tanh_f32, fast_tanh_f64, Activation};

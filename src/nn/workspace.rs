@@ -48,6 +48,8 @@ pub struct Workspace<T> {
     pub(crate) acc_c: Vec<T>,
     pub(crate) acc_b: Vec<T>,
     pub(crate) tmp: Vec<T>,
+    /// Scratch of the thin-layer kernels (`max width²`).
+    pub(crate) wt: Vec<T>,
     pub(crate) state: Option<ForwardState<T>>,
 }
 
@@ -86,6 +88,7 @@ impl<T: Real> Workspace<T> {
             acc_c: zeros(max_w),
             acc_b: zeros(max_w),
             tmp: zeros(max_w),
+            wt: zeros(max_w * max_w),
             widths,
             state: None,
         })

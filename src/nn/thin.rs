@@ -1,0 +1,155 @@
+//! Hand-written products for thin layers (`min(n_in, n_out) ≤ THIN`): the first and
+//! last layer of a field on low-dimensional data (`d = 2`), where a general GEMM runs
+//! at a small fraction of its peak. All buffers are row-major; `W` is `n_out × n_in`.
+//!
+//! Dot products use eight explicit accumulators so that the compiler can vectorise
+//! them without reassociating floating-point sums; the loops are also compiled for
+//! AVX2 and chosen at run time.
+
+use crate::Real;
+
+/// Layers with `min(n_in, n_out)` up to this use the kernels here.
+pub(crate) const THIN: usize = 4;
+
+const LANES: usize = 8;
+
+#[inline(always)]
+fn dot<T: Real>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); LANES];
+    let (ac, ar) = a.split_at(a.len() / LANES * LANES);
+    let (bc, br) = b.split_at(ac.len());
+    for (x, y) in ac.chunks_exact(LANES).zip(bc.chunks_exact(LANES)) {
+        for l in 0..LANES {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = T::zero();
+    for (&x, &y) in ar.iter().zip(br) {
+        s += x * y;
+    }
+    acc.iter().fold(s, |s, &v| s + v)
+}
+
+#[inline(always)]
+fn axpy<T: Real>(alpha: T, x: &[T], y: &mut [T]) {
+    for (yv, &xv) in y.iter_mut().zip(x) {
+        *yv += alpha * xv;
+    }
+}
+
+/// Transposes `W` (`n_out × n_in`) into `wt` (`n_in × n_out`).
+#[inline(always)]
+fn transpose<T: Real>(w: &[T], n_out: usize, n_in: usize, wt: &mut [T]) {
+    for j in 0..n_out {
+        for i in 0..n_in {
+            wt[i * n_out + j] = w[j * n_in + i];
+        }
+    }
+}
+
+macro_rules! dispatch_avx2 {
+    ($(#[$doc:meta])* fn $name:ident / $avx:ident / $imp:ident ( $($arg:ident : $ty:ty),* )) => {
+        $(#[$doc])*
+        pub(crate) fn $name<T: Real>($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            if crate::nn::has_avx2() {
+                // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+                unsafe { $avx::<T>($($arg),*) };
+                return;
+            }
+            $imp::<T>($($arg),*);
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $avx<T: Real>($($arg: $ty),*) {
+            $imp::<T>($($arg),*);
+        }
+    };
+}
+
+dispatch_avx2! {
+    /// `h = x Wᵀ` (`rows × n_out`), overwriting `h`.
+    fn forward / forward_avx2 / forward_impl(
+        x: &[T], w: &[T], n_in: usize, n_out: usize, wt: &mut [T], h: &mut [T]
+    )
+}
+
+#[inline(always)]
+fn forward_impl<T: Real>(x: &[T], w: &[T], n_in: usize, n_out: usize, wt: &mut [T], h: &mut [T]) {
+    if n_out <= THIN {
+        for (hr, xr) in h.chunks_exact_mut(n_out).zip(x.chunks_exact(n_in)) {
+            for (hv, wr) in hr.iter_mut().zip(w.chunks_exact(n_in)) {
+                *hv = dot(xr, wr);
+            }
+        }
+    } else {
+        let wt = &mut wt[..n_in * n_out];
+        transpose(w, n_out, n_in, wt);
+        for (hr, xr) in h.chunks_exact_mut(n_out).zip(x.chunks_exact(n_in)) {
+            hr.fill(T::zero());
+            for (&xv, wtr) in xr.iter().zip(wt.chunks_exact(n_out)) {
+                axpy(xv, wtr, hr);
+            }
+        }
+    }
+}
+
+dispatch_avx2! {
+    /// `gw += uᵀ x` (`n_out × n_in`) over all rows of `u` (`rows × n_out`) and `x`.
+    fn weight_grad / weight_grad_avx2 / weight_grad_impl(
+        u: &[T], x: &[T], n_in: usize, n_out: usize, scratch: &mut [T], gw: &mut [T]
+    )
+}
+
+#[inline(always)]
+fn weight_grad_impl<T: Real>(u: &[T], x: &[T], n_in: usize, n_out: usize, scratch: &mut [T], gw: &mut [T]) {
+    if n_out <= THIN {
+        for (ur, xr) in u.chunks_exact(n_out).zip(x.chunks_exact(n_in)) {
+            for (&uv, gwr) in ur.iter().zip(gw.chunks_exact_mut(n_in)) {
+                axpy(uv, xr, gwr);
+            }
+        }
+    } else {
+        // Accumulate the transpose (n_in × n_out) so the inner loop runs over n_out.
+        let acc = &mut scratch[..n_in * n_out];
+        acc.fill(T::zero());
+        for (ur, xr) in u.chunks_exact(n_out).zip(x.chunks_exact(n_in)) {
+            for (&xv, accr) in xr.iter().zip(acc.chunks_exact_mut(n_out)) {
+                axpy(xv, ur, accr);
+            }
+        }
+        for j in 0..n_out {
+            for i in 0..n_in {
+                gw[j * n_in + i] += acc[i * n_out + j];
+            }
+        }
+    }
+}
+
+dispatch_avx2! {
+    /// `gx = u W` (`rows × n_in`), overwriting `gx`.
+    fn input_grad / input_grad_avx2 / input_grad_impl(
+        u: &[T], w: &[T], n_in: usize, n_out: usize, wt: &mut [T], gx: &mut [T]
+    )
+}
+
+#[inline(always)]
+fn input_grad_impl<T: Real>(u: &[T], w: &[T], n_in: usize, n_out: usize, wt: &mut [T], gx: &mut [T]) {
+    if n_out <= THIN {
+        for (gr, ur) in gx.chunks_exact_mut(n_in).zip(u.chunks_exact(n_out)) {
+            gr.fill(T::zero());
+            for (&uv, wr) in ur.iter().zip(w.chunks_exact(n_in)) {
+                axpy(uv, wr, gr);
+            }
+        }
+    } else {
+        let wt = &mut wt[..n_in * n_out];
+        transpose(w, n_out, n_in, wt);
+        for (gr, ur) in gx.chunks_exact_mut(n_in).zip(u.chunks_exact(n_out)) {
+            for (gv, wtr) in gr.iter_mut().zip(wt.chunks_exact(n_out)) {
+                *gv = dot(ur, wtr);
+            }
+        }
+    }
+}
