@@ -17,12 +17,16 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Fit a CNF to a built-in dataset or your own points; writes a run folder.
+    #[command(allow_negative_numbers = true)]
     Train(TrainArgs),
     /// Evaluate log p(x) for every input point (same order).
+    #[command(allow_negative_numbers = true)]
     Density(DensityArgs),
     /// Draw samples from a model.
+    #[command(allow_negative_numbers = true)]
     Sample(SampleArgs),
     /// Test NLL of a model on data; with a built-in dataset also its entropy and the KL gap.
+    #[command(allow_negative_numbers = true)]
     Eval(EvalArgs),
     /// Draw pictures: data, model density and samples; the flow; training curves.
     Plot(PlotArgs),
@@ -158,9 +162,9 @@ pub struct TrainArgs {
     /// Built-in dataset name (see `cnflow datasets`) or a CSV/.npy file of points.
     #[arg(long, default_value = "8gaussians")]
     pub data: String,
-    /// Training iterations (in total; with --resume, the new total).
-    #[arg(long, value_parser = positive_usize, default_value_t = 2000)]
-    pub iters: usize,
+    /// Training iterations in total [default: 2000; with --resume, the checkpoint's total].
+    #[arg(long, value_parser = positive_usize)]
+    pub iters: Option<usize>,
     /// Batch size.
     #[arg(long, value_parser = positive_usize, default_value_t = 100)]
     pub batch: usize,
@@ -180,10 +184,10 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = SolverArg::Dopri5)]
     pub solver: SolverArg,
     /// Relative tolerance of adaptive solvers.
-    #[arg(long, value_parser = positive_f64, default_value_t = 1e-5)]
+    #[arg(long, allow_hyphen_values = true, value_parser = positive_f64, default_value_t = 1e-5)]
     pub rtol: f64,
     /// Absolute tolerance of adaptive solvers.
-    #[arg(long, value_parser = positive_f64, default_value_t = 1e-5)]
+    #[arg(long, allow_hyphen_values = true, value_parser = positive_f64, default_value_t = 1e-5)]
     pub atol: f64,
     /// Fixed number of steps per solve (needed by rk4, midpoint, heun, euler; makes adaptive methods fixed-step).
     #[arg(long, value_parser = positive_usize)]
@@ -195,16 +199,16 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = GradArg::Adjoint)]
     pub grad: GradArg,
     /// Weight of the RNODE kinetic-energy regularizer ∫‖f‖² (0 = off).
-    #[arg(long, value_parser = non_negative_f64, default_value_t = 0.0)]
+    #[arg(long, allow_hyphen_values = true, value_parser = non_negative_f64, default_value_t = 0.0)]
     pub kinetic: f64,
     /// Weight of the RNODE Jacobian-Frobenius regularizer ∫‖J ε‖² (0 = off).
-    #[arg(long, value_parser = non_negative_f64, default_value_t = 0.0)]
+    #[arg(long, allow_hyphen_values = true, value_parser = non_negative_f64, default_value_t = 0.0)]
     pub jacobian: f64,
     /// Adam learning rate.
-    #[arg(long, value_parser = positive_f64, default_value_t = 1e-3)]
+    #[arg(long, allow_hyphen_values = true, value_parser = positive_f64, default_value_t = 1e-3)]
     pub lr: f64,
     /// Adam weight decay.
-    #[arg(long, value_parser = non_negative_f64, default_value_t = 1e-5)]
+    #[arg(long, allow_hyphen_values = true, value_parser = non_negative_f64, default_value_t = 1e-5)]
     pub weight_decay: f64,
     /// Float type for training.
     #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
@@ -236,10 +240,10 @@ pub struct EvalSolverArgs {
     #[arg(long, value_enum)]
     pub solver: Option<SolverArg>,
     /// Relative tolerance (default: the model's evaluation tolerance).
-    #[arg(long, value_parser = positive_f64)]
+    #[arg(long, allow_hyphen_values = true, value_parser = positive_f64)]
     pub rtol: Option<f64>,
     /// Absolute tolerance (default: the model's evaluation tolerance).
-    #[arg(long, value_parser = positive_f64)]
+    #[arg(long, allow_hyphen_values = true, value_parser = positive_f64)]
     pub atol: Option<f64>,
     /// Fixed number of steps per solve instead of adaptive steps.
     #[arg(long, value_parser = positive_usize)]

@@ -31,6 +31,8 @@ use serde::{Deserialize, Serialize};
 use super::args::{ActivationArg, GradArg, LayerArg, PrecisionArg, TraceArg, TrainArgs};
 use super::common::{to_flat, DataSource};
 
+/// Iterations of `cnflow train` without --iters.
+const DEFAULT_ITERS: usize = 2000;
 const CHECKPOINT_FORMAT: &str = "cnflow-checkpoint";
 const METRICS_HEADER: &str =
     "iter,loss,nll,kinetic,jacobian,nfe_forward,nfe_backward,seconds,elapsed,t_end,test_nll,kl_gap";
@@ -77,7 +79,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
         if ck.format != CHECKPOINT_FORMAT || ck.version != 1 {
             bail!("{}: not a cnflow checkpoint of version 1", checkpoint_path.display());
         }
-        let n_iters = args.iters.max(ck.args.iters);
+        let n_iters = args.iters.or(ck.args.iters);
         args = TrainArgs {
             iters: n_iters,
             out: Some(out.clone()),
@@ -91,6 +93,7 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
             out.display()
         );
     }
+    args.iters = Some(args.iters.unwrap_or(DEFAULT_ITERS));
     fs::create_dir_all(&out).with_context(|| format!("creating the run folder {}", out.display()))?;
     match args.precision {
         PrecisionArg::F32 => run_typed::<f32>(&args, &out, checkpoint),
@@ -205,7 +208,7 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
     let solver = solver_config(args)?;
     let adam = AdamConfig::new(args.lr, args.weight_decay);
     let config = TrainConfig {
-        n_iters: args.iters,
+        n_iters: args.iters.unwrap_or(DEFAULT_ITERS),
         batch: args.batch,
         adam,
         loss: LossConfig {
@@ -277,7 +280,7 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
         "training on {} ({} dims) for {} iterations{}; run folder {}",
         args.data,
         problem.dim,
-        args.iters,
+        config.n_iters,
         if started_at > 0 {
             format!(", resuming at iteration {started_at}")
         } else {
@@ -485,8 +488,9 @@ impl RunObserver {
         start: usize,
         entropy: Option<f64>,
     ) -> Self {
+        let n_iters = args.iters.unwrap_or(DEFAULT_ITERS);
         let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(args.iters as u64);
+            let bar = ProgressBar::new(n_iters as u64);
             bar.set_style(
                 ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -496,7 +500,7 @@ impl RunObserver {
         });
         RunObserver {
             bar,
-            log_every: (args.iters / 20).max(10),
+            log_every: (n_iters / 20).max(10),
             metrics,
             pending: None,
             saver,

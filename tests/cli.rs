@@ -1,0 +1,480 @@
+//! The `cnflow` program as a user runs it: every command, and every kind of bad input
+//! (exit code, one-line message naming the file/line/flag, no partial output).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use cnflow::data::read_points;
+
+fn cnflow(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cnflow"))
+        .args(args)
+        .output()
+        .expect("cnflow runs")
+}
+
+fn cnflow_stdin(args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cnflow"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cnflow runs");
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "failed: {}\n{}", out.status, text(&out.stderr));
+    text(&out.stdout)
+}
+
+/// The command fails with exit code ≠ 0 and a one-line error containing every `needle`.
+fn fails(out: &Output, needles: &[&str]) {
+    assert!(!out.status.success(), "should fail: {}", text(&out.stdout));
+    let err = text(&out.stderr);
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks {n:?}:\n{err}");
+    }
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// A small, fast training run into `dir`.
+fn small_run(dir: &Path, iters: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "train",
+        "--iters",
+        iters,
+        "--batch",
+        "64",
+        "--hidden",
+        "16-16",
+        "--eval-every",
+        "10",
+        "--test-size",
+        "300",
+        "--rtol",
+        "1e-4",
+        "--atol",
+        "1e-4",
+        "--out",
+        p(dir),
+    ];
+    args.extend_from_slice(extra);
+    cnflow(&args)
+}
+
+struct Run {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    model: PathBuf,
+}
+
+fn trained() -> Run {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    ok(&small_run(&dir, "20", &[]));
+    let model = dir.join("model.json");
+    Run { _tmp: tmp, dir, model }
+}
+
+#[test]
+fn datasets_lists_names_and_entropies_and_writes_points() {
+    let out = ok(&cnflow(&["datasets"]));
+    for name in [
+        "8gaussians",
+        "checkerboard",
+        "2spirals",
+        "moons",
+        "circles",
+        "rings",
+        "swissroll",
+        "pinwheel",
+    ] {
+        assert!(out.contains(name), "{out}");
+    }
+    assert!(out.contains("3.4657"));
+    let tmp = tempfile::tempdir().unwrap();
+    for file in ["a.csv", "a.npy"] {
+        let path = tmp.path().join(file);
+        ok(&cnflow(&[
+            "datasets",
+            "rings",
+            "-n",
+            "7",
+            "--seed",
+            "3",
+            "--output",
+            p(&path),
+        ]));
+        assert_eq!(read_points(&path, Some(2)).unwrap().nrows(), 7);
+    }
+    let csv = read_points(&tmp.path().join("a.csv"), None).unwrap();
+    let npy = read_points(&tmp.path().join("a.npy"), None).unwrap();
+    assert_eq!(csv, npy);
+    fails(&cnflow(&["datasets", "spiral"]), &["spiral", "8gaussians"]);
+}
+
+#[test]
+fn train_writes_a_run_folder_and_refuses_to_overwrite_it() {
+    let run = trained();
+    for f in ["model.json", "checkpoint.json", "metrics.csv"] {
+        assert!(run.dir.join(f).is_file(), "{f} missing");
+    }
+    let metrics = std::fs::read_to_string(run.dir.join("metrics.csv")).unwrap();
+    assert_eq!(metrics.lines().count(), 21);
+    assert!(metrics.lines().next().unwrap().starts_with("iter,loss,nll"));
+    // Evaluation rows carry the test NLL and the KL gap.
+    let row10: Vec<&str> = metrics.lines().nth(10).unwrap().split(',').collect();
+    assert!(
+        row10[10].parse::<f64>().is_ok() && row10[11].parse::<f64>().is_ok(),
+        "{row10:?}"
+    );
+    fails(&small_run(&run.dir, "20", &[]), &["already holds a run", "--resume"]);
+    ok(&small_run(&run.dir, "20", &["--force"]));
+}
+
+#[test]
+fn resumed_training_equals_uninterrupted_training() {
+    let tmp = tempfile::tempdir().unwrap();
+    let straight = tmp.path().join("straight");
+    let halves = tmp.path().join("halves");
+    ok(&small_run(&straight, "20", &[]));
+    ok(&small_run(&halves, "10", &[]));
+    ok(&cnflow(&["train", "--out", p(&halves), "--resume", "--iters", "20"]));
+    let a = std::fs::read_to_string(straight.join("checkpoint.json")).unwrap();
+    let b = std::fs::read_to_string(halves.join("checkpoint.json")).unwrap();
+    let weights = |s: &str| -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(s).unwrap()["model"]["blocks"].clone()
+    };
+    assert_eq!(weights(&a), weights(&b));
+    assert_eq!(
+        std::fs::read_to_string(halves.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        21
+    );
+    fails(
+        &cnflow(&["train", "--out", p(&tmp.path().join("none")), "--resume"]),
+        &["--resume", "checkpoint.json"],
+    );
+}
+
+#[test]
+fn density_reads_csv_npy_and_stdin_and_keeps_the_order() {
+    let run = trained();
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("x.csv");
+    let npy = tmp.path().join("x.npy");
+    ok(&cnflow(&["datasets", "8gaussians", "-n", "25", "--output", p(&csv)]));
+    ok(&cnflow(&["datasets", "8gaussians", "-n", "25", "--output", p(&npy)]));
+    let from_csv = ok(&cnflow(&["density", "--model", p(&run.model), "--input", p(&csv)]));
+    let values: Vec<f64> = from_csv.lines().skip(1).map(|l| l.parse().unwrap()).collect();
+    assert_eq!(values.len(), 25);
+    assert!(values.iter().all(|v| v.is_finite() && *v < 0.0));
+    let out_npy = tmp.path().join("lp.npy");
+    ok(&cnflow(&[
+        "density",
+        "--model",
+        p(&run.model),
+        "--input",
+        p(&npy),
+        "--output",
+        p(&out_npy),
+    ]));
+    let from_npy = read_points(&out_npy, Some(1)).unwrap();
+    for (a, b) in values.iter().zip(from_npy.iter()) {
+        assert!((a - b).abs() < 1e-9);
+    }
+    // Stdin, and a single point evaluated alone gives the same value (order kept).
+    let stdin = ok(&cnflow_stdin(
+        &["density", "--model", p(&run.model), "--input", "-"],
+        &std::fs::read_to_string(&csv).unwrap(),
+    ));
+    assert_eq!(stdin, from_csv);
+    let third = std::fs::read_to_string(&csv)
+        .unwrap()
+        .lines()
+        .nth(2)
+        .unwrap()
+        .to_string();
+    let alone = ok(&cnflow_stdin(
+        &["density", "--model", p(&run.model), "--input", "-"],
+        &third,
+    ));
+    let v: f64 = alone.lines().nth(1).unwrap().parse().unwrap();
+    assert!((v - values[2]).abs() < 1e-6, "{v} vs {}", values[2]);
+}
+
+#[test]
+fn sample_and_eval_work_and_eval_prints_json() {
+    let run = trained();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("s.npy");
+    ok(&cnflow(&[
+        "sample",
+        "--model",
+        p(&run.model),
+        "-n",
+        "13",
+        "--output",
+        p(&out),
+    ]));
+    assert_eq!(read_points(&out, Some(2)).unwrap().nrows(), 13);
+    let stdout = ok(&cnflow(&["sample", "--model", p(&run.model), "-n", "4", "--seed", "9"]));
+    assert_eq!(stdout.lines().count(), 4);
+    let again = ok(&cnflow(&["sample", "--model", p(&run.model), "-n", "4", "--seed", "9"]));
+    assert_eq!(stdout, again, "same seed, same samples");
+    let json = ok(&cnflow(&[
+        "eval",
+        "--model",
+        p(&run.model),
+        "--data",
+        "8gaussians",
+        "-n",
+        "300",
+        "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    let nll = v["nll"].as_f64().unwrap();
+    assert!((v["kl_gap"].as_f64().unwrap() - (nll - 2.832)).abs() < 1e-9);
+    assert!(v["n_evals"].as_u64().unwrap() > 0);
+    let text_out = ok(&cnflow(&[
+        "eval",
+        "--model",
+        p(&run.model),
+        "--data",
+        "8gaussians",
+        "-n",
+        "300",
+    ]));
+    assert!(text_out.contains("KL gap"));
+}
+
+#[test]
+fn bad_point_files_give_one_line_errors_and_no_output() {
+    let run = trained();
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: [(&str, &str, &[&str]); 5] = [
+        ("malformed.csv", "x,y\n1,2\n3,abc\n", &["malformed.csv", ":3"]),
+        ("nan.csv", "1,2\nnan,2\n", &["nan.csv", ":2"]),
+        ("ragged.csv", "1,2\n3,4,5\n", &["ragged.csv", ":2"]),
+        ("wide.csv", "1,2,3\n4,5,6\n", &["wide.csv", "3"]),
+        ("empty.csv", "", &["empty.csv", "no data rows"]),
+    ];
+    for (name, content, needles) in cases {
+        let input = tmp.path().join(name);
+        std::fs::write(&input, content).unwrap();
+        let output = tmp.path().join(format!("{name}.out.csv"));
+        let out = cnflow(&[
+            "density",
+            "--model",
+            p(&run.model),
+            "--input",
+            p(&input),
+            "--output",
+            p(&output),
+        ]);
+        fails(&out, needles);
+        assert_eq!(text(&out.stderr).trim().lines().count(), 1, "{}", text(&out.stderr));
+        assert!(!output.exists(), "{name}: partial output left behind");
+    }
+    fails(
+        &cnflow(&["density", "--model", p(&run.model), "--input", "/no/such.csv"]),
+        &["/no/such.csv", "no such file"],
+    );
+    fails(
+        &cnflow(&["density", "--model", p(&run.model), "--input", p(tmp.path())]),
+        &["directory"],
+    );
+    fails(
+        &cnflow(&[
+            "train",
+            "--data",
+            p(&tmp.path().join("nan.csv")),
+            "--out",
+            p(&tmp.path().join("r")),
+        ]),
+        &["nan.csv"],
+    );
+    fails(
+        &cnflow(&["eval", "--model", p(&run.model), "--data", "nosuchset"]),
+        &["nosuchset", "8gaussians"],
+    );
+}
+
+#[test]
+fn bad_model_files_are_refused_naming_the_file_and_the_problem() {
+    let run = trained();
+    let tmp = tempfile::tempdir().unwrap();
+    let good: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&run.model).unwrap()).unwrap();
+    let mut future = good.clone();
+    future["version"] = serde_json::json!(99);
+    let mut short = good.clone();
+    short["blocks"][0]["params"].as_array_mut().unwrap().pop();
+    let mut foreign = good.clone();
+    foreign["format"] = serde_json::json!("something-else");
+    let full = serde_json::to_string(&good).unwrap();
+    let cases = [
+        ("future.json", serde_json::to_string(&future).unwrap(), "newer cnflow"),
+        ("short.json", serde_json::to_string(&short).unwrap(), "corrupt"),
+        (
+            "foreign.json",
+            serde_json::to_string(&foreign).unwrap(),
+            "not a cnflow model",
+        ),
+        (
+            "truncated.json",
+            full[..full.len() / 2].to_string(),
+            "not a valid cnflow model file",
+        ),
+    ];
+    for (name, content, needle) in cases {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        for cmd in [
+            vec!["sample", "--model", p(&path), "-n", "2"],
+            vec!["eval", "--model", p(&path), "--data", "8gaussians", "-n", "10"],
+        ] {
+            fails(&cnflow(&cmd), &[name, needle]);
+        }
+    }
+    fails(&cnflow(&["sample", "--model", p(&run.dir)]), &["directory"]);
+}
+
+#[test]
+fn nonsense_flag_values_are_refused_naming_the_flag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("r");
+    let cases: [(&[&str], &str); 6] = [
+        (&["--rtol", "-1e-5"], "--rtol"),
+        (&["--atol", "0"], "--atol"),
+        (&["--batch", "0"], "--batch"),
+        (&["--iters", "-3"], "--iters"),
+        (&["--lr", "nan"], "--lr"),
+        (&["--solver", "rk45"], "--solver"),
+    ];
+    for (flags, needle) in cases {
+        let mut args = vec!["train", "--out", p(&out_dir)];
+        args.extend_from_slice(flags);
+        fails(&cnflow(&args), &[needle]);
+    }
+    fails(
+        &cnflow(&["train", "--solver", "rk4", "--out", p(&out_dir)]),
+        &["--steps"],
+    );
+    fails(
+        &cnflow(&["train", "--hidden", "64-x", "--iters", "1", "--out", p(&out_dir)]),
+        &["64-x"],
+    );
+    assert!(!out_dir.join("model.json").exists());
+}
+
+#[test]
+fn every_command_explains_every_flag() {
+    for (cmd, flags) in [
+        (
+            "train",
+            &[
+                "--data",
+                "--iters",
+                "--batch",
+                "--hidden",
+                "--layer",
+                "--activation",
+                "--blocks",
+                "--solver",
+                "--rtol",
+                "--atol",
+                "--steps",
+                "--trace",
+                "--grad",
+                "--kinetic",
+                "--jacobian",
+                "--lr",
+                "--precision",
+                "--seed",
+                "--out",
+                "--resume",
+            ][..],
+        ),
+        ("density", &["--model", "--input", "--output"][..]),
+        ("sample", &["--model", "-n", "--seed", "--output"][..]),
+        ("eval", &["--model", "--data", "-n", "--json"][..]),
+        ("plot", &["--model", "--data", "--output", "--kind"][..]),
+        ("datasets", &["-n", "--output"][..]),
+    ] {
+        let help = ok(&cnflow(&[cmd, "--help"]));
+        for f in flags {
+            assert!(help.contains(f), "{cmd} --help lacks {f}");
+        }
+        assert!(
+            help.contains("[default:") || cmd == "plot",
+            "{cmd} --help shows no defaults"
+        );
+    }
+}
+
+#[test]
+fn ctrl_c_saves_a_checkpoint_that_resume_continues_from() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    let child = Command::new(env!("CARGO_BIN_EXE_cnflow"))
+        .args([
+            "train",
+            "--iters",
+            "100000",
+            "--batch",
+            "32",
+            "--hidden",
+            "8",
+            "--eval-every",
+            "1000",
+            "--test-size",
+            "100",
+        ])
+        .args(["--rtol", "1e-3", "--atol", "1e-3", "--out", p(&dir)])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until some iterations are done (metrics.csv has rows), then interrupt.
+    let metrics = dir.join("metrics.csv");
+    for _ in 0..600 {
+        if std::fs::read_to_string(&metrics)
+            .map(|s| s.lines().count() > 3)
+            .unwrap_or(false)
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--resume"), "{}", text(&out.stderr));
+    let ck: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("checkpoint.json")).unwrap()).unwrap();
+    let done = ck["iter"].as_u64().unwrap();
+    assert!(done > 0 && done < 100000);
+    assert!(dir.join("model.json").is_file());
+    let total = (done + 5).to_string();
+    ok(&cnflow(&["train", "--out", p(&dir), "--resume", "--iters", &total]));
+    let ck: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("checkpoint.json")).unwrap()).unwrap();
+    assert_eq!(ck["iter"].as_u64().unwrap(), done + 5);
+}
