@@ -50,3 +50,8 @@ pub mod real;
 pub mod train;
 
 pub use real::Real;
+
+/// The README's Rust examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
