@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use cnflow::cnf::Cnf;
+use cnflow::cnf::{Cnf, Trace};
 use cnflow::data::{read_points, Dataset};
 use cnflow::model_file::ModelFile;
 use cnflow::nn::Mlp;
@@ -88,3 +88,22 @@ pub fn to_array(flat: Vec<f64>, d: usize) -> Result<Array2<f64>> {
 pub fn to_flat(a: &Array2<f64>) -> Vec<f64> {
     a.iter().copied().collect()
 }
+
+/// log p(x) in the user's units for the flat points `x` (n × d).
+pub fn log_density(
+    loaded: &Loaded,
+    x: Vec<f64>,
+    solver: &cnflow::ode::SolverConfig,
+    trace: Trace,
+    chunk: usize,
+    seed: u64,
+) -> Result<(Vec<f64>, usize)> {
+    let d = loaded.file.dim();
+    let (u, log_det) = match &loaded.file.standardizer {
+        Some(s) => (to_flat(&s.forward(to_array(x, d)?.view())?), s.log_det()),
+        None => (x, 0.0),
+    };
+    let lp = loaded.model.log_prob_par(&u, solver, trace, chunk, seed)?;
+    Ok((lp.log_p.iter().map(|v| v + log_det).collect(), lp.n_evals))
+}
+

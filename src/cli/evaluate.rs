@@ -9,31 +9,13 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::args::{DensityArgs, EvalArgs, SampleArgs, TraceArg};
-use super::common::{eval_solver, load_model, to_array, to_flat, DataSource, Loaded};
+use super::common::{eval_solver, load_model, log_density, to_array, to_flat, DataSource};
 
 fn trace_of(arg: TraceArg) -> Trace {
     match arg {
         TraceArg::Exact => Trace::Exact,
         TraceArg::Hutchinson => Trace::Rademacher(1),
     }
-}
-
-/// log p(x) in the user's units for the flat points `x` (n × d).
-fn log_density(
-    loaded: &Loaded,
-    x: Vec<f64>,
-    solver: &cnflow::ode::SolverConfig,
-    trace: Trace,
-    chunk: usize,
-    seed: u64,
-) -> Result<(Vec<f64>, usize)> {
-    let d = loaded.file.dim();
-    let (u, log_det) = match &loaded.file.standardizer {
-        Some(s) => (to_flat(&s.forward(to_array(x, d)?.view())?), s.log_det()),
-        None => (x, 0.0),
-    };
-    let lp = loaded.model.log_prob_par(&u, solver, trace, chunk, seed)?;
-    Ok((lp.log_p.iter().map(|v| v + log_det).collect(), lp.n_evals))
 }
 
 pub fn density(args: DensityArgs) -> Result<()> {
