@@ -45,6 +45,7 @@ pub mod data;
 pub mod nn;
 pub mod ode;
 pub mod optim;
+pub mod plot;
 pub mod real;
 pub mod train;
 
