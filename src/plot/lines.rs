@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use plotters::coord::ranged1d::ValueFormatter;
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -167,22 +169,12 @@ impl Figure for Curves<'_> {
     }
 }
 
-/// Splits points into runs of drawable `(x, y)` — finite, and positive when `log_y` —
-/// mapping `y` to `log10 y` on a log axis.
+/// Splits points into runs of drawable `(x, y)`: finite, and positive when `log_y`.
 fn segments(points: &[(f64, f64)], log_y: bool) -> Vec<Vec<(f64, f64)>> {
     let mut out = Vec::new();
     let mut run = Vec::new();
     for &(x, y) in points {
-        let y = if log_y {
-            if y > 0.0 {
-                y.log10()
-            } else {
-                f64::NAN
-            }
-        } else {
-            y
-        };
-        if x.is_finite() && y.is_finite() {
+        if x.is_finite() && y.is_finite() && (!log_y || y > 0.0) {
             run.push((x, y));
         } else if !run.is_empty() {
             out.push(std::mem::take(&mut run));
@@ -194,8 +186,56 @@ fn segments(points: &[(f64, f64)], log_y: bool) -> Vec<Vec<(f64, f64)>> {
     out
 }
 
+/// A logarithmic range around the (positive, finite) values: 10 % padding in log space,
+/// a decade either side of a single value, `[1, 10]` for none.
+fn log_range(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = padded_range(values.into_iter().map(f64::log10));
+    let (lo, hi) = if hi - lo < 0.3 {
+        ((lo + hi) / 2.0 - 0.5, (lo + hi) / 2.0 + 0.5)
+    } else {
+        (lo, hi)
+    };
+    (10f64.powf(lo), 10f64.powf(hi))
+}
+
+/// Labelled (bold) and grid-only (light) ticks for a log axis over `[lo, hi]`, `0 < lo < hi`:
+/// decades, else 1-2-5 steps, else every digit, whichever first gives three labels; a
+/// range narrower than that gets evenly spaced labels.
+fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>) {
+    let in_range = |mults: &[f64]| -> Vec<f64> {
+        let (k0, k1) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+        let mut out = Vec::new();
+        for k in k0..=k1 {
+            for m in mults {
+                // Divide for negative powers: 3 / 10 is the double nearest 0.3, 3 · 0.1 is not.
+                let v = if k < 0 { m / 10f64.powi(-k) } else { m * 10f64.powi(k) };
+                if v >= lo * (1.0 - 1e-12) && v <= hi * (1.0 + 1e-12) {
+                    out.push(v);
+                }
+            }
+        }
+        out
+    };
+    let digits: Vec<f64> = (1..=9).map(f64::from).collect();
+    let light = if hi / lo < 1e6 {
+        in_range(&digits)
+    } else {
+        in_range(&[1.0])
+    };
+    for mults in [&[1.0][..], &[1.0, 2.0, 5.0][..], &digits[..]] {
+        let mut bold = in_range(mults);
+        if bold.len() >= 3 {
+            let keep = bold.len().div_ceil(8);
+            bold = bold.into_iter().step_by(keep).collect();
+            return (bold, light);
+        }
+    }
+    let bold = (0..=4).map(|i| lo + (hi - lo) * (0.1 + 0.2 * i as f64)).collect();
+    (bold, light)
+}
+
 /// One chart: axes, labels, one coloured line per series, markers on sparse lines, and a
-/// legend when there are several lines (always for [`curves`], whose `font` is larger).
+/// legend when a line's name says more than the title.
 fn line_chart<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     sub: &Subplot<'_>,
@@ -204,22 +244,33 @@ fn line_chart<DB: DrawingBackend>(
     let segs: Vec<Vec<Vec<(f64, f64)>>> = sub.lines.iter().map(|(_, pts)| segments(pts, sub.log_y)).collect();
     let all = || segs.iter().flatten().flatten();
     let (x0, x1) = padded_range(all().map(|p| p.0));
-    let (y0, y1) = padded_range(all().map(|p| p.1));
     let inner = with_title(area, sub.title, font + 16)?;
-    let mut chart = ChartBuilder::on(&inner)
+    let mut builder = ChartBuilder::on(&inner);
+    builder
         .margin(10)
         .margin_right(20)
         .x_label_area_size(font * 3)
-        .y_label_area_size(font * 4 + 10)
-        .build_cartesian_2d(x0..x1, y0..y1)?;
-    let log_y = sub.log_y;
-    let y_fmt = move |v: &f64| {
-        if log_y {
-            tick_label(10f64.powf(*v))
-        } else {
-            tick_label(*v)
-        }
-    };
+        .y_label_area_size(font * 4 + 10);
+    if sub.log_y {
+        let (y0, y1) = log_range(all().map(|p| p.1));
+        let (bold, light) = log_ticks(y0, y1);
+        let y_axis = (y0..y1).log_scale().with_key_points(bold).with_light_points(light);
+        let mut chart = builder.build_cartesian_2d(x0..x1, y_axis)?;
+        fill_chart(&mut chart, sub, &segs, font)
+    } else {
+        let (y0, y1) = padded_range(all().map(|p| p.1));
+        let mut chart = builder.build_cartesian_2d(x0..x1, y0..y1)?;
+        fill_chart(&mut chart, sub, &segs, font)
+    }
+}
+
+/// Mesh, lines, markers and legend on a chart whose vertical axis is linear or log.
+fn fill_chart<'a, DB: DrawingBackend + 'a, Y: Ranged<ValueType = f64> + ValueFormatter<f64>>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, Y>>,
+    sub: &Subplot<'_>,
+    segs: &[Vec<Vec<(f64, f64)>>],
+    font: u32,
+) -> Result<(), DrawFailure> {
     chart
         .configure_mesh()
         .light_line_style(RGBColor(240, 240, 240))
@@ -229,17 +280,19 @@ fn line_chart<DB: DrawingBackend>(
         .x_labels(6)
         .y_labels(6)
         .x_label_formatter(&|v| tick_label(*v))
-        .y_label_formatter(&y_fmt)
+        .y_label_formatter(&|v| tick_label(*v))
         .label_style((FONT, font))
         .axis_desc_style((FONT, font + 1))
         .draw()?;
     let legend = sub.lines.len() > 1 || sub.lines.first().is_some_and(|(name, _)| *name != sub.title);
     let mut drawn = false;
-    for (k, ((name, _), runs)) in sub.lines.iter().zip(&segs).enumerate() {
+    for (k, ((name, _), runs)) in sub.lines.iter().zip(segs).enumerate() {
         let color = series_color(k);
         let n_points: usize = runs.iter().map(Vec::len).sum();
+        // Thick strokes over hundreds of tiny segments smear; dense lines stay thin.
+        let width = if n_points > 200 { 1 } else { 2 };
         for (r, run) in runs.iter().enumerate() {
-            let line = chart.draw_series(LineSeries::new(run.iter().copied(), color.stroke_width(2)))?;
+            let line = chart.draw_series(LineSeries::new(run.iter().copied(), color.stroke_width(width)))?;
             if r == 0 {
                 line.label(*name)
                     .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3)));
@@ -267,4 +320,39 @@ fn line_chart<DB: DrawingBackend>(
             .draw()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_ticks_pick_decades_then_1_2_5_then_digits() {
+        assert_eq!(log_ticks(1e-3, 20.0).0, vec![1e-3, 1e-2, 1e-1, 1.0, 10.0]);
+        let (bold, _) = log_ticks(0.15, 1.7);
+        assert_eq!(bold, vec![0.2, 0.5, 1.0]);
+        let (bold, _) = log_ticks(0.25, 0.75);
+        assert_eq!(bold, vec![0.3, 0.4, 0.5, 0.6, 0.7]);
+        let (bold, _) = log_ticks(1e-30, 1e30);
+        assert!(bold.len() <= 8 && bold.len() >= 3, "{bold:?}");
+        let (bold, _) = log_ticks(3.1, 3.3);
+        assert_eq!(bold.len(), 5);
+    }
+
+    #[test]
+    fn segments_break_at_unusable_points() {
+        let pts = [
+            (0.0, 1.0),
+            (1.0, f64::NAN),
+            (2.0, 2.0),
+            (3.0, -1.0),
+            (4.0, 3.0),
+            (5.0, 4.0),
+        ];
+        assert_eq!(segments(&pts, false).len(), 2);
+        assert_eq!(
+            segments(&pts, true),
+            vec![vec![(0.0, 1.0)], vec![(2.0, 2.0)], vec![(4.0, 3.0), (5.0, 4.0)]]
+        );
+    }
 }
