@@ -407,17 +407,19 @@ fn draw_square_panel<DB: DrawingBackend>(
     }))?;
     if let Some((pts, radius)) = points {
         let color = RGBColor(31, 119, 180).mix(0.5).filled();
+        let inside = |&&[x, y]: &&[f64; 2]| (lo..=hi).contains(&x) && (lo..=hi).contains(&y);
         chart.draw_series(
             pts.iter()
-                .filter(|[x, y]| (lo..=hi).contains(x) && (lo..=hi).contains(y))
+                .filter(inside)
                 .map(|&[x, y]| Circle::new((x, y), radius.max(1), color)),
         )?;
-        if pts.is_empty() {
-            empty_note(
-                &chart.plotting_area().strip_coord_spec(),
-                "no points",
-                RGBColor(110, 110, 110),
-            )?;
+        if !pts.iter().any(|p| inside(&p)) {
+            let note = if pts.is_empty() {
+                "no points"
+            } else {
+                "no points inside the extent"
+            };
+            empty_note(&chart.plotting_area().strip_coord_spec(), note, RGBColor(110, 110, 110))?;
         }
     }
     if let Some(note) = cells.note {
