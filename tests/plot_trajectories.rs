@@ -2,7 +2,7 @@
 
 mod plot_common;
 
-use cnflow::plot::{trajectories, PlotError, TrajectoriesConfig};
+use cnflow::plot::{flow_paths, trajectories, PlotError, TrajectoriesConfig};
 use plot_common::{check_png, check_svg, cloud, scratch_dir, variance};
 
 /// The cloud rotated by `angle` and shrunk by `scale` — a stand-in for a flow.
@@ -107,4 +107,61 @@ fn empty_inputs_draw_without_panicking() {
     let p = config.panel_size;
     check_png(&dir.join("none.png"), p, p);
     check_png(&dir.join("odd.png"), 3 * p, p);
+}
+
+#[test]
+fn flow_paths_draws_one_square_chart_with_marker_legend() {
+    let dir = scratch_dir("paths");
+    let (frames, times) = frames(8);
+    let config = TrajectoriesConfig {
+        n_paths: 60,
+        title: "paths".into(),
+        ..TrajectoriesConfig::default()
+    };
+    let side = 2 * config.panel_size;
+    flow_paths(dir.join("p.png"), &frames, &times, &config).expect("png");
+    let img = check_png(&dir.join("p.png"), side, side);
+    assert!(
+        variance(&img, (100, side - 40), (80, side - 60)) > 10.0,
+        "paths chart is blank"
+    );
+    flow_paths(dir.join("p.svg"), &frames, &times, &config).expect("svg");
+    check_svg(
+        &dir.join("p.svg"),
+        side,
+        side,
+        &["paths", "start, t = 0", "end, t = 0.5"],
+    );
+}
+
+#[test]
+fn flow_paths_handles_empty_ragged_and_bad_inputs() {
+    let dir = scratch_dir("paths_edge");
+    let config = TrajectoriesConfig::default();
+    let ragged = vec![
+        vec![[0.0, 0.0], [1.0, 1.0]],
+        vec![[0.5, f64::NAN]],
+        vec![],
+        vec![[1.0, 0.0], [2.0, 2.0]],
+    ];
+    for ext in ["png", "svg"] {
+        flow_paths(dir.join(format!("none.{ext}")), &[], &[], &config).expect("no frames");
+        flow_paths(
+            dir.join(format!("ragged.{ext}")),
+            &ragged,
+            &[0.0, 1.0, 2.0, 3.0],
+            &config,
+        )
+        .expect("ragged");
+    }
+    let err = flow_paths(dir.join("p.png"), &ragged, &[0.0], &config).unwrap_err();
+    assert!(
+        matches!(err, PlotError::InvalidInput { .. }) && err.to_string().contains("p.png"),
+        "{err}"
+    );
+    let err = flow_paths(dir.join("p.tiff"), &ragged, &[0.0, 1.0, 2.0, 3.0], &config).unwrap_err();
+    assert!(
+        matches!(err, PlotError::UnsupportedFormat { .. }) && err.to_string().contains("p.tiff"),
+        "{err}"
+    );
 }

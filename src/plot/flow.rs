@@ -25,6 +25,8 @@ pub struct TrajectoriesConfig {
     pub radius: u32,
     /// A title over all panels; empty for none.
     pub title: String,
+    /// How many point paths [`flow_paths`] draws (an evenly strided subset).
+    pub n_paths: usize,
 }
 
 impl Default for TrajectoriesConfig {
@@ -36,6 +38,7 @@ impl Default for TrajectoriesConfig {
             max_points: 2000,
             radius: 2,
             title: String::new(),
+            n_paths: 150,
         }
     }
 }
@@ -197,6 +200,147 @@ impl Figure for Trajectories<'_> {
                 )?;
             }
         }
+        Ok(())
+    }
+}
+
+/// Draws the paths of a subset of points through the frames on one square chart into
+/// `path` (`.png` or `.svg`, `2 · panel_size` px a side): a line per point through its
+/// positions at `times`, a dot where it starts (first frame) and a ring where it ends
+/// (last frame), coloured as in [`trajectories`].
+///
+/// `config.n_paths` points are drawn (evenly strided); `cols` and `max_points` are not
+/// used. A point's path breaks where a frame lacks it or it is not finite.
+///
+/// # Errors
+/// As for [`trajectories`].
+pub fn flow_paths(
+    path: impl AsRef<Path>,
+    frames: &[Vec<[f64; 2]>],
+    times: &[f64],
+    config: &TrajectoriesConfig,
+) -> Result<(), PlotError> {
+    let path = path.as_ref();
+    if frames.len() != times.len() {
+        return Err(invalid(
+            path,
+            format!(
+                "{} frames but {} times; give one time per frame",
+                frames.len(),
+                times.len()
+            ),
+        ));
+    }
+    if !(100..=4000).contains(&config.panel_size) {
+        return Err(invalid(
+            path,
+            format!("panel_size = {} px; use 100..=4000", config.panel_size),
+        ));
+    }
+    let extent = match config.extent {
+        Some((lo, hi)) if lo.is_finite() && hi.is_finite() && lo < hi => (lo, hi),
+        Some((lo, hi)) => {
+            return Err(invalid(
+                path,
+                format!("extent [{lo}, {hi}] must be finite with lo < hi"),
+            ))
+        }
+        None => padded_range(frames.iter().flatten().flat_map(|p| p.iter().copied())),
+    };
+    let n_first = frames.first().map_or(0, Vec::len);
+    let stride = n_first.div_ceil(config.n_paths.max(1)).max(1);
+    let colors = point_colors(frames.first().map_or(&[][..], |f| &f[..]));
+    let side = 2 * config.panel_size;
+    render(
+        path,
+        (side, side),
+        &Paths {
+            frames,
+            times,
+            config,
+            extent,
+            stride,
+            colors,
+        },
+    )
+}
+
+struct Paths<'a> {
+    frames: &'a [Vec<[f64; 2]>],
+    times: &'a [f64],
+    config: &'a TrajectoriesConfig,
+    extent: (f64, f64),
+    stride: usize,
+    colors: Vec<RGBColor>,
+}
+
+impl Figure for Paths<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), DrawFailure> {
+        root.fill(&WHITE)?;
+        let body = with_title(root, &self.config.title, 40)?;
+        let (lo, hi) = self.extent;
+        let mut chart = ChartBuilder::on(&body)
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(lo..hi, lo..hi)?;
+        chart
+            .configure_mesh()
+            .light_line_style(RGBColor(240, 240, 240))
+            .bold_line_style(RGBColor(220, 220, 220))
+            .x_label_formatter(&|v| tick_label(*v))
+            .y_label_formatter(&|v| tick_label(*v))
+            .label_style((FONT, 15))
+            .draw()?;
+        let (Some(first), Some(last)) = (self.frames.first(), self.frames.last()) else {
+            return empty_note(
+                &chart.plotting_area().strip_coord_spec(),
+                "no frames",
+                RGBColor(110, 110, 110),
+            );
+        };
+        let usable = |p: Option<&[f64; 2]>| p.filter(|[x, y]| x.is_finite() && y.is_finite()).map(|&[x, y]| (x, y));
+        for i in (0..first.len()).step_by(self.stride) {
+            let color = self.colors.get(i).copied().unwrap_or(RGBColor(150, 150, 150));
+            let mut run: Vec<(f64, f64)> = Vec::new();
+            for frame in self.frames {
+                match usable(frame.get(i)) {
+                    Some(p) => run.push(p),
+                    None if run.len() > 1 => {
+                        chart.draw_series(LineSeries::new(std::mem::take(&mut run), color.mix(0.6)))?;
+                    }
+                    None => run.clear(),
+                }
+            }
+            if run.len() > 1 {
+                chart.draw_series(LineSeries::new(run, color.mix(0.6)))?;
+            }
+            if let Some(p) = usable(first.get(i)) {
+                chart.draw_series(std::iter::once(Circle::new(p, 3, color.filled())))?;
+            }
+            if let Some(p) = usable(last.get(i)) {
+                chart.draw_series(std::iter::once(Circle::new(p, 4, color.stroke_width(2))))?;
+            }
+        }
+        // The legend names the times of the markers.
+        let t0 = self.times.first().copied().unwrap_or(0.0);
+        let t1 = self.times.last().copied().unwrap_or(0.0);
+        let ink = RGBColor(60, 60, 60);
+        chart
+            .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
+            .label(format!("start, t = {}", tick_label(t0)))
+            .legend(move |(x, y)| Circle::new((x + 10, y), 3, ink.filled()));
+        chart
+            .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
+            .label(format!("end, t = {}", tick_label(t1)))
+            .legend(move |(x, y)| Circle::new((x + 10, y), 4, ink.stroke_width(2)));
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(180, 180, 180))
+            .label_font((FONT, 15))
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()?;
         Ok(())
     }
 }

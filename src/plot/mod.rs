@@ -22,6 +22,7 @@
 //! |---|---|
 //! | [`panels`] | data, model density, model samples side by side (FFJORD's figure) |
 //! | [`trajectories`] | the points at several flow times, one small panel per time |
+//! | [`flow_paths`] | the paths of a subset of points through those times, overlaid |
 //! | [`metrics`] | one subplot per training series (loss, test NLL, KL gap, …) |
 //! | [`curves`] | several named lines on one set of axes, with a legend |
 //!
@@ -47,7 +48,7 @@ mod lines;
 mod render;
 
 pub use density::{panels, DensityGrid, PanelsConfig, PointStyle};
-pub use flow::{trajectories, TrajectoriesConfig};
+pub use flow::{flow_paths, trajectories, TrajectoriesConfig};
 pub use lines::{curves, metrics, MetricsConfig, Subplot};
 
 use std::path::PathBuf;
