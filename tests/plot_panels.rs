@@ -43,7 +43,14 @@ fn panels_png_has_requested_size_and_density_where_the_mass_is() {
     let path = dir.join("panels.png");
     let config = PanelsConfig::default();
     let data = cloud(2000);
+    // Drawing twice replaces the picture and leaves no temporary file behind.
+    panels(&path, &[], &gaussian_grid([0.0, 0.0], 1.0), &[], &config).expect("first draw");
     panels(&path, &data, &gaussian_grid([2.0, 2.0], 0.5), &data, &config).expect("draw");
+    let names: Vec<_> = std::fs::read_dir(&dir)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("panels.png")]);
     let (w, h) = config.size;
     let img = check_png(&path, w, h);
     // Middle panel: x in the middle third; its plot square lies well inside these bounds.

@@ -78,11 +78,28 @@ pub(crate) fn render(path: &Path, size: (u32, u32), figure: &impl Figure) -> Res
     if !fonts_ready() {
         return Err(draw_error(path, "the embedded font could not be loaded".into()));
     }
-    match format {
+    // Draw in memory first: a failed drawing leaves no file behind, and the finished
+    // picture replaces any old one atomically (temporary file in the same folder, then
+    // rename), so a viewer watching a run folder never sees half a picture.
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = if format == Format::Png { "png" } else { "svg" };
+    let tmp = parent.join(format!(".{file_name}.{}.tmp.{ext}", std::process::id()));
+    let written = match format {
         Format::Png => {
-            let root = BitMapBackend::new(path, size).into_drawing_area();
-            figure.draw(&root).map_err(|e| draw_error(path, e.0))?;
-            root.present().map_err(|e| draw_error(path, e.to_string()))?;
+            let (w, h) = (size.0 as usize, size.1 as usize);
+            let mut pixels = vec![0u8; w * h * 3];
+            {
+                let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
+                figure.draw(&root).map_err(|e| draw_error(path, e.0))?;
+                root.present().map_err(|e| draw_error(path, e.to_string()))?;
+            }
+            let mut out = BitMapBackend::new(&tmp, size);
+            out.blit_bitmap((0, 0), size, &pixels)
+                .and_then(|()| out.present())
+                .map_err(|e| e.to_string())
         }
         Format::Svg => {
             let mut svg = String::new();
@@ -91,11 +108,17 @@ pub(crate) fn render(path: &Path, size: (u32, u32), figure: &impl Figure) -> Res
                 figure.draw(&root).map_err(|e| draw_error(path, e.0))?;
                 root.present().map_err(|e| draw_error(path, e.to_string()))?;
             }
-            std::fs::write(path, svg).map_err(|source| PlotError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
+            std::fs::write(&tmp, svg).map_err(|e| e.to_string())
         }
+    };
+    let renamed = written.and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string()));
+    if let Err(message) = renamed {
+        let _ = std::fs::remove_file(&tmp);
+        let source = std::io::Error::other(message);
+        return Err(PlotError::Io {
+            path: path.to_path_buf(),
+            source,
+        });
     }
     Ok(())
 }
