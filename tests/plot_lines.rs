@@ -169,3 +169,23 @@ fn empty_inputs_draw_without_panicking() {
     check_png(&dir.join("m0.png"), w, h);
     check_png(&dir.join("m1.png"), 2 * w, h);
 }
+
+#[test]
+fn extreme_values_draw_and_finish() {
+    // Ranges near the ends of f64 once sent plotters' axes into endless loops.
+    let dir = scratch_dir("lines_extreme");
+    let linear = vec![("a", vec![(0.0, 1e308), (1.0, -1e308), (1e-300, 5.0)])];
+    curves(dir.join("lin.png"), "t", "x", "y", &linear, false).expect("huge linear range");
+    for (k, pts) in [
+        vec![(0.0, 1e-320), (1.0, 1e308)],
+        vec![(0.0, 1e-290), (1.0, 1e290)],
+        vec![(0.0, 1e-320), (1.0, 1.0)],
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        curves(dir.join(format!("log{k}.png")), "t", "x", "y", &[("a", pts)], true).expect("huge log range");
+    }
+    let flat = vec![("a", vec![(1.0, 1.0), (1.0 + 1e-15, 1.0 + 1e-15)])];
+    curves(dir.join("flat.png"), "t", "x", "y", &flat, false).expect("nearly one point");
+}

@@ -165,3 +165,23 @@ fn flow_paths_handles_empty_ragged_and_bad_inputs() {
         "{err}"
     );
 }
+
+#[test]
+fn extreme_values_draw_and_finish() {
+    let dir = scratch_dir("traj_extreme");
+    let frames = vec![vec![[1e308, -1e308], [0.0, 0.0]], vec![[0.0, 1.0], [1.0, 1e200]]];
+    let fitted = TrajectoriesConfig::default();
+    trajectories(dir.join("a.png"), &frames, &[0.0, 1.0], &fitted).expect("fitted extent");
+    flow_paths(dir.join("b.png"), &frames, &[0.0, 1.0], &fitted).expect("fitted extent");
+    let fixed = TrajectoriesConfig {
+        extent: Some((-4.0, 4.0)),
+        ..TrajectoriesConfig::default()
+    };
+    flow_paths(dir.join("c.png"), &frames, &[0.0, 1.0], &fixed).expect("points far outside");
+    let infinite = TrajectoriesConfig {
+        extent: Some((-1e308, 1e308)),
+        ..TrajectoriesConfig::default()
+    };
+    let err = trajectories(dir.join("d.png"), &frames, &[0.0, 1.0], &infinite).unwrap_err();
+    assert!(matches!(err, PlotError::InvalidInput { .. }), "{err}");
+}

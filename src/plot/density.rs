@@ -97,12 +97,14 @@ impl DensityGrid {
             && self.y_min.is_finite()
             && self.y_max.is_finite()
             && self.x_min < self.x_max
+            && (self.x_max - self.x_min).is_finite()
+            && (self.y_max - self.y_min).is_finite()
             && self.y_min < self.y_max;
         if !ranges_ok {
             return Err(invalid(
                 path,
                 format!(
-                    "density grid ranges x [{}, {}], y [{}, {}] must be finite with min < max",
+                    "density grid ranges x [{:?}, {:?}], y [{:?}, {:?}] must be finite with min < max (and a finite width)",
                     self.x_min, self.x_max, self.y_min, self.y_max
                 ),
             ));
@@ -188,7 +190,7 @@ pub fn panels(
     if !(lo.is_finite() && hi.is_finite() && lo < hi) {
         return Err(invalid(
             path,
-            format!("extent [{lo}, {hi}] must be finite with lo < hi"),
+            format!("extent [{lo:?}, {hi:?}] must be finite with lo < hi"),
         ));
     }
     if let PointStyle::Histogram { bins } = config.style {

@@ -79,11 +79,11 @@ pub fn trajectories(
         ));
     }
     let extent = match config.extent {
-        Some((lo, hi)) if lo.is_finite() && hi.is_finite() && lo < hi => (lo, hi),
+        Some((lo, hi)) if lo < hi && (hi - lo).is_finite() => (lo, hi),
         Some((lo, hi)) => {
             return Err(invalid(
                 path,
-                format!("extent [{lo}, {hi}] must be finite with lo < hi"),
+                format!("extent [{lo:?}, {hi:?}] must be finite with lo < hi"),
             ))
         }
         None => padded_range(frames.iter().flatten().flat_map(|p| p.iter().copied())),
@@ -238,11 +238,11 @@ pub fn flow_paths(
         ));
     }
     let extent = match config.extent {
-        Some((lo, hi)) if lo.is_finite() && hi.is_finite() && lo < hi => (lo, hi),
+        Some((lo, hi)) if lo < hi && (hi - lo).is_finite() => (lo, hi),
         Some((lo, hi)) => {
             return Err(invalid(
                 path,
-                format!("extent [{lo}, {hi}] must be finite with lo < hi"),
+                format!("extent [{lo:?}, {hi:?}] must be finite with lo < hi"),
             ))
         }
         None => padded_range(frames.iter().flatten().flat_map(|p| p.iter().copied())),

@@ -9,7 +9,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::render::{
-    empty_note, invalid, padded_range, render, series_color, tick_label, with_title, DrawFailure, Figure, FONT,
+    empty_note, invalid, padded_range, render, series_color, tick_label, with_title, DrawFailure, Figure, FONT, MAX_ABS,
 };
 use super::PlotError;
 
@@ -175,7 +175,12 @@ fn segments(points: &[(f64, f64)], log_y: bool) -> Vec<Vec<(f64, f64)>> {
     let mut run = Vec::new();
     for &(x, y) in points {
         if x.is_finite() && y.is_finite() && (!log_y || y > 0.0) {
-            run.push((x, y));
+            let y = if log_y {
+                y.clamp(10f64.powf(-LOG_LIMIT), 10f64.powf(LOG_LIMIT))
+            } else {
+                y
+            };
+            run.push((x.clamp(-MAX_ABS, MAX_ABS), y.clamp(-MAX_ABS, MAX_ABS)));
         } else if !run.is_empty() {
             out.push(std::mem::take(&mut run));
         }
@@ -185,6 +190,9 @@ fn segments(points: &[(f64, f64)], log_y: bool) -> Vec<Vec<(f64, f64)>> {
     }
     out
 }
+
+/// Decades a log axis may reach either side of 1.
+const LOG_LIMIT: f64 = 200.0;
 
 /// A logarithmic range around the (positive, finite) values: 10 % padding in log space,
 /// a decade either side of a single value, `[1, 10]` for none.

@@ -163,12 +163,17 @@ pub(crate) fn series_color(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
 
-/// A plotting range `[lo, hi)` covering the finite values of `values`, padded by 5 % on
-/// each side; a single value gets ±(5 % of itself, at least 0.5); no finite values give
-/// `[0, 1)`.
+/// Largest magnitude a plotted value keeps; beyond it values are clamped so that ranges
+/// and their padding stay finite.
+pub(crate) const MAX_ABS: f64 = 1e300;
+
+/// A plotting range `[lo, hi)` covering the finite values of `values` (clamped to
+/// `±MAX_ABS`), padded by 5 % on each side; a single value gets ±(5 % of itself, at least
+/// 0.5); no finite values give `[0, 1)`.
 pub(crate) fn padded_range(values: impl IntoIterator<Item = f64>) -> (f64, f64) {
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
     for v in values.into_iter().filter(|v| v.is_finite()) {
+        let v = v.clamp(-MAX_ABS, MAX_ABS);
         lo = lo.min(v);
         hi = hi.max(v);
     }
@@ -176,7 +181,7 @@ pub(crate) fn padded_range(values: impl IntoIterator<Item = f64>) -> (f64, f64) 
         return (0.0, 1.0);
     }
     let span = hi - lo;
-    if span <= f64::EPSILON * lo.abs().max(hi.abs()).max(1.0) {
+    if span <= 1e-9 * lo.abs().max(hi.abs()).max(1e-300) {
         let pad = (0.05 * lo.abs()).max(0.5);
         return (lo - pad, hi + pad);
     }
