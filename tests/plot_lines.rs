@@ -168,6 +168,8 @@ fn empty_inputs_draw_without_panicking() {
     let (w, h) = MetricsConfig::default().subplot_size;
     check_png(&dir.join("m0.png"), w, h);
     check_png(&dir.join("m1.png"), 2 * w, h);
+    let notes = svg_texts(&std::fs::read_to_string(dir.join("m1.svg")).expect("read svg"));
+    assert!(notes.iter().any(|t| t == "no data") && notes.iter().any(|t| t == "no positive values for a log axis"));
 }
 
 #[test]

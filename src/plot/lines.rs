@@ -312,11 +312,17 @@ fn fill_chart<'a, DB: DrawingBackend + 'a, Y: Ranged<ValueType = f64> + ValueFor
         }
     }
     if !drawn {
-        return empty_note(
-            &chart.plotting_area().strip_coord_spec(),
-            "no data",
-            RGBColor(110, 110, 110),
-        );
+        let any_finite = sub
+            .lines
+            .iter()
+            .flat_map(|(_, pts)| pts.iter())
+            .any(|(x, y)| x.is_finite() && y.is_finite());
+        let note = if sub.log_y && any_finite {
+            "no positive values for a log axis"
+        } else {
+            "no data"
+        };
+        return empty_note(&chart.plotting_area().strip_coord_spec(), note, RGBColor(110, 110, 110));
     }
     if legend {
         chart
