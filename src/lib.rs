@@ -46,6 +46,7 @@ pub mod model_file;
 pub mod nn;
 pub mod ode;
 pub mod optim;
+pub mod plot;
 pub mod real;
 pub mod train;
 

@@ -478,3 +478,63 @@ fn ctrl_c_saves_a_checkpoint_that_resume_continues_from() {
         serde_json::from_str(&std::fs::read_to_string(dir.join("checkpoint.json")).unwrap()).unwrap();
     assert_eq!(ck["iter"].as_u64().unwrap(), done + 5);
 }
+
+#[test]
+fn train_draws_pictures_and_plot_draws_every_kind() {
+    let run = trained();
+    for f in ["panels.png", "flow.png", "metrics.png"] {
+        let path = run.dir.join(f);
+        let bytes = std::fs::read(&path).unwrap_or_else(|_| panic!("{f} missing"));
+        assert!(
+            bytes.starts_with(b"\x89PNG") && bytes.len() > 10_000,
+            "{f} is not a picture"
+        );
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    for (kind, file) in [("panels", "p.svg"), ("trajectories", "t.png"), ("metrics", "m.svg")] {
+        let out = tmp.path().join(file);
+        ok(&cnflow(&[
+            "plot",
+            "--model",
+            p(&run.model),
+            "--kind",
+            kind,
+            "--output",
+            p(&out),
+        ]));
+        assert!(std::fs::metadata(&out).unwrap().len() > 1000, "{kind}");
+    }
+    let data = tmp.path().join("d.csv");
+    ok(&cnflow(&["datasets", "moons", "-n", "200", "--output", p(&data)]));
+    ok(&cnflow(&[
+        "plot",
+        "--model",
+        p(&run.model),
+        "--data",
+        p(&data),
+        "--output",
+        p(&tmp.path().join("moons.png")),
+    ]));
+    fails(
+        &cnflow(&[
+            "plot",
+            "--model",
+            p(&run.model),
+            "--output",
+            p(&tmp.path().join("x.jpg")),
+        ]),
+        &["x.jpg", ".png"],
+    );
+    fails(
+        &cnflow(&[
+            "plot",
+            "--model",
+            p(&run.model),
+            "--output",
+            p(&tmp.path().join("no/such/dir/x.png")),
+        ]),
+        &["no/such/dir/x.png"],
+    );
+    let svg = std::fs::read_to_string(tmp.path().join("p.svg")).unwrap();
+    assert!(svg.contains("model density"));
+}

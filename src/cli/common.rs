@@ -106,4 +106,3 @@ pub fn log_density(
     let lp = loaded.model.log_prob_par(&u, solver, trace, chunk, seed)?;
     Ok((lp.log_p.iter().map(|v| v + log_det).collect(), lp.n_evals))
 }
-

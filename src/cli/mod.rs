@@ -4,6 +4,7 @@ pub mod args;
 mod common;
 mod datasets;
 mod evaluate;
+mod plot;
 mod train;
 
 use anyhow::Result;
@@ -17,7 +18,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Density(a) => evaluate::density(a),
         Command::Sample(a) => evaluate::sample(a),
         Command::Eval(a) => evaluate::eval(a),
-        Command::Plot(_) => anyhow::bail!("plot: pictures are not available in this build yet"),
+        Command::Plot(a) => plot::run(a),
         Command::Datasets(a) => datasets::run(a),
     }
 }

@@ -22,7 +22,11 @@ pub fn run(args: PlotArgs) -> Result<()> {
         PlotKind::Panels | PlotKind::Trajectories => {
             let loaded = load_model(&args.model)?;
             if loaded.file.dim() != 2 {
-                bail!("{}: the model has dimension {}; pictures need 2-D data", args.model.display(), loaded.file.dim());
+                bail!(
+                    "{}: the model has dimension {}; pictures need 2-D data",
+                    args.model.display(),
+                    loaded.file.dim()
+                );
             }
             if args.kind == PlotKind::Trajectories {
                 draw_trajectories(&loaded, &args.output, args.seed)?;
@@ -66,12 +70,16 @@ fn points_of(spec: &str, seed: u64) -> Result<(Vec<[f64; 2]>, bool)> {
 /// Data, model density and samples side by side.
 pub fn draw_panels(loaded: &Loaded, data: &[[f64; 2]], builtin: bool, out: &Path, seed: u64) -> Result<()> {
     let extent = if builtin { (-4.0, 4.0) } else { extent_of(data) };
-    let mut grid = DensityGrid::square(extent.0, extent.1, 160);
+    let mut grid = DensityGrid::square(extent.0, extent.1, 120);
     let pts: Vec<f64> = grid.points().iter().flat_map(|p| [p[0], p[1]]).collect();
     let solver = cnflow::ode::SolverConfig::adaptive(loaded.file.eval_solver.method, 1e-5, 1e-5);
     grid.log_p = log_density(loaded, pts, &solver, Trace::Exact, 2000, seed)?.0;
     let samples = samples(loaded, data.len().clamp(1000, 5000), seed)?;
-    let config = PanelsConfig { extent, title: title_of(loaded), ..PanelsConfig::default() };
+    let config = PanelsConfig {
+        extent,
+        title: title_of(loaded),
+        ..PanelsConfig::default()
+    };
     plot::panels(out, data, &grid, &samples, &config)?;
     Ok(())
 }
@@ -79,7 +87,10 @@ pub fn draw_panels(loaded: &Loaded, data: &[[f64; 2]], builtin: bool, out: &Path
 fn samples(loaded: &Loaded, n: usize, seed: u64) -> Result<Vec<[f64; 2]>> {
     let solver = cnflow::ode::SolverConfig::adaptive(loaded.file.eval_solver.method, 1e-5, 1e-5);
     let (u, _) = loaded.model.sample_par(n, &solver, 1000, seed)?;
-    Ok(to_user_units(loaded, u)?.chunks_exact(2).map(|c| [c[0], c[1]]).collect())
+    Ok(to_user_units(loaded, u)?
+        .chunks_exact(2)
+        .map(|c| [c[0], c[1]])
+        .collect())
 }
 
 fn to_user_units(loaded: &Loaded, u: Vec<f64>) -> Result<Vec<f64>> {
@@ -133,15 +144,22 @@ pub fn draw_trajectories(loaded: &Loaded, out: &Path, seed: u64) -> Result<()> {
         frames.push(f.chunks_exact(2).map(|c| [c[0], c[1]]).collect::<Vec<_>>());
     }
     let times: Vec<f64> = (0..n_got).map(|k| 1.0 - k as f64 / (n_got - 1).max(1) as f64).collect();
-    let config = TrajectoriesConfig { title: format!("{} — sampling flow, τ from 1 (base) to 0 (data)", title_of(loaded)), ..Default::default() };
+    let config = TrajectoriesConfig {
+        title: format!("{} — sampling flow, τ from 1 (base) to 0 (data)", title_of(loaded)),
+        ..Default::default()
+    };
     plot::trajectories(out, &frames, &times, &config)?;
     Ok(())
 }
 
 /// Training curves from a run's metrics.csv.
 pub fn draw_metrics(csv: &Path, out: &Path) -> Result<()> {
-    let text = std::fs::read_to_string(csv)
-        .with_context(|| format!("{}: cannot read the run's metrics (give --model a run's model.json)", csv.display()))?;
+    let text = std::fs::read_to_string(csv).with_context(|| {
+        format!(
+            "{}: cannot read the run's metrics (give --model a run's model.json)",
+            csv.display()
+        )
+    })?;
     let (mut loss, mut nll, mut gap, mut gap_t, mut nfe) = (vec![], vec![], vec![], vec![], vec![]);
     for (i, line) in text.lines().enumerate().skip(1) {
         let f: Vec<&str> = line.split(',').collect();

@@ -326,10 +326,39 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
         out.join("checkpoint.json").display(),
         metrics_path.display()
     );
+    if problem.dim == 2 && state.iter > 0 {
+        match draw_run_pictures(out, &model_path, &metrics_path, &problem, args.seed) {
+            Ok(files) => eprintln!("pictures: {files}"),
+            Err(e) => eprintln!("could not draw the pictures: {e:#}"),
+        }
+    }
     match reason {
         StopReason::Finished | StopReason::Stopped => Ok(()),
         other => bail!("training stopped: {other}"),
     }
+}
+
+/// DIR/panels.png (data, model density, samples), DIR/flow.png and DIR/metrics.png.
+fn draw_run_pictures(out: &Path, model: &Path, metrics: &Path, problem: &Problem, seed: u64) -> Result<String> {
+    let loaded = super::common::load_model(model)?;
+    // The test set, in the user's units.
+    let test = match &problem.standardizer {
+        Some(s) => to_flat(&s.inverse(super::common::to_array(problem.test.clone(), 2)?.view())?),
+        None => problem.test.clone(),
+    };
+    let data: Vec<[f64; 2]> = test.chunks_exact(2).map(|c| [c[0], c[1]]).collect();
+    let panels = out.join("panels.png");
+    let flow = out.join("flow.png");
+    let curves = out.join("metrics.png");
+    super::plot::draw_panels(&loaded, &data, problem.builtin.is_some(), &panels, seed)?;
+    super::plot::draw_trajectories(&loaded, &flow, seed)?;
+    super::plot::draw_metrics(metrics, &curves)?;
+    Ok(format!(
+        "{}, {}, {}",
+        panels.display(),
+        flow.display(),
+        curves.display()
+    ))
 }
 
 /// Writes the checkpoint and the best model (both atomically).
@@ -348,13 +377,21 @@ impl Saver {
         }
     }
 
-    fn model_file<T: Real>(&self, model: &Cnf<T, Mlp<T>>, iter: usize, eval: Option<&EvalMetrics>) -> ModelFile {
+    /// The model file of `model` after `iter` iterations, with its test NLL if known;
+    /// `entropy` turns that into a KL gap.
+    fn model_file<T: Real>(
+        &self,
+        model: &Cnf<T, Mlp<T>>,
+        iter: usize,
+        test_nll: Option<f64>,
+        entropy: Option<f64>,
+    ) -> ModelFile {
         let training = serde_json::json!({
             "data": self.args.data,
             "iterations": iter,
             "seed": self.args.seed,
-            "test_nll": eval.map(|e| e.test_nll),
-            "kl_gap": eval.and_then(|e| e.kl_gap),
+            "test_nll": test_nll,
+            "kl_gap": test_nll.zip(entropy).map(|(nll, h)| nll - h),
             "args": self.args,
             "cnflow_version": env!("CARGO_PKG_VERSION"),
         });
@@ -362,17 +399,19 @@ impl Saver {
     }
 
     fn save<T: Real>(&mut self, state: &TrainState<T, Mlp<T>>, eval: Option<&EvalMetrics>) -> Result<()> {
+        // The entropy is what separates a KL gap from its test NLL.
+        let entropy = eval.and_then(|e| e.kl_gap.map(|g| e.test_nll - g));
         let best = state
             .best
             .as_ref()
-            .map(|(m, nll, it)| (self.model_file(m, *it, eval), *nll, *it));
+            .map(|(m, nll, it)| (self.model_file(m, *it, Some(*nll), entropy), *nll, *it));
         let ck = Checkpoint {
             format: CHECKPOINT_FORMAT.into(),
             version: 1,
             args: self.args.clone(),
             iter: state.iter,
             elapsed: state.elapsed,
-            model: self.model_file(&state.model, state.iter, eval),
+            model: self.model_file(&state.model, state.iter, eval.map(|e| e.test_nll), entropy),
             adam: state.adam.clone(),
             best: best.clone(),
         };
