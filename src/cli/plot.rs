@@ -119,7 +119,7 @@ fn extent_of(data: &[[f64; 2]]) -> (f64, f64) {
             hi = hi.max(*v);
         }
     }
-    if !(lo < hi) {
+    if !lo.is_finite() || !hi.is_finite() || lo >= hi {
         return (-4.0, 4.0);
     }
     let pad = 0.1 * (hi - lo);
