@@ -97,6 +97,7 @@ fn main() -> anyhow::Result<()> {
         eval_trace: Trace::Exact,
         eval_every: 200,
         seed: args.seed,
+        n_parts: 2,
     };
     let to_f32 = |a: Array2<f64>| a.iter().map(|&v| v as f32).collect::<Vec<f32>>();
     let test = to_f32(dataset.sample(2000, &mut iteration_rng(args.seed, usize::MAX)));

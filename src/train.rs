@@ -17,7 +17,7 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::cnf::{loss_and_grad, Cnf, Field, LossConfig, Trace};
+use crate::cnf::{loss_and_grad_par, Cnf, Field, LossConfig, Trace};
 use crate::ode::SolverConfig;
 use crate::optim::{Adam, AdamConfig};
 use crate::Real;
@@ -41,6 +41,9 @@ pub struct TrainConfig {
     pub eval_every: usize,
     /// Seed of every random draw of the run.
     pub seed: u64,
+    /// Split every batch into this many parts solved in parallel (1 = one solve; the
+    /// result depends on it, so keep it fixed across a resumed run).
+    pub n_parts: usize,
 }
 
 /// What one iteration did.
@@ -220,7 +223,7 @@ where
         let started = Instant::now();
         let mut rng = iteration_rng(config.seed, iter);
         let x = sample_batch(config.batch, &mut rng);
-        let lg = match loss_and_grad(&state.model, &x, &config.loss, &mut rng) {
+        let lg = match loss_and_grad_par(&state.model, &x, &config.loss, &mut rng, config.n_parts) {
             Ok(lg) => lg,
             Err(e) => {
                 return StopReason::SolverFailed {

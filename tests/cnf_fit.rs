@@ -37,6 +37,7 @@ fn eight_gaussians_fit_reaches_a_small_kl_gap_and_its_density_integrates_to_one(
         eval_trace: Trace::Exact,
         eval_every: 100,
         seed: 0,
+        n_parts: 1,
     };
     let test: Vec<f64> = dataset
         .sample(2000, &mut iteration_rng(0, usize::MAX))

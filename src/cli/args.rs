@@ -228,6 +228,11 @@ pub struct TrainArgs {
     /// Evaluate on the test set every this many iterations.
     #[arg(long, value_parser = positive_usize, default_value_t = 100)]
     pub eval_every: usize,
+    /// Split every batch into this many parts trained in parallel [default: the number of
+    /// cores; kept in the checkpoint so a resumed run continues identically].
+    #[arg(long, value_parser = positive_usize)]
+    #[serde(default)]
+    pub threads: Option<usize>,
     /// Test-set size (built-in datasets; files hold out 10 % up to this many points).
     #[arg(long, value_parser = positive_usize, default_value_t = 5000)]
     pub test_size: usize,

@@ -94,6 +94,10 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
         );
     }
     args.iters = Some(args.iters.unwrap_or(DEFAULT_ITERS));
+    args.threads = Some(
+        args.threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+    );
     fs::create_dir_all(&out).with_context(|| format!("creating the run folder {}", out.display()))?;
     match args.precision {
         PrecisionArg::F32 => run_typed::<f32>(&args, &out, checkpoint),
@@ -228,6 +232,7 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
         eval_trace: Trace::Exact,
         eval_every: args.eval_every,
         seed: args.seed,
+        n_parts: args.threads.unwrap_or(1),
     };
     let mut state = match &checkpoint {
         Some(ck) => {

@@ -341,3 +341,70 @@ fn backprop_block<T: Real, F: Field<T>>(
     }
     n_evals
 }
+
+/// [`loss_and_grad`] with the batch split into `n_parts` contiguous parts that are solved
+/// independently, in parallel on rayon's pool, and combined with weights `n_i / B`.
+///
+/// The samples of a CNF batch do not interact, so each part is an exact solve of its
+/// own samples; only the adaptive step sizes differ (each part gets its own). Part `i`
+/// draws its Hutchinson probes from a seed taken from `rng`. The NFE reported are the
+/// largest of the parts' (the critical path).
+pub fn loss_and_grad_par<T: Real, F: Field<T>, R: Rng + ?Sized>(
+    model: &Cnf<T, F>,
+    x: &[T],
+    config: &LossConfig,
+    rng: &mut R,
+    n_parts: usize,
+) -> Result<LossGrad<T>, CnfError> {
+    use rand::SeedableRng;
+    use rayon::prelude::*;
+    let n = model.n_points(x)?;
+    if n_parts <= 1 || n < 2 * n_parts {
+        return loss_and_grad(model, x, config, rng);
+    }
+    let d = model.dim();
+    let per_part = n.div_ceil(n_parts);
+    let seeds: Vec<u64> = (0..n.div_ceil(per_part)).map(|_| rng.random()).collect();
+    let parts: Vec<(f64, LossGrad<T>)> = x
+        .par_chunks(per_part * d)
+        .zip(seeds.par_iter())
+        .map(|(part, &seed)| {
+            let mut part_rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            loss_and_grad(model, part, config, &mut part_rng).map(|lg| ((part.len() / d) as f64 / n as f64, lg))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut out = LossGrad {
+        loss: 0.0,
+        nll: 0.0,
+        kinetic: 0.0,
+        jacobian: 0.0,
+        grad_params: model
+            .blocks
+            .iter()
+            .map(|b| vec![T::zero(); b.field.n_params()])
+            .collect(),
+        grad_t_end: vec![T::zero(); model.blocks.len()],
+        grad_x: Vec::with_capacity(x.len()),
+        n_evals_forward: 0,
+        n_evals_backward: 0,
+    };
+    for (w, lg) in parts {
+        let wt = T::c(w);
+        out.loss += w * lg.loss;
+        out.nll += w * lg.nll;
+        out.kinetic += w * lg.kinetic;
+        out.jacobian += w * lg.jacobian;
+        for (acc, g) in out.grad_params.iter_mut().zip(&lg.grad_params) {
+            for (a, &v) in acc.iter_mut().zip(g) {
+                *a += wt * v;
+            }
+        }
+        for (a, &v) in out.grad_t_end.iter_mut().zip(&lg.grad_t_end) {
+            *a += wt * v;
+        }
+        out.grad_x.extend(lg.grad_x.iter().map(|&v| wt * v));
+        out.n_evals_forward = out.n_evals_forward.max(lg.n_evals_forward);
+        out.n_evals_backward = out.n_evals_backward.max(lg.n_evals_backward);
+    }
+    Ok(out)
+}
