@@ -12,7 +12,7 @@ use cnflow::data::{write_csv, Dataset};
 use cnflow::nn::{Mlp, MlpConfig};
 use cnflow::ode::{Method, SolverConfig};
 use cnflow::optim::AdamConfig;
-use cnflow::train::{iteration_rng, train, EvalMetrics, IterMetrics, Observer, TrainConfig, TrainState};
+use cnflow::train::{test_set_rng, train, EvalMetrics, IterMetrics, Observer, TrainConfig, TrainState};
 use ndarray::Array2;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -100,7 +100,7 @@ fn main() -> anyhow::Result<()> {
         n_parts: 2,
     };
     let to_f32 = |a: Array2<f64>| a.iter().map(|&v| v as f32).collect::<Vec<f32>>();
-    let test = to_f32(dataset.sample(2000, &mut iteration_rng(args.seed, usize::MAX)));
+    let test = to_f32(dataset.sample(2000, &mut test_set_rng(args.seed)));
     let mut state = TrainState::new(model, adam);
     let reason = train(
         &mut state,

@@ -2,11 +2,23 @@
 
 mod cli;
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() {
-    let cli = cli::args::Cli::parse();
-    if let Err(err) = cli::run(cli) {
+    let matches = cli::args::Cli::command().get_matches();
+    let cli = cli::args::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    // Which train flags the user typed (a resumed run keeps the others from its checkpoint).
+    let explicit: Vec<String> = matches
+        .subcommand_matches("train")
+        .map(|m| {
+            m.ids()
+                .filter(|id| m.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+                .map(|id| id.to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Err(err) = cli::run(cli, &explicit) {
         eprintln!("error: {err:#}");
         std::process::exit(1);
     }

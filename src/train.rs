@@ -178,10 +178,23 @@ fn flat_len<T: Real, F: Field<T>>(model: &Cnf<T, F>) -> usize {
         .sum()
 }
 
-/// The RNG of iteration `iter` of a run seeded `seed` (stream 0 is the test set's).
+/// The RNG of iteration `iter ≥ 1` of a run seeded `seed`: stream `iter` of the seed.
+///
+/// Streams of one seed: 0 initialises the weights (`ChaCha8Rng::seed_from_u64(seed)`),
+/// `1..` are the iterations, `u64::MAX` draws the test set ([`test_set_rng`]) and
+/// `u64::MAX − 1` the probes of test evaluations.
 pub fn iteration_rng(seed: u64, iter: usize) -> ChaCha8Rng {
+    stream(seed, (iter as u64).clamp(1, u64::MAX - 2))
+}
+
+/// The RNG that draws a run's test set (a stream no iteration reaches).
+pub fn test_set_rng(seed: u64) -> ChaCha8Rng {
+    stream(seed, u64::MAX)
+}
+
+fn stream(seed: u64, n: u64) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    rng.set_stream(iter as u64 + 1);
+    rng.set_stream(n);
     rng
 }
 
@@ -193,7 +206,7 @@ pub fn test_nll<T: Real, F: Field<T>>(
     trace: Trace,
     seed: u64,
 ) -> Result<(f64, usize), String> {
-    let mut rng = iteration_rng(seed, usize::MAX - 1);
+    let mut rng = stream(seed, u64::MAX - 1);
     let lp = model
         .log_prob(test, solver, trace, &mut rng)
         .map_err(|e| e.to_string())?;
@@ -274,10 +287,10 @@ where
             elapsed: state.elapsed,
             t_end: state.model.blocks.iter().map(|b| b.t_end.f64()).collect(),
         };
+        // A stop request still lets an evaluation that is due run first.
+        let mut stop = false;
         for obs in observers.iter_mut() {
-            if obs.iteration(&metrics, state).is_break() {
-                return StopReason::Stopped;
-            }
+            stop |= obs.iteration(&metrics, state).is_break();
         }
         let eval_now = iter == config.n_iters || (config.eval_every > 0 && iter % config.eval_every == 0);
         if eval_now && !test.is_empty() {
@@ -300,10 +313,11 @@ where
                 is_best,
             };
             for obs in observers.iter_mut() {
-                if obs.evaluation(&metrics, state).is_break() {
-                    return StopReason::Stopped;
-                }
+                stop |= obs.evaluation(&metrics, state).is_break();
             }
+        }
+        if stop {
+            return StopReason::Stopped;
         }
     }
     StopReason::Finished

@@ -538,3 +538,84 @@ fn train_draws_pictures_and_plot_draws_every_kind() {
     let svg = std::fs::read_to_string(tmp.path().join("p.svg")).unwrap();
     assert!(svg.contains("model density"));
 }
+
+#[test]
+fn resume_takes_new_iters_and_lr_but_refuses_other_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    ok(&small_run(&dir, "10", &[]));
+    // The same command line plus --resume is fine; a different architecture is not.
+    ok(&small_run(&dir, "12", &["--resume"]));
+    fails(
+        &cnflow(&["train", "--out", p(&dir), "--resume", "--hidden", "8"]),
+        &["--hidden", "cannot change when resuming"],
+    );
+    fails(
+        &cnflow(&["train", "--out", p(&dir), "--resume", "--data", "moons"]),
+        &["--data"],
+    );
+    let out = cnflow(&["train", "--out", p(&dir), "--resume", "--iters", "14", "--lr", "0.0005"]);
+    ok(&out);
+    assert!(text(&out.stderr).contains("--lr 0.0005"), "{}", text(&out.stderr));
+    let ck: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("checkpoint.json")).unwrap()).unwrap();
+    assert_eq!(ck["iter"].as_u64(), Some(14));
+    assert_eq!(ck["adam"]["config"]["lr"].as_f64(), Some(0.0005));
+}
+
+#[test]
+fn training_on_a_file_reports_nll_in_the_files_units() {
+    // Moons scaled by 100: the standardised NLL differs from the user's by 2 ln(100·σ).
+    let tmp = tempfile::tempdir().unwrap();
+    let raw = tmp.path().join("raw.csv");
+    ok(&cnflow(&["datasets", "moons", "-n", "3000", "--output", p(&raw)]));
+    let scaled: String = std::fs::read_to_string(&raw)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            l.split(',')
+                .map(|v| (100.0 * v.parse::<f64>().unwrap()).to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+                + "\n"
+        })
+        .collect();
+    let data = tmp.path().join("big.csv");
+    std::fs::write(&data, scaled).unwrap();
+    let dir = tmp.path().join("run");
+    ok(&small_run(&dir, "30", &["--data", p(&data)]));
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("model.json")).unwrap()).unwrap();
+    let train_nll = model["training"]["test_nll"].as_f64().unwrap();
+    let eval = ok(&cnflow(&[
+        "eval",
+        "--model",
+        p(&dir.join("model.json")),
+        "--data",
+        p(&data),
+        "--json",
+    ]));
+    let eval_nll = serde_json::from_str::<serde_json::Value>(eval.trim()).unwrap()["nll"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (train_nll - eval_nll).abs() < 0.5,
+        "train reports {train_nll}, eval {eval_nll}"
+    );
+    // Training reads points from stdin too.
+    let out = cnflow_stdin(
+        &[
+            "train",
+            "--data",
+            "-",
+            "--iters",
+            "3",
+            "--hidden",
+            "8",
+            "--out",
+            p(&tmp.path().join("stdin")),
+        ],
+        &std::fs::read_to_string(&data).unwrap(),
+    );
+    ok(&out);
+}

@@ -6,7 +6,7 @@ use cnflow::data::Dataset;
 use cnflow::nn::{Mlp, MlpConfig};
 use cnflow::ode::{Method, SolverConfig};
 use cnflow::optim::AdamConfig;
-use cnflow::train::{iteration_rng, train, StopReason, TrainConfig, TrainState};
+use cnflow::train::{test_set_rng, train, StopReason, TrainConfig, TrainState};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -39,11 +39,7 @@ fn eight_gaussians_fit_reaches_a_small_kl_gap_and_its_density_integrates_to_one(
         seed: 0,
         n_parts: 1,
     };
-    let test: Vec<f64> = dataset
-        .sample(2000, &mut iteration_rng(0, usize::MAX))
-        .iter()
-        .copied()
-        .collect();
+    let test: Vec<f64> = dataset.sample(2000, &mut test_set_rng(0)).iter().copied().collect();
     let mut state = TrainState::new(model, adam);
     let reason = train(
         &mut state,

@@ -183,3 +183,47 @@ fn mlp_gradients_with_regularizers() {
         1e-5,
     );
 }
+
+#[test]
+fn adaptive_backprop_agrees_with_the_adjoint_for_every_embedded_pair() {
+    // At tight tolerances the exact gradient of the discrete solution (backprop through
+    // adaptive steps) and the continuous adjoint approximate the same gradient.
+    let m = mlp_model(2, Activation::Tanh, LayerKind::ConcatSquash);
+    for method in [Method::Dopri5, Method::Tsit5, Method::Bosh3] {
+        for (trace, kinetic, jacobian) in [(Trace::Exact, 0.0, 0.0), (Trace::Rademacher(1), 0.3, 0.2)] {
+            let base = LossConfig {
+                solver: SolverConfig::adaptive(method, 1e-10, 1e-10),
+                trace,
+                kinetic,
+                jacobian,
+                grad: GradMethod::Backprop,
+            };
+            let adjoint = LossConfig {
+                grad: GradMethod::Adjoint { seminorm: true },
+                ..base.clone()
+            };
+            let bp = loss_and_grad(&m, &batch(), &base, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+            let adj = loss_and_grad(&m, &batch(), &adjoint, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
+            for k in 0..2 {
+                let e = max_rel_err(&bp.grad_params[k], &adj.grad_params[k]);
+                assert!(e < 1e-5, "{method} {trace:?}: block {k} params differ by {e:e}");
+                let e = (bp.grad_t_end[k] - adj.grad_t_end[k]).abs() / adj.grad_t_end[k].abs().max(1e-3);
+                assert!(e < 1e-5, "{method} {trace:?}: block {k} dL/dT differs by {e:e}");
+            }
+            assert!(max_rel_err(&bp.grad_x, &adj.grad_x) < 1e-5);
+        }
+    }
+}
+
+#[test]
+fn hutchinson_without_probes_is_refused() {
+    let config = LossConfig {
+        solver: SolverConfig::fixed_steps(Method::Rk4, 4),
+        trace: Trace::Rademacher(0),
+        kinetic: 0.0,
+        jacobian: 0.0,
+        grad: GradMethod::Backprop,
+    };
+    let err = loss_and_grad(&linear_model(1), &batch(), &config, &mut ChaCha8Rng::seed_from_u64(0)).unwrap_err();
+    assert!(err.to_string().contains("at least one probe"), "{err}");
+}

@@ -82,7 +82,7 @@ impl Observer<f64, LinearField<f64>> for Record {
 
 #[test]
 fn affine_flow_reaches_the_entropy_of_a_gaussian() {
-    let mut rng = cnflow::train::iteration_rng(3, usize::MAX);
+    let mut rng = cnflow::train::test_set_rng(3);
     let test = gaussian_batch(4000, &mut rng);
     for grad in [GradMethod::Adjoint { seminorm: true }, GradMethod::Backprop] {
         let mut state = fresh_state();
@@ -200,4 +200,26 @@ fn a_nan_batch_stops_the_run_and_keeps_the_last_good_model() {
     assert_eq!(state.iter, 4);
     assert!(state.model.blocks[0].field.params().iter().all(|p| p.is_finite()));
     assert!(reason.to_string().contains("last good model"));
+}
+
+#[test]
+fn a_stop_request_still_runs_the_evaluation_that_is_due() {
+    let test = gaussian_batch(200, &mut cnflow::train::test_set_rng(3));
+    let mut state = fresh_state();
+    let mut rec = Record {
+        stop_at: Some(50),
+        ..Record::default()
+    };
+    let reason = train(
+        &mut state,
+        &config(300, GradMethod::Backprop),
+        gaussian_batch,
+        &test,
+        None,
+        &mut [&mut rec],
+    );
+    assert_eq!(reason, StopReason::Stopped);
+    assert_eq!(state.iter, 50);
+    assert_eq!(rec.evals.iter().map(|e| e.iter).collect::<Vec<_>>(), vec![50]);
+    assert_eq!(state.best.as_ref().map(|b| b.2), Some(50));
 }

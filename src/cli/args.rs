@@ -156,6 +156,11 @@ fn positive_usize(s: &str) -> Result<usize, String> {
     }
 }
 
+/// Checkpoints written before `--threads` existed trained on one part.
+fn one_thread() -> Option<usize> {
+    Some(1)
+}
+
 /// Flags of `cnflow train`.
 #[derive(Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TrainArgs {
@@ -231,7 +236,7 @@ pub struct TrainArgs {
     /// Split every batch into this many parts trained in parallel [default: the number of
     /// cores; kept in the checkpoint so a resumed run continues identically].
     #[arg(long, value_parser = positive_usize)]
-    #[serde(default)]
+    #[serde(default = "one_thread")]
     pub threads: Option<usize>,
     /// Test-set size (built-in datasets; files hold out 10 % up to this many points).
     #[arg(long, value_parser = positive_usize, default_value_t = 5000)]

@@ -12,9 +12,10 @@ use anyhow::Result;
 use args::{Cli, Command};
 
 /// Runs one command.
-pub fn run(cli: Cli) -> Result<()> {
+/// `explicit` names the `train` flags given on the command line.
+pub fn run(cli: Cli, explicit: &[String]) -> Result<()> {
     match cli.command {
-        Command::Train(a) => train::run(a),
+        Command::Train(a) => train::run(a, explicit),
         Command::Density(a) => evaluate::density(a),
         Command::Sample(a) => evaluate::sample(a),
         Command::Eval(a) => evaluate::eval(a),

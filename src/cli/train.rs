@@ -20,7 +20,7 @@ use cnflow::model_file::{EvalSolver, ModelFile};
 use cnflow::nn::{Activation, LayerKind, Mlp, MlpConfig};
 use cnflow::ode::{Method, SolverConfig};
 use cnflow::optim::{Adam, AdamConfig};
-use cnflow::train::{iteration_rng, train, EvalMetrics, IterMetrics, Observer, StopReason, TrainConfig, TrainState};
+use cnflow::train::{test_set_rng, train, EvalMetrics, IterMetrics, Observer, StopReason, TrainConfig, TrainState};
 use cnflow::Real;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
@@ -59,8 +59,32 @@ struct Checkpoint {
     best: Option<(ModelFile, f64, usize)>,
 }
 
-pub fn run(mut args: TrainArgs) -> Result<()> {
-    let source_name = DataSource::parse(&args.data, None)?.name();
+/// Flags that may change when a run is resumed; every other flag must match the run's.
+const RESUMABLE: [&str; 8] = [
+    "iters",
+    "lr",
+    "weight_decay",
+    "rtol",
+    "atol",
+    "eval_every",
+    "out",
+    "resume",
+];
+
+/// The run folder's default name: the dataset's, the file's stem, or "stdin".
+fn run_name(spec: &str) -> String {
+    match spec.parse::<Dataset>() {
+        Ok(d) => d.name().to_string(),
+        Err(_) if spec == "-" => "stdin".to_string(),
+        Err(_) => Path::new(spec)
+            .file_stem()
+            .map_or("data".to_string(), |s| s.to_string_lossy().into_owned()),
+    }
+}
+
+/// `explicit` names the flags given on the command line (clap ids, i.e. field names).
+pub fn run(mut args: TrainArgs, explicit: &[String]) -> Result<()> {
+    let source_name = run_name(&args.data);
     let out = args
         .out
         .clone()
@@ -79,12 +103,52 @@ pub fn run(mut args: TrainArgs) -> Result<()> {
         if ck.format != CHECKPOINT_FORMAT || ck.version != 1 {
             bail!("{}: not a cnflow checkpoint of version 1", checkpoint_path.display());
         }
-        let n_iters = args.iters.or(ck.args.iters);
+        let given = serde_json::to_value(&args)?;
+        let saved = serde_json::to_value(&ck.args)?;
+        let mut resumed = ck.args.clone();
+        for id in explicit {
+            let (now, before) = (&given[id.as_str()], &saved[id.as_str()]);
+            if RESUMABLE.contains(&id.as_str()) {
+                if now != before && id != "out" && id != "resume" && !before.is_null() {
+                    eprintln!("resuming with --{} {now} (the run had {before})", id.replace('_', "-"));
+                }
+            } else if now != before {
+                bail!(
+                    "--{} cannot change when resuming (the run in {} has {before}); only --iters, --lr, --weight-decay, \
+                     --rtol, --atol and --eval-every can. Start a new run with another --out to change it",
+                    id.replace('_', "-"),
+                    out.display()
+                );
+            }
+        }
+        resumed.iters = args.iters.or(ck.args.iters);
+        resumed.lr = args.lr;
+        resumed.weight_decay = args.weight_decay;
+        resumed.rtol = args.rtol;
+        resumed.atol = args.atol;
+        resumed.eval_every = args.eval_every;
+        for (id, keep) in [
+            ("lr", ck.args.lr),
+            ("weight_decay", ck.args.weight_decay),
+            ("rtol", ck.args.rtol),
+            ("atol", ck.args.atol),
+        ] {
+            if !explicit.iter().any(|e| e == id) {
+                match id {
+                    "lr" => resumed.lr = keep,
+                    "weight_decay" => resumed.weight_decay = keep,
+                    "rtol" => resumed.rtol = keep,
+                    _ => resumed.atol = keep,
+                }
+            }
+        }
+        if !explicit.iter().any(|e| e == "eval_every") {
+            resumed.eval_every = ck.args.eval_every;
+        }
         args = TrainArgs {
-            iters: n_iters,
             out: Some(out.clone()),
             resume: true,
-            ..ck.args.clone()
+            ..resumed
         };
         checkpoint = Some(ck);
     } else if out.join("model.json").exists() && !args.force {
@@ -118,7 +182,7 @@ impl Problem {
     fn new(args: &TrainArgs) -> Result<Self> {
         match DataSource::parse(&args.data, None)? {
             DataSource::Builtin(d) => {
-                let test = d.sample(args.test_size, &mut iteration_rng(args.seed, usize::MAX));
+                let test = d.sample(args.test_size, &mut test_set_rng(args.seed));
                 Ok(Problem {
                     dim: 2,
                     standardizer: None,
@@ -137,7 +201,7 @@ impl Problem {
                 }
                 // Hold out 10 % (at most --test-size) as the test set, by a seeded shuffle.
                 let mut order: Vec<usize> = (0..n).collect();
-                order.shuffle(&mut iteration_rng(args.seed, usize::MAX));
+                order.shuffle(&mut test_set_rng(args.seed));
                 let n_test = (n / 10).clamp(1, args.test_size);
                 let pick = |idx: &[usize]| points.select(ndarray::Axis(0), idx);
                 let train = pick(&order[n_test..]);
@@ -172,7 +236,12 @@ impl Problem {
         }
     }
 
-    /// Standardised-space entropy: the data's entropy shifted by the log-det.
+    /// What turns a test NLL of the standardised data into one in the user's units.
+    fn nll_offset(&self) -> f64 {
+        self.standardizer.as_ref().map_or(0.0, |s| -s.log_det())
+    }
+
+    /// The data's entropy, where known (built-in datasets).
     fn entropy(&self) -> Option<f64> {
         self.builtin.map(|d| d.entropy())
     }
@@ -243,7 +312,14 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
             };
             TrainState {
                 model,
-                adam: ck.adam.clone(),
+                adam: Adam {
+                    config: AdamConfig {
+                        lr: args.lr,
+                        weight_decay: args.weight_decay,
+                        ..ck.adam.config
+                    },
+                    ..ck.adam.clone()
+                },
                 iter: ck.iter,
                 elapsed: ck.elapsed,
                 best,
@@ -272,6 +348,7 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
         out: out.to_path_buf(),
         args: args.clone(),
         standardizer: problem.standardizer.clone(),
+        nll_offset: problem.nll_offset(),
     };
     let mut observer = RunObserver::new(
         args,
@@ -279,7 +356,7 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
         saver.clone_ref(),
         Arc::clone(&interrupted),
         state.iter,
-        problem.entropy(),
+        problem.nll_offset(),
     );
     eprintln!(
         "training on {} ({} dims) for {} iterations{}; run folder {}",
@@ -301,8 +378,11 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
         problem.entropy(),
         &mut [&mut observer],
     );
-    observer.finish()?;
-    saver.save(&state, observer.last_eval.as_ref())?;
+    // Save first: a failure to finish metrics.csv must not cost the checkpoint.
+    let saved = saver.save(&state, observer.last_eval.as_ref());
+    let finished = observer.finish();
+    saved?;
+    finished?;
     let model_path = out.join("model.json");
     match &reason {
         StopReason::Finished => {}
@@ -316,6 +396,7 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
         other => eprintln!("training stopped: {other}"),
     }
     if let Some((_, nll, it)) = &state.best {
+        let nll = nll + problem.nll_offset();
         let gap = problem
             .entropy()
             .map(|h| format!(", KL gap {:.4} nats", nll - h))
@@ -371,6 +452,8 @@ struct Saver {
     out: PathBuf,
     args: TrainArgs,
     standardizer: Option<Standardizer>,
+    /// Added to the best model's (standardised) test NLL for the model file.
+    nll_offset: f64,
 }
 
 impl Saver {
@@ -379,6 +462,7 @@ impl Saver {
             out: self.out.clone(),
             args: self.args.clone(),
             standardizer: self.standardizer.clone(),
+            nll_offset: self.nll_offset,
         }
     }
 
@@ -406,10 +490,13 @@ impl Saver {
     fn save<T: Real>(&mut self, state: &TrainState<T, Mlp<T>>, eval: Option<&EvalMetrics>) -> Result<()> {
         // The entropy is what separates a KL gap from its test NLL.
         let entropy = eval.and_then(|e| e.kl_gap.map(|g| e.test_nll - g));
-        let best = state
-            .best
-            .as_ref()
-            .map(|(m, nll, it)| (self.model_file(m, *it, Some(*nll), entropy), *nll, *it));
+        let best = state.best.as_ref().map(|(m, nll, it)| {
+            (
+                self.model_file(m, *it, Some(*nll + self.nll_offset), entropy),
+                *nll,
+                *it,
+            )
+        });
         let ck = Checkpoint {
             format: CHECKPOINT_FORMAT.into(),
             version: 1,
@@ -520,7 +607,8 @@ struct RunObserver {
     saver: Saver,
     interrupted: Arc<AtomicBool>,
     last_eval: Option<EvalMetrics>,
-    entropy: Option<f64>,
+    /// Added to test NLL to report it in the user's units (−log-det of the standardisation).
+    nll_offset: f64,
 }
 
 impl RunObserver {
@@ -530,7 +618,7 @@ impl RunObserver {
         saver: Saver,
         interrupted: Arc<AtomicBool>,
         start: usize,
-        entropy: Option<f64>,
+        nll_offset: f64,
     ) -> Self {
         let n_iters = args.iters.unwrap_or(DEFAULT_ITERS);
         let bar = std::io::stderr().is_terminal().then(|| {
@@ -550,7 +638,7 @@ impl RunObserver {
             saver,
             interrupted,
             last_eval: None,
-            entropy,
+            nll_offset,
         }
     }
 
@@ -612,11 +700,15 @@ impl<T: Real> Observer<T, Mlp<T>> for RunObserver {
     }
 
     fn evaluation(&mut self, e: &EvalMetrics, state: &TrainState<T, Mlp<T>>) -> ControlFlow<()> {
+        // The loop scores standardised data; report NLL in the user's units.
+        let e = &EvalMetrics {
+            test_nll: e.test_nll + self.nll_offset,
+            ..e.clone()
+        };
         if self.flush_pending(Some(e)).is_err() {
             return ControlFlow::Break(());
         }
         let gap = e.kl_gap.map(|g| format!("  KL gap {g:.4}")).unwrap_or_default();
-        let _ = self.entropy;
         self.say(format!(
             "eval {:6}  test NLL {:.4}{gap}{}  ({:.1} s)",
             e.iter,

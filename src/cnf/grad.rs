@@ -93,6 +93,7 @@ pub fn loss_and_grad<T: Real, F: Field<T>, R: Rng + ?Sized>(
     if n_batch == 0 {
         return Err(CnfError::Invalid("the training batch is empty".into()));
     }
+    config.trace.validate()?;
     let layout = Layout {
         n_batch,
         dim: d,

@@ -42,6 +42,16 @@ impl Trace {
         }
     }
 
+    /// Refuses a Hutchinson estimator without probes.
+    pub fn validate(self) -> Result<(), CnfError> {
+        match self {
+            Trace::Rademacher(0) | Trace::Gaussian(0) => Err(CnfError::Invalid(
+                "Hutchinson's estimator needs at least one probe".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The field's trace mode for probes drawn by [`Trace::draw`].
     pub fn mode<T: Real>(probes: &[T]) -> TraceMode<'_, T> {
         if probes.is_empty() {
@@ -172,6 +182,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         rng: &mut R,
     ) -> Result<LogProb<T>, CnfError> {
         let n_batch = self.n_points(x)?;
+        trace.validate()?;
         let d = self.dim();
         if n_batch == 0 {
             return Ok(LogProb {
@@ -282,9 +293,10 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         self.decode(&z, solver)
     }
 
-    /// The sampling flow of the points `z` observed at `n_frames` equally spaced times,
-    /// from the base (frame 0) to data space (the last frame); every block contributes
-    /// its share of frames. Returns `n_frames × B × d`.
+    /// The sampling flow of the points `z` from the base (frame 0) to data space (the
+    /// last frame). Each of the `K` blocks contributes `⌈(n_frames − 1)/K⌉` frames equally
+    /// spaced in its own time, so `1 + K·⌈(n_frames − 1)/K⌉` frames come back (exactly
+    /// `n_frames` for one block), laid out `frames × B × d`.
     pub fn trajectories(&self, z: &[T], n_frames: usize, solver: &SolverConfig) -> Result<Vec<T>, CnfError> {
         let n_batch = self.n_points(z)?;
         if n_batch == 0 {
