@@ -60,10 +60,11 @@ struct Checkpoint {
 }
 
 /// Flags that may change when a run is resumed; every other flag must match the run's.
-const RESUMABLE: [&str; 8] = [
+const RESUMABLE: [&str; 9] = [
     "iters",
     "lr",
     "weight_decay",
+    "threads",
     "rtol",
     "atol",
     "eval_every",
@@ -115,7 +116,7 @@ pub fn run(mut args: TrainArgs, explicit: &[String]) -> Result<()> {
             } else if now != before {
                 bail!(
                     "--{} cannot change when resuming (the run in {} has {before}); only --iters, --lr, --weight-decay, \
-                     --rtol, --atol and --eval-every can. Start a new run with another --out to change it",
+                     --rtol, --atol, --eval-every and --threads can. Start a new run with another --out to change it",
                     id.replace('_', "-"),
                     out.display()
                 );
@@ -144,6 +145,9 @@ pub fn run(mut args: TrainArgs, explicit: &[String]) -> Result<()> {
         }
         if !explicit.iter().any(|e| e == "eval_every") {
             resumed.eval_every = ck.args.eval_every;
+        }
+        if explicit.iter().any(|e| e == "threads") {
+            resumed.threads = args.threads;
         }
         args = TrainArgs {
             out: Some(out.clone()),
