@@ -62,32 +62,7 @@ pub fn trajectories(
     config: &TrajectoriesConfig,
 ) -> Result<(), PlotError> {
     let path = path.as_ref();
-    if frames.len() != times.len() {
-        return Err(invalid(
-            path,
-            format!(
-                "{} frames but {} times; give one time per frame",
-                frames.len(),
-                times.len()
-            ),
-        ));
-    }
-    if !(100..=4000).contains(&config.panel_size) {
-        return Err(invalid(
-            path,
-            format!("panel_size = {} px; use 100..=4000", config.panel_size),
-        ));
-    }
-    let extent = match config.extent {
-        Some((lo, hi)) if lo < hi && (hi - lo).is_finite() => (lo, hi),
-        Some((lo, hi)) => {
-            return Err(invalid(
-                path,
-                format!("extent [{lo:?}, {hi:?}] must be finite with lo < hi"),
-            ))
-        }
-        None => padded_range(frames.iter().flatten().flat_map(|p| p.iter().copied())),
-    };
+    let extent = check_frames(path, frames, times, config)?;
     let n = frames.len().max(1);
     let cols = if config.cols == 0 { n.min(5) } else { config.cols.min(n) };
     let rows = n.div_ceil(cols);
@@ -221,32 +196,7 @@ pub fn flow_paths(
     config: &TrajectoriesConfig,
 ) -> Result<(), PlotError> {
     let path = path.as_ref();
-    if frames.len() != times.len() {
-        return Err(invalid(
-            path,
-            format!(
-                "{} frames but {} times; give one time per frame",
-                frames.len(),
-                times.len()
-            ),
-        ));
-    }
-    if !(100..=4000).contains(&config.panel_size) {
-        return Err(invalid(
-            path,
-            format!("panel_size = {} px; use 100..=4000", config.panel_size),
-        ));
-    }
-    let extent = match config.extent {
-        Some((lo, hi)) if lo < hi && (hi - lo).is_finite() => (lo, hi),
-        Some((lo, hi)) => {
-            return Err(invalid(
-                path,
-                format!("extent [{lo:?}, {hi:?}] must be finite with lo < hi"),
-            ))
-        }
-        None => padded_range(frames.iter().flatten().flat_map(|p| p.iter().copied())),
-    };
+    let extent = check_frames(path, frames, times, config)?;
     let n_first = frames.first().map_or(0, Vec::len);
     let stride = n_first.div_ceil(config.n_paths.max(1)).max(1);
     let colors = point_colors(frames.first().map_or(&[][..], |f| &f[..]));
@@ -342,5 +292,39 @@ impl Figure for Paths<'_> {
             .position(SeriesLabelPosition::UpperRight)
             .draw()?;
         Ok(())
+    }
+}
+
+/// Checks frames, times and sizes shared by [`trajectories`] and [`flow_paths`], and
+/// returns the extent to draw.
+fn check_frames(
+    path: &Path,
+    frames: &[Vec<[f64; 2]>],
+    times: &[f64],
+    config: &TrajectoriesConfig,
+) -> Result<(f64, f64), PlotError> {
+    if frames.len() != times.len() {
+        return Err(invalid(
+            path,
+            format!(
+                "{} frames but {} times; give one time per frame",
+                frames.len(),
+                times.len()
+            ),
+        ));
+    }
+    if !(100..=4000).contains(&config.panel_size) {
+        return Err(invalid(
+            path,
+            format!("panel_size = {} px; use 100..=4000", config.panel_size),
+        ));
+    }
+    match config.extent {
+        Some((lo, hi)) if lo < hi && (hi - lo).is_finite() => Ok((lo, hi)),
+        Some((lo, hi)) => Err(invalid(
+            path,
+            format!("extent [{lo:?}, {hi:?}] must be finite with lo < hi"),
+        )),
+        None => Ok(padded_range(frames.iter().flatten().flat_map(|p| p.iter().copied()))),
     }
 }
