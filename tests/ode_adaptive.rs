@@ -3,11 +3,10 @@
 use cnflow::ode::problems::Problem;
 use cnflow::ode::{Method, SaveAt, SolverConfig};
 
-const ADAPTIVE: [Method; 3] = [Method::Bosh3, Method::Dopri5, Method::Tsit5];
+mod ode_common;
+use ode_common::{fitted_slope, max_abs_diff};
 
-fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
-}
+const ADAPTIVE: [Method; 3] = [Method::Bosh3, Method::Dopri5, Method::Tsit5];
 
 /// Lotka–Volterra at `t` by classical RK4 with 200 000 fixed steps: an independent
 /// reference accurate to about 1e-13.
@@ -20,16 +19,6 @@ fn lotka_volterra_reference(times: &[f64]) -> Vec<Vec<f64>> {
         )
         .unwrap();
     (0..times.len()).map(|i| sol.y_at(i).to_vec()).collect()
-}
-
-fn fitted_slope(xs: &[f64], ys: &[f64]) -> f64 {
-    let (xs, ys): (Vec<f64>, Vec<f64>) = (xs.iter().map(|x| x.ln()).collect(), ys.iter().map(|y| y.ln()).collect());
-    let n = xs.len() as f64;
-    let mx = xs.iter().sum::<f64>() / n;
-    let my = ys.iter().sum::<f64>() / n;
-    let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
-    let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
-    sxy / sxx
 }
 
 fn tolerances(m: Method) -> Vec<f64> {

@@ -5,9 +5,8 @@ use cnflow::ode::{Method, SaveAt, SolverConfig};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
-}
+mod ode_common;
+use ode_common::max_abs_diff;
 
 #[test]
 fn dense_output_converges_at_its_order_inside_one_step() {

@@ -3,21 +3,8 @@
 use cnflow::ode::problems::Problem;
 use cnflow::ode::{Interpolant, Method, SaveAt, SolverConfig, Tableau};
 
-/// Least-squares slope of log(err) against log(h).
-fn fitted_slope(hs: &[f64], errs: &[f64]) -> f64 {
-    let xs: Vec<f64> = hs.iter().map(|h| h.ln()).collect();
-    let ys: Vec<f64> = errs.iter().map(|e| e.ln()).collect();
-    let n = xs.len() as f64;
-    let mx = xs.iter().sum::<f64>() / n;
-    let my = ys.iter().sum::<f64>() / n;
-    let sxy: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
-    let sxx: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
-    sxy / sxx
-}
-
-fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
-}
+mod ode_common;
+use ode_common::{fitted_slope, max_abs_diff};
 
 /// Step counts that keep each order's errors between truncation and roundoff.
 fn step_counts(order: u32) -> [usize; 4] {

@@ -15,9 +15,9 @@
 
 use rand::Rng;
 
-use super::dynamics::{split_state, AdjointSystem, Augmented, GradEval, Layout};
+use super::dynamics::{AdjointSystem, Augmented, GradEval, Layout};
 use super::field::Field;
-use super::model::{log_normal, solve_error, Cnf, CnfError, Trace};
+use super::model::{log_normal, solve_error, BlockPass, Cnf, CnfError, Trace};
 use crate::ode::{SaveAt, Solver, SolverConfig, StepControl};
 use crate::Real;
 
@@ -71,16 +71,6 @@ pub struct LossGrad<T> {
     pub n_evals_backward: usize,
 }
 
-/// What the forward pass keeps of one block.
-struct BlockPass<T> {
-    probes: Vec<T>,
-    /// State at the block's end (`τ = 1`).
-    s_end: Vec<T>,
-    /// Accepted step grid and states (backprop only).
-    grid_t: Vec<T>,
-    grid_s: Vec<T>,
-}
-
 /// Computes the loss of `model` on the batch `x` and its gradient.
 pub fn loss_and_grad<T: Real, F: Field<T>, R: Rng + ?Sized>(
     model: &Cnf<T, F>,
@@ -100,60 +90,18 @@ pub fn loss_and_grad<T: Real, F: Field<T>, R: Rng + ?Sized>(
         kinetic: config.kinetic > 0.0,
         jacobian: config.jacobian > 0.0,
     };
-    let backprop = config.grad == GradMethod::Backprop;
-    let forward_config = SolverConfig {
-        error_mask: Some(layout.error_mask()),
-        ..config.solver.clone()
-    };
-    let mut ode = Solver::new(forward_config).map_err(solve_error(0, "forward"))?;
     let n_tangents = config.trace.n_tangents(d);
-
-    // Forward through the blocks.
-    let mut passes = Vec::with_capacity(model.blocks.len());
-    let mut s = vec![T::zero(); layout.len()];
-    s[..layout.n_z()].copy_from_slice(x);
-    let mut n_evals_forward = 0;
-    let (mut delta_sum, mut kin_sum, mut jac_sum) = (vec![T::zero(); n_batch], T::zero(), T::zero());
-    for (k, block) in model.blocks.iter().enumerate() {
-        s[layout.n_z()..].fill(T::zero());
-        let probes = config.trace.draw::<T, _>(n_batch, d, rng);
-        let mut ws = block.field.workspace(n_batch, n_tangents);
-        let mut sys = Augmented {
-            field: &block.field,
-            ws: &mut ws,
-            t_end: block.t_end,
-            layout,
-            mode: Trace::mode(&probes),
-        };
-        let save = SaveAt {
-            t: Vec::new(),
-            steps: backprop,
-        };
-        let sol = ode
-            .solve(&mut sys, &s, T::zero(), T::one(), &save)
-            .map_err(solve_error(k, "forward"))?;
-        n_evals_forward += sol.stats.n_evals;
-        s = sol.y_final;
-        let (_, delta, kin, jac) = split_state(&layout, &mut s);
-        for (acc, &v) in delta_sum.iter_mut().zip(delta.iter()) {
-            *acc += v;
-        }
-        kin_sum += kin.map_or(T::zero(), |v| v.iter().copied().sum());
-        jac_sum += jac.map_or(T::zero(), |v| v.iter().copied().sum());
-        passes.push(BlockPass {
-            probes,
-            s_end: s.clone(),
-            grid_t: sol.step_t,
-            grid_s: sol.step_y,
-        });
-    }
+    let backprop = config.grad == GradMethod::Backprop;
+    let pass = model.forward_pass(x, &config.solver, config.trace, layout, backprop, rng)?;
+    let (passes, s, delta_sum) = (&pass.blocks, &pass.s, &pass.delta_sum);
+    let (kin_sum, jac_sum, n_evals_forward) = (pass.kin_sum, pass.jac_sum, pass.n_evals);
 
     // The loss and its cotangent at the end of the last block.
     let inv_b = T::one() / T::c(n_batch as f64);
     let z_end = &s[..layout.n_z()];
     let log_p_sum: T = z_end
         .chunks_exact(d)
-        .zip(&delta_sum)
+        .zip(delta_sum)
         .map(|(zb, &dl)| log_normal(zb) - dl)
         .sum();
     let nll = -(log_p_sum * inv_b).f64();

@@ -117,6 +117,31 @@ pub struct LogProb<T> {
     pub n_evals: usize,
 }
 
+/// What the forward pass keeps of one block.
+pub(crate) struct BlockPass<T> {
+    /// The block's Hutchinson probes (empty for the exact trace).
+    pub probes: Vec<T>,
+    /// State at the block's end (`τ = 1`).
+    pub s_end: Vec<T>,
+    /// Accepted step grid and states (when kept).
+    pub grid_t: Vec<T>,
+    pub grid_s: Vec<T>,
+}
+
+/// The forward pass through all blocks.
+pub(crate) struct ForwardPass<T> {
+    pub blocks: Vec<BlockPass<T>>,
+    /// Augmented state at the end of the last block.
+    pub s: Vec<T>,
+    /// `Σ_k Δ_k` per point.
+    pub delta_sum: Vec<T>,
+    /// `Σ_b Σ_k E_k,b` and `Σ_b Σ_k R_k,b`.
+    pub kin_sum: T,
+    pub jac_sum: T,
+    /// Function evaluations of all solves.
+    pub n_evals: usize,
+}
+
 /// `log N(z; 0, I)` of one point.
 pub fn log_normal<T: Real>(z: &[T]) -> T {
     let d = T::c(z.len() as f64);
@@ -197,11 +222,49 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
             kinetic: false,
             jacobian: false,
         };
+        let pass = self.forward_pass(x, solver, trace, layout, false, rng)?;
+        let z = pass.s[..layout.n_z()].to_vec();
+        let log_p = z
+            .chunks_exact(d)
+            .zip(&pass.delta_sum)
+            .map(|(zb, &dl)| log_normal(zb) - dl)
+            .collect();
+        Ok(LogProb {
+            log_p,
+            z,
+            n_evals: pass.n_evals,
+        })
+    }
+
+    /// Integrates the augmented state of `x` through every block (the forward pass of
+    /// both [`Cnf::log_prob`] and the training gradient). Hutchinson probes are drawn
+    /// from `rng` once per block; with `keep_steps` every block's accepted step grid and
+    /// states are kept (for backprop).
+    pub(crate) fn forward_pass<R: Rng + ?Sized>(
+        &self,
+        x: &[T],
+        solver: &SolverConfig,
+        trace: Trace,
+        layout: Layout,
+        keep_steps: bool,
+        rng: &mut R,
+    ) -> Result<ForwardPass<T>, CnfError> {
+        let (n_batch, d) = (layout.n_batch, layout.dim);
+        let config = SolverConfig {
+            error_mask: Some(layout.error_mask()),
+            ..solver.clone()
+        };
+        let mut ode = Solver::new(config).map_err(solve_error(0, "forward"))?;
         let mut s = vec![T::zero(); layout.len()];
         s[..layout.n_z()].copy_from_slice(x);
-        let mut delta_sum = vec![T::zero(); n_batch];
-        let mut n_evals = 0;
-        let mut ode = Solver::new(solver.clone()).map_err(solve_error(0, "forward"))?;
+        let mut pass = ForwardPass {
+            blocks: Vec::with_capacity(self.blocks.len()),
+            s: Vec::new(),
+            delta_sum: vec![T::zero(); n_batch],
+            kin_sum: T::zero(),
+            jac_sum: T::zero(),
+            n_evals: 0,
+        };
         for (k, block) in self.blocks.iter().enumerate() {
             s[layout.n_z()..].fill(T::zero());
             let probes = trace.draw::<T, _>(n_batch, d, rng);
@@ -213,23 +276,30 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
                 layout,
                 mode: Trace::mode(&probes),
             };
+            let save = SaveAt {
+                t: Vec::new(),
+                steps: keep_steps,
+            };
             let sol = ode
-                .solve(&mut sys, &s, T::zero(), T::one(), &SaveAt::default())
+                .solve(&mut sys, &s, T::zero(), T::one(), &save)
                 .map_err(solve_error(k, "forward"))?;
-            n_evals += sol.stats.n_evals;
+            pass.n_evals += sol.stats.n_evals;
             s = sol.y_final;
-            let (_, delta, _, _) = split_state(&layout, &mut s);
-            for (acc, &v) in delta_sum.iter_mut().zip(delta.iter()) {
+            let (_, delta, kin, jac) = split_state(&layout, &mut s);
+            for (acc, &v) in pass.delta_sum.iter_mut().zip(delta.iter()) {
                 *acc += v;
             }
+            pass.kin_sum += kin.map_or(T::zero(), |v| v.iter().copied().sum());
+            pass.jac_sum += jac.map_or(T::zero(), |v| v.iter().copied().sum());
+            pass.blocks.push(BlockPass {
+                probes,
+                s_end: s.clone(),
+                grid_t: sol.step_t,
+                grid_s: sol.step_y,
+            });
         }
-        let z = s[..layout.n_z()].to_vec();
-        let log_p = z
-            .chunks_exact(d)
-            .zip(&delta_sum)
-            .map(|(zb, &dl)| log_normal(zb) - dl)
-            .collect();
-        Ok(LogProb { log_p, z, n_evals })
+        pass.s = s;
+        Ok(pass)
     }
 
     /// Maps latent points `z` (`B × d`) to data space: the blocks in reverse, `τ: 1 → 0`.
