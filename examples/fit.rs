@@ -7,7 +7,7 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use clap::Parser;
-use cnflow::cnf::{Block, Cnf, GradMethod, LossConfig, Trace};
+use cnflow::cnf::{Block, Cnf, LossConfig};
 use cnflow::data::{write_csv, Dataset};
 use cnflow::nn::{Mlp, MlpConfig};
 use cnflow::ode::{Method, SolverConfig};
@@ -82,22 +82,12 @@ fn main() -> anyhow::Result<()> {
         learn_t: true,
     }])?;
     let adam = AdamConfig::new(1e-3, 1e-5);
+    let loss = LossConfig::new(SolverConfig::adaptive(Method::Dopri5, 1e-5, 1e-5));
     let train_config = TrainConfig {
-        n_iters: args.iters,
-        batch: args.batch,
-        adam,
-        loss: LossConfig {
-            solver: SolverConfig::adaptive(Method::Dopri5, 1e-5, 1e-5),
-            trace: Trace::Exact,
-            kinetic: 0.0,
-            jacobian: 0.0,
-            grad: GradMethod::Adjoint { seminorm: true },
-        },
-        eval_solver: SolverConfig::adaptive(Method::Dopri5, 1e-6, 1e-6),
-        eval_trace: Trace::Exact,
         eval_every: 200,
         seed: args.seed,
         n_parts: 2,
+        ..TrainConfig::new(args.iters, args.batch, adam, loss)
     };
     let to_f32 = |a: Array2<f64>| a.iter().map(|&v| v as f32).collect::<Vec<f32>>();
     let test = to_f32(dataset.sample(2000, &mut test_set_rng(args.seed)));

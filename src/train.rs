@@ -46,6 +46,25 @@ pub struct TrainConfig {
     pub n_parts: usize,
 }
 
+impl TrainConfig {
+    /// `n_iters` iterations of batch `batch` with `adam` and `loss`; evaluation with
+    /// Dopri5 at rtol = atol = 1e-6 and the exact trace at the end only; seed 0; one
+    /// solve per batch. Set the public fields to change the rest.
+    pub fn new(n_iters: usize, batch: usize, adam: AdamConfig, loss: LossConfig) -> Self {
+        TrainConfig {
+            n_iters,
+            batch,
+            adam,
+            loss,
+            eval_solver: SolverConfig::adaptive(crate::ode::Method::Dopri5, 1e-6, 1e-6),
+            eval_trace: Trace::Exact,
+            eval_every: 0,
+            seed: 0,
+            n_parts: 1,
+        }
+    }
+}
+
 /// What one iteration did.
 #[derive(Clone, Debug, PartialEq)]
 pub struct IterMetrics {

@@ -1,7 +1,7 @@
 //! A fit small enough for CI: a CNF learns 8gaussians to a small KL gap, and the
 //! trained density integrates to one.
 
-use cnflow::cnf::{Block, Cnf, GradMethod, LossConfig, Trace};
+use cnflow::cnf::{Block, Cnf, LossConfig, Trace};
 use cnflow::data::Dataset;
 use cnflow::nn::{Mlp, MlpConfig};
 use cnflow::ode::{Method, SolverConfig};
@@ -22,22 +22,10 @@ fn eight_gaussians_fit_reaches_a_small_kl_gap_and_its_density_integrates_to_one(
     }])
     .unwrap();
     let adam = AdamConfig::new(5e-3, 1e-5);
+    let loss = LossConfig::new(SolverConfig::adaptive(Method::Dopri5, 1e-4, 1e-4));
     let config = TrainConfig {
-        n_iters: 400,
-        batch: 100,
-        adam,
-        loss: LossConfig {
-            solver: SolverConfig::adaptive(Method::Dopri5, 1e-4, 1e-4),
-            trace: Trace::Exact,
-            kinetic: 0.0,
-            jacobian: 0.0,
-            grad: GradMethod::Adjoint { seminorm: true },
-        },
-        eval_solver: SolverConfig::adaptive(Method::Dopri5, 1e-6, 1e-6),
-        eval_trace: Trace::Exact,
         eval_every: 100,
-        seed: 0,
-        n_parts: 1,
+        ..TrainConfig::new(400, 100, adam, loss)
     };
     let test: Vec<f64> = dataset.sample(2000, &mut test_set_rng(0)).iter().copied().collect();
     let mut state = TrainState::new(model, adam);

@@ -48,6 +48,19 @@ pub struct LossConfig {
     pub grad: GradMethod,
 }
 
+impl LossConfig {
+    /// The plain NLL with `solver`: exact trace, no regularizers, adjoint with seminorm.
+    pub fn new(solver: SolverConfig) -> Self {
+        LossConfig {
+            solver,
+            trace: Trace::Exact,
+            kinetic: 0.0,
+            jacobian: 0.0,
+            grad: GradMethod::Adjoint { seminorm: true },
+        }
+    }
+}
+
 /// The loss, its parts, its gradient and the work done.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LossGrad<T> {
