@@ -227,3 +227,64 @@ fn hutchinson_without_probes_is_refused() {
     let err = loss_and_grad(&linear_model(1), &batch(), &config, &mut ChaCha8Rng::seed_from_u64(0)).unwrap_err();
     assert!(err.to_string().contains("at least one probe"), "{err}");
 }
+
+#[test]
+fn taped_and_recomputed_backprop_agree_for_every_tableau() {
+    // FixedSteps(n) keeps every evaluation on a tape; FixedSize(1/n) takes the same
+    // steps but recomputes each step's stages. Both are the gradient of one discrete
+    // solution (FSAL methods reuse the last stage as the next step's first on the tape).
+    let m = mlp_model(2, Activation::Tanh, LayerKind::ConcatSquash);
+    let methods = [
+        Method::Euler,
+        Method::Midpoint,
+        Method::Heun,
+        Method::Rk4,
+        Method::Bosh3,
+        Method::Dopri5,
+        Method::Tsit5,
+    ];
+    for method in methods {
+        for (trace, kinetic, jacobian) in [(Trace::Exact, 0.0, 0.0), (Trace::Rademacher(2), 0.3, 0.2)] {
+            let taped = LossConfig {
+                solver: SolverConfig::fixed_steps(method, 5),
+                trace,
+                kinetic,
+                jacobian,
+                grad: GradMethod::Backprop,
+            };
+            let recomputed = LossConfig {
+                solver: SolverConfig::fixed_size(method, 0.2),
+                ..taped.clone()
+            };
+            let a = loss_and_grad(&m, &batch(), &taped, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
+            let b = loss_and_grad(&m, &batch(), &recomputed, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
+            assert!((a.loss - b.loss).abs() < 1e-12, "{method}: loss {} vs {}", a.loss, b.loss);
+            for k in 0..2 {
+                let e = max_rel_err(&a.grad_params[k], &b.grad_params[k]);
+                assert!(e < 1e-10, "{method} {trace:?}: block {k} params differ by {e:e}");
+                let e = (a.grad_t_end[k] - b.grad_t_end[k]).abs();
+                assert!(e < 1e-10, "{method} {trace:?}: block {k} dL/dT differs by {e:e}");
+            }
+            assert!(max_rel_err(&a.grad_x, &b.grad_x) < 1e-10, "{method}: dL/dx differs");
+            // The tape saves one forward pass per reversed stage.
+            assert!(
+                a.n_evals_backward < b.n_evals_backward,
+                "{method}: taped {} vs recomputed {} backward evaluations",
+                a.n_evals_backward,
+                b.n_evals_backward
+            );
+        }
+    }
+    // The taped gradient is also the finite-difference gradient for an FSAL method.
+    let fsal = LossConfig {
+        grad: GradMethod::Backprop,
+        ..LossConfig::new(SolverConfig::fixed_steps(Method::Dopri5, 6))
+    };
+    let (fd_p, fd_t) = finite_difference(&m, &fsal);
+    let bp = loss_and_grad(&m, &batch(), &fsal, &mut ChaCha8Rng::seed_from_u64(SEED)).unwrap();
+    for k in 0..2 {
+        let e = max_rel_err(&bp.grad_params[k], &fd_p[k]);
+        assert!(e < 1e-6, "dopri5 taped backprop vs FD, block {k}: {e:e}");
+        assert!((bp.grad_t_end[k] - fd_t[k]).abs() / fd_t[k].abs().max(1e-3) < 1e-6);
+    }
+}

@@ -104,24 +104,70 @@ pub struct Augmented<'a, T: Real, F: Field<T>> {
 
 impl<T: Real, F: Field<T>> OdeSystem<T> for Augmented<'_, T, F> {
     fn rhs(&mut self, tau: T, s: &[T], ds: &mut [T]) {
-        let (dz, ddelta, kin, jac) = split_state(&self.layout, ds);
-        let out = FieldOutputs {
-            f: dz,
-            trace: ddelta,
-            kinetic: kin,
-            jacobian: jac,
-        };
-        self.field
-            .eval(tau * self.t_end, &s[..self.layout.n_z()], self.mode, self.ws, out);
-        let t_end = self.t_end;
-        for (i, v) in ds.iter_mut().enumerate() {
-            // Δ integrates −tr J; everything else is scaled by T as is.
-            *v = if i >= self.layout.delta() && i < self.layout.delta() + self.layout.n_batch {
-                -t_end * *v
-            } else {
-                t_end * *v
-            };
-        }
+        eval_raw(self.field, self.ws, self.mode, &self.layout, self.t_end, tau, s, ds);
+        scale_raw(&self.layout, self.t_end, ds);
+    }
+}
+
+/// One evaluation kept for backprop: the workspace that holds its forward pass (what
+/// the field's VJP needs) and its raw outputs.
+pub(crate) struct Record<T, W> {
+    pub ws: W,
+    pub raw: Vec<T>,
+}
+
+/// [`Augmented`] that keeps every evaluation on a tape, each with its own workspace, so
+/// that backprop needs no second forward pass.
+pub(crate) struct Taped<'a, T: Real, F: Field<T>> {
+    pub field: &'a F,
+    pub t_end: T,
+    pub layout: Layout,
+    pub mode: TraceMode<'a, T>,
+    pub n_tangents: usize,
+    pub tape: Vec<Record<T, F::Workspace>>,
+}
+
+impl<T: Real, F: Field<T>> OdeSystem<T> for Taped<'_, T, F> {
+    fn rhs(&mut self, tau: T, s: &[T], ds: &mut [T]) {
+        let mut ws = self.field.workspace(self.layout.n_batch, self.n_tangents);
+        let mut raw = vec![T::zero(); self.layout.len()];
+        eval_raw(self.field, &mut ws, self.mode, &self.layout, self.t_end, tau, s, &mut raw);
+        ds.copy_from_slice(&raw);
+        scale_raw(&self.layout, self.t_end, ds);
+        self.tape.push(Record { ws, raw });
+    }
+}
+
+/// Evaluates the field's outputs at `(z, τT)` into the augmented-state-shaped `raw`:
+/// `(f, tr J, ‖f‖², ‖Jε‖²)`, unscaled (see [`scale_raw`]). `z` is read from the front
+/// of `s`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn eval_raw<T: Real, F: Field<T>>(
+    field: &F,
+    ws: &mut F::Workspace,
+    mode: TraceMode<'_, T>,
+    layout: &Layout,
+    t_end: T,
+    tau: T,
+    s: &[T],
+    raw: &mut [T],
+) {
+    let (f, trace, kinetic, jacobian) = split_state(layout, raw);
+    let out = FieldOutputs {
+        f,
+        trace,
+        kinetic,
+        jacobian,
+    };
+    field.eval(tau * t_end, &s[..layout.n_z()], mode, ws, out);
+}
+
+/// Turns raw outputs into `g = T·(f, −tr J, ‖f‖², ‖Jε‖²)` in place.
+pub(crate) fn scale_raw<T: Real>(layout: &Layout, t_end: T, v: &mut [T]) {
+    let (lo, hi) = (layout.delta(), layout.delta() + layout.n_batch);
+    for (i, x) in v.iter_mut().enumerate() {
+        // Δ integrates −tr J; everything else is scaled by T as is.
+        *x = if (lo..hi).contains(&i) { -t_end * *x } else { t_end * *x };
     }
 }
 
@@ -148,16 +194,18 @@ impl<T: Real, F: Field<T>> OdeSystem<T> for Flow<'_, T, F> {
 /// `c = (c_z, c_Δ, c_E, c_R)` of `g`; owns its buffers.
 pub struct GradEval<T> {
     layout: Layout,
-    f: Vec<T>,
-    trace: Vec<T>,
-    kin: Vec<T>,
-    jac: Vec<T>,
+    /// Raw field outputs of the last [`GradEval::run`] (see [`eval_raw`]).
+    raw: Vec<T>,
+    bufs: VjpBufs<T>,
+}
+
+/// Cotangents handed to the field and the `z` part of the result.
+struct VjpBufs<T> {
     cot_f: Vec<T>,
     cot_tr: Vec<T>,
     cot_kin: Vec<T>,
     cot_jac: Vec<T>,
-    /// `c_zᵀ ∂g/∂z` after [`GradEval::run`].
-    pub grad_z: Vec<T>,
+    grad_z: Vec<T>,
 }
 
 impl<T: Real> GradEval<T> {
@@ -166,21 +214,25 @@ impl<T: Real> GradEval<T> {
         let (nz, nb) = (layout.n_z(), layout.n_batch);
         GradEval {
             layout,
-            f: vec![T::zero(); nz],
-            trace: vec![T::zero(); nb],
-            kin: vec![T::zero(); nb],
-            jac: vec![T::zero(); nb],
-            cot_f: vec![T::zero(); nz],
-            cot_tr: vec![T::zero(); nb],
-            cot_kin: vec![T::zero(); nb],
-            cot_jac: vec![T::zero(); nb],
-            grad_z: vec![T::zero(); nz],
+            raw: vec![T::zero(); layout.len()],
+            bufs: VjpBufs {
+                cot_f: vec![T::zero(); nz],
+                cot_tr: vec![T::zero(); nb],
+                cot_kin: vec![T::zero(); nb],
+                cot_jac: vec![T::zero(); nb],
+                grad_z: vec![T::zero(); nz],
+            },
         }
     }
 
     /// `f` of the last [`GradEval::run`] (unscaled field value).
     pub fn f(&self) -> &[T] {
-        &self.f
+        &self.raw[..self.layout.n_z()]
+    }
+
+    /// `c_zᵀ ∂g/∂z` of the last [`GradEval::run`] or [`GradEval::vjp_recorded`].
+    pub fn grad_z(&self) -> &[T] {
+        &self.bufs.grad_z
     }
 
     /// Evaluates the block's `g` at `(z, τ)`, writes `c_zᵀ∂g/∂z` into `grad_z`,
@@ -198,50 +250,73 @@ impl<T: Real> GradEval<T> {
         cot: &[T],
         grad_params: &mut [T],
     ) -> T {
-        let l = self.layout;
-        let (nz, nb) = (l.n_z(), l.n_batch);
-        let out = FieldOutputs {
-            f: &mut self.f,
-            trace: &mut self.trace,
-            kinetic: if l.kinetic { Some(&mut self.kin) } else { None },
-            jacobian: if l.jacobian { Some(&mut self.jac) } else { None },
-        };
-        field.eval(tau * t_end, z, mode, ws, out);
-        let c_z = &cot[..nz];
-        let c_delta = &cot[nz..nz + nb];
-        // g = T·(f, −tr, ‖f‖², ‖Jε‖²): the field sees the cotangents scaled by T.
-        let mut dg_dt_end = T::zero();
-        for i in 0..nz {
-            self.cot_f[i] = t_end * c_z[i];
-            dg_dt_end += c_z[i] * self.f[i];
-        }
-        for b in 0..nb {
-            self.cot_tr[b] = -t_end * c_delta[b];
-            dg_dt_end -= c_delta[b] * self.trace[b];
-        }
-        if let Some(at) = l.kinetic_at() {
-            for b in 0..nb {
-                self.cot_kin[b] = t_end * cot[at + b];
-                dg_dt_end += cot[at + b] * self.kin[b];
-            }
-        }
-        if let Some(at) = l.jacobian_at() {
-            for b in 0..nb {
-                self.cot_jac[b] = t_end * cot[at + b];
-                dg_dt_end += cot[at + b] * self.jac[b];
-            }
-        }
-        let cot = Cotangents {
-            f: Some(&self.cot_f),
-            jv: None,
-            trace: Some(&self.cot_tr),
-            kinetic: if l.kinetic { Some(&self.cot_kin) } else { None },
-            jacobian: if l.jacobian { Some(&self.cot_jac) } else { None },
-        };
-        let grad_t = field.vjp(ws, &cot, &mut self.grad_z, grad_params);
-        // ∂/∂T of T·F(z, τT) = F + τ T ∂F/∂t; the field returned T cᵀ∂F/∂t.
-        dg_dt_end + tau * grad_t
+        eval_raw(field, ws, mode, &self.layout, t_end, tau, z, &mut self.raw);
+        vjp_of_raw(&self.layout, &mut self.bufs, field, ws, t_end, tau, &self.raw, cot, grad_params)
     }
+
+    /// The reverse half of [`GradEval::run`] for an evaluation made earlier: `ws` holds
+    /// its forward pass (untouched since) and `raw` its outputs from [`eval_raw`].
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn vjp_recorded<F: Field<T>>(
+        &mut self,
+        field: &F,
+        ws: &mut F::Workspace,
+        t_end: T,
+        tau: T,
+        raw: &[T],
+        cot: &[T],
+        grad_params: &mut [T],
+    ) -> T {
+        vjp_of_raw(&self.layout, &mut self.bufs, field, ws, t_end, tau, raw, cot, grad_params)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn vjp_of_raw<T: Real, F: Field<T>>(
+    l: &Layout,
+    bufs: &mut VjpBufs<T>,
+    field: &F,
+    ws: &mut F::Workspace,
+    t_end: T,
+    tau: T,
+    raw: &[T],
+    cot: &[T],
+    grad_params: &mut [T],
+) -> T {
+    let (nz, nb) = (l.n_z(), l.n_batch);
+    // g = T·(f, −tr, ‖f‖², ‖Jε‖²): the field sees the cotangents scaled by T, and
+    // cᵀ∂g/∂T picks up cᵀ(f, −tr, ‖f‖², ‖Jε‖²).
+    let mut dg_dt_end = T::zero();
+    for i in 0..nz {
+        bufs.cot_f[i] = t_end * cot[i];
+        dg_dt_end += cot[i] * raw[i];
+    }
+    for b in 0..nb {
+        bufs.cot_tr[b] = -t_end * cot[nz + b];
+        dg_dt_end -= cot[nz + b] * raw[nz + b];
+    }
+    if let Some(at) = l.kinetic_at() {
+        for b in 0..nb {
+            bufs.cot_kin[b] = t_end * cot[at + b];
+            dg_dt_end += cot[at + b] * raw[at + b];
+        }
+    }
+    if let Some(at) = l.jacobian_at() {
+        for b in 0..nb {
+            bufs.cot_jac[b] = t_end * cot[at + b];
+            dg_dt_end += cot[at + b] * raw[at + b];
+        }
+    }
+    let field_cot = Cotangents {
+        f: Some(&bufs.cot_f),
+        jv: None,
+        trace: Some(&bufs.cot_tr),
+        kinetic: if l.kinetic { Some(&bufs.cot_kin) } else { None },
+        jacobian: if l.jacobian { Some(&bufs.cot_jac) } else { None },
+    };
+    let grad_t = field.vjp(ws, &field_cot, &mut bufs.grad_z, grad_params);
+    // ∂/∂T of T·F(z, τT) = F + τ T ∂F/∂t; the field returned T cᵀ∂F/∂t.
+    dg_dt_end + tau * grad_t
 }
 
 /// The continuous adjoint of one block, integrated from `τ = 1` back to `0`, on the
@@ -297,8 +372,8 @@ impl<T: Real, F: Field<T>> OdeSystem<T> for AdjointSystem<'_, T, F> {
         );
         let (dz, daz) = dz_daz.split_at_mut(nz);
         for i in 0..nz {
-            dz[i] = self.t_end * self.eval.f[i];
-            daz[i] = -self.eval.grad_z[i];
+            dz[i] = self.t_end * self.eval.raw[i];
+            daz[i] = -self.eval.bufs.grad_z[i];
         }
         for v in d_theta.iter_mut() {
             *v = -*v;

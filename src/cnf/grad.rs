@@ -9,15 +9,18 @@
 //!   output; memory is flat in the number of steps. `z` is recomputed backwards, which
 //!   is approximate (it is only as good as the backward solve). With `seminorm` the
 //!   parameter adjoints are left out of step-size control (Kidger et al. 2021).
-//! - **Backprop** (discretise-then-optimise): the forward solve keeps the state at every
-//!   accepted step; each step's stages are recomputed and reversed. This is the exact
-//!   gradient of the discrete solution for the step sizes taken (they are held fixed).
+//! - **Backprop** (discretise-then-optimise): the exact gradient of the discrete solution
+//!   for the step sizes taken (they are held fixed). With a fixed number of steps the
+//!   forward solve keeps every evaluation's workspace on a tape (up to
+//!   [`TAPE_BUDGET`] sample-evaluations), so each stage costs one forward pass and one
+//!   VJP; otherwise it keeps the state at every accepted step and recomputes each step's
+//!   stages (one more forward pass per stage), holding one workspace per stage.
 
 use rand::Rng;
 
-use super::dynamics::{AdjointSystem, Augmented, GradEval, Layout};
+use super::dynamics::{eval_raw, scale_raw, AdjointSystem, GradEval, Layout, Record};
 use super::field::Field;
-use super::model::{log_normal, solve_error, BlockPass, Cnf, CnfError, Trace};
+use super::model::{log_normal, solve_error, BlockPass, Cnf, CnfError, Keep, Trace};
 use crate::ode::{SaveAt, Solver, SolverConfig, StepControl};
 use crate::Real;
 
@@ -104,9 +107,15 @@ pub fn loss_and_grad<T: Real, F: Field<T>, R: Rng + ?Sized>(
         jacobian: config.jacobian > 0.0,
     };
     let n_tangents = config.trace.n_tangents(d);
-    let backprop = config.grad == GradMethod::Backprop;
-    let pass = model.forward_pass(x, &config.solver, config.trace, layout, backprop, rng)?;
-    let (passes, s, delta_sum) = (&pass.blocks, &pass.s, &pass.delta_sum);
+    let keep = match config.grad {
+        GradMethod::Adjoint { .. } => Keep::Nothing,
+        GradMethod::Backprop => match config.solver.step {
+            StepControl::FixedSteps(n) if tape_fits(&config.solver, n, n_batch, model.blocks.len()) => Keep::Tape,
+            _ => Keep::Steps,
+        },
+    };
+    let mut pass = model.forward_pass(x, &config.solver, config.trace, layout, keep, rng)?;
+    let (passes, s, delta_sum) = (&mut pass.blocks, &pass.s, &pass.delta_sum);
     let (kin_sum, jac_sum, n_evals_forward) = (pass.kin_sum, pass.jac_sum, pass.n_evals);
 
     // The loss and its cotangent at the end of the last block.
@@ -145,16 +154,21 @@ pub fn loss_and_grad<T: Real, F: Field<T>, R: Rng + ?Sized>(
     let mut eval = GradEval::new(layout);
     for k in (0..n_blocks).rev() {
         let block = &model.blocks[k];
-        let pass = &passes[k];
-        let mut ws = block.field.workspace(n_batch, n_tangents);
-        let mode = Trace::mode(&pass.probes);
+        let BlockPass {
+            probes,
+            s_end,
+            grid_t,
+            grid_s,
+            tape,
+        } = &mut passes[k];
+        let mode = Trace::mode(probes);
         match config.grad {
             GradMethod::Adjoint { seminorm } => {
                 let nz = layout.n_z();
                 let n_p = block.field.n_params();
                 let len = AdjointSystem::<T, F>::state_len(&layout, n_p);
                 let mut y0 = vec![T::zero(); len];
-                y0[..nz].copy_from_slice(&pass.s_end[..nz]);
+                y0[..nz].copy_from_slice(&s_end[..nz]);
                 y0[nz..2 * nz].copy_from_slice(&cot[..nz]);
                 let mut mask = vec![true; len];
                 if seminorm {
@@ -164,6 +178,7 @@ pub fn loss_and_grad<T: Real, F: Field<T>, R: Rng + ?Sized>(
                     error_mask: Some(mask),
                     ..config.solver.clone()
                 };
+                let mut ws = block.field.workspace(n_batch, n_tangents);
                 let mut sys = AdjointSystem {
                     field: &block.field,
                     ws: &mut ws,
@@ -183,13 +198,13 @@ pub fn loss_and_grad<T: Real, F: Field<T>, R: Rng + ?Sized>(
             }
             GradMethod::Backprop => {
                 n_evals_backward += backprop_block(
-                    block.field.clone(),
-                    &mut ws,
+                    &block.field,
+                    n_tangents,
                     mode,
                     block.t_end,
                     &config.solver,
                     &layout,
-                    pass,
+                    Steps { grid_t, grid_s, tape },
                     &mut eval,
                     &mut cot,
                     &mut grad_params[k],
@@ -211,17 +226,43 @@ pub fn loss_and_grad<T: Real, F: Field<T>, R: Rng + ?Sized>(
     })
 }
 
+/// Most sample-evaluations (evaluations × batch size, over all blocks) that backprop
+/// keeps on its tape: about 8 KiB each for the reference field in f32, so 128 MiB.
+pub const TAPE_BUDGET: usize = 1 << 14;
+
+/// What backprop reads of a block's forward solve.
+struct Steps<'a, T, W> {
+    grid_t: &'a [T],
+    grid_s: &'a [T],
+    tape: &'a mut [Record<T, W>],
+}
+
+/// Whether a fixed-step solve of `n_steps` fits the tape.
+fn tape_fits(solver: &SolverConfig, n_steps: usize, n_batch: usize, n_blocks: usize) -> bool {
+    let tab = solver.method.tableau();
+    let fsal = tab.fsal as usize;
+    let per_block = n_steps * (tab.n_stages() - fsal) + fsal;
+    per_block * n_batch * n_blocks <= TAPE_BUDGET
+}
+
 /// Reverse mode through one block's accepted steps; `cot` enters as `∂L/∂s(τ=1)` and
-/// leaves as `∂L/∂s(τ=0)`. Returns the number of evaluations.
+/// leaves as `∂L/∂s(τ=0)`. Returns the evaluations done: forward passes recomputed
+/// plus vector-Jacobian products.
+///
+/// Step `n` has stages `k_i = g(Y_i, τ_n + c_i h)` with `Y_i = y_n + h Σ_j a_ij k_j` and
+/// `y_{n+1} = y_n + h Σ_i b_i k_i`. Given `ȳ = ∂L/∂y_{n+1}`, the stage cotangents are
+/// `k̄_i = h (b_i ȳ + Σ_{l>i} a_li Ȳ_l)` with `Ȳ_l = k̄_lᵀ ∂g/∂Y_l`, and
+/// `∂L/∂y_n = ȳ + Σ_i Ȳ_i` (`g` depends on `z` alone, so only the `z` part of each
+/// `Ȳ_i` is non-zero).
 #[allow(clippy::too_many_arguments)]
 fn backprop_block<T: Real, F: Field<T>>(
-    field: F,
-    ws: &mut F::Workspace,
+    field: &F,
+    n_tangents: usize,
     mode: super::field::TraceMode<'_, T>,
     t_end: T,
     solver: &SolverConfig,
     layout: &Layout,
-    pass: &BlockPass<T>,
+    pass: Steps<'_, T, F::Workspace>,
     eval: &mut GradEval<T>,
     cot: &mut [T],
     grad_params: &mut [T],
@@ -234,46 +275,56 @@ fn backprop_block<T: Real, F: Field<T>>(
     let a: Vec<Vec<T>> = tab.a.iter().map(|r| r.iter().map(|&v| T::c(v)).collect()).collect();
     let b: Vec<T> = tab.b.iter().map(|&v| T::c(v)).collect();
     let c: Vec<T> = tab.c.iter().map(|&v| T::c(v)).collect();
-    // A stage whose derivative feeds neither the result nor a later stage needs no VJP.
+    // A stage whose derivative feeds neither the result nor a later stage needs no VJP
+    // (nor, when recomputing, an evaluation).
     let used: Vec<bool> = (0..s_n)
         .map(|i| tab.b[i] != 0.0 || (i + 1..s_n).any(|l| tab.a[l][i] != 0.0))
         .collect();
-    let mut stage_in = vec![T::zero(); s_n * len];
+    let n_steps = pass.grid_t.len() - 1;
+    // The tape holds the solver's evaluations in order: for an FSAL method the first
+    // stage of step n is the last of step n − 1.
+    let per_step = s_n - tab.fsal as usize;
+    let taped = !pass.tape.is_empty() && pass.tape.len() == n_steps * per_step + tab.fsal as usize;
+    let mut replay: Vec<Record<T, F::Workspace>> = Vec::new();
+    let mut stage_in = vec![T::zero(); len];
     let mut k_stage = vec![T::zero(); s_n * len];
     let mut stage_cot = vec![T::zero(); s_n * nz];
     let mut kbar = vec![T::zero(); len];
     let mut n_evals = 0;
-    let n_steps = pass.grid_t.len() - 1;
-    let _ = matches!(solver.step, StepControl::Adaptive(_));
     for n in (0..n_steps).rev() {
         let tau = pass.grid_t[n];
         let h = pass.grid_t[n + 1] - tau;
-        let y = &pass.grid_s[n * len..(n + 1) * len];
-        // Recompute the stages of this step.
-        for i in 0..s_n {
-            let (done, rest) = stage_in.split_at_mut(i * len);
-            let yi = &mut rest[..len];
-            yi.copy_from_slice(y);
-            for (j, &aij) in a[i].iter().enumerate() {
-                if aij != T::zero() {
-                    let kj = &k_stage[j * len..(j + 1) * len];
-                    for (v, &kv) in yi.iter_mut().zip(kj) {
-                        *v += h * aij * kv;
+        if !taped {
+            // Recompute the stages of this step, each into its own workspace.
+            if replay.is_empty() {
+                replay = (0..s_n)
+                    .map(|_| Record {
+                        ws: field.workspace(layout.n_batch, n_tangents),
+                        raw: vec![T::zero(); len],
+                    })
+                    .collect();
+            }
+            let y = &pass.grid_s[n * len..(n + 1) * len];
+            for i in 0..s_n {
+                if !used[i] {
+                    continue;
+                }
+                stage_in.copy_from_slice(y);
+                for (j, &aij) in a[i].iter().enumerate() {
+                    if aij != T::zero() {
+                        for (v, &kv) in stage_in.iter_mut().zip(&k_stage[j * len..(j + 1) * len]) {
+                            *v += h * aij * kv;
+                        }
                     }
                 }
+                let rec = &mut replay[i];
+                eval_raw(field, &mut rec.ws, mode, layout, t_end, tau + c[i] * h, &stage_in, &mut rec.raw);
+                let k_i = &mut k_stage[i * len..(i + 1) * len];
+                k_i.copy_from_slice(&rec.raw);
+                scale_raw(layout, t_end, k_i);
+                n_evals += 1;
             }
-            let _ = done;
-            let mut sys = Augmented {
-                field: &field,
-                ws,
-                t_end,
-                layout: *layout,
-                mode,
-            };
-            crate::ode::OdeSystem::rhs(&mut sys, tau + c[i] * h, yi, &mut k_stage[i * len..(i + 1) * len]);
-            n_evals += 1;
         }
-        // Reverse: k̄_i = h (b_i ȳ + Σ_{l>i} a_li Ȳ_l), Ȳ_i = VJP of g at stage i.
         for i in (0..s_n).rev() {
             if !used[i] {
                 stage_cot[i * nz..(i + 1) * nz].fill(T::zero());
@@ -290,10 +341,14 @@ fn backprop_block<T: Real, F: Field<T>>(
                     }
                 }
             }
-            let yi = &stage_in[i * len..i * len + nz];
-            *grad_t_end += eval.run(&field, ws, mode, t_end, tau + c[i] * h, yi, &kbar, grad_params);
+            let rec = if taped {
+                &mut pass.tape[n * per_step + i]
+            } else {
+                &mut replay[i]
+            };
+            *grad_t_end += eval.vjp_recorded(field, &mut rec.ws, t_end, tau + c[i] * h, &rec.raw, &kbar, grad_params);
             n_evals += 1;
-            stage_cot[i * nz..(i + 1) * nz].copy_from_slice(&eval.grad_z);
+            stage_cot[i * nz..(i + 1) * nz].copy_from_slice(eval.grad_z());
         }
         for i in 0..s_n {
             for (cv, &yb) in cot[..nz].iter_mut().zip(&stage_cot[i * nz..(i + 1) * nz]) {

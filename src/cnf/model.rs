@@ -7,7 +7,7 @@
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use super::dynamics::{split_state, Augmented, Flow, Layout};
+use super::dynamics::{split_state, Augmented, Flow, Layout, Record, Taped};
 use super::field::{Field, TraceMode};
 use crate::nn::{probes, ProbeKind};
 use crate::ode::{SaveAt, SolveError, Solver, SolverConfig, Stats};
@@ -118,7 +118,7 @@ pub struct LogProb<T> {
 }
 
 /// What the forward pass keeps of one block.
-pub(crate) struct BlockPass<T> {
+pub(crate) struct BlockPass<T, W> {
     /// The block's Hutchinson probes (empty for the exact trace).
     pub probes: Vec<T>,
     /// State at the block's end (`τ = 1`).
@@ -126,11 +126,24 @@ pub(crate) struct BlockPass<T> {
     /// Accepted step grid and states (when kept).
     pub grid_t: Vec<T>,
     pub grid_s: Vec<T>,
+    /// Every evaluation of the block's forward solve, in order (when taped).
+    pub tape: Vec<Record<T, W>>,
+}
+
+/// What a forward pass keeps for the backward pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// Nothing (log-density, adjoint).
+    Nothing,
+    /// The accepted step grid and states (backprop with recomputed stages).
+    Steps,
+    /// The step grid and every evaluation's workspace (backprop without recomputation).
+    Tape,
 }
 
 /// The forward pass through all blocks.
-pub(crate) struct ForwardPass<T> {
-    pub blocks: Vec<BlockPass<T>>,
+pub(crate) struct ForwardPass<T, W> {
+    pub blocks: Vec<BlockPass<T, W>>,
     /// Augmented state at the end of the last block.
     pub s: Vec<T>,
     /// `Σ_k Δ_k` per point.
@@ -222,7 +235,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
             kinetic: false,
             jacobian: false,
         };
-        let pass = self.forward_pass(x, solver, trace, layout, false, rng)?;
+        let pass = self.forward_pass(x, solver, trace, layout, Keep::Nothing, rng)?;
         let z = pass.s[..layout.n_z()].to_vec();
         let log_p = z
             .chunks_exact(d)
@@ -238,17 +251,16 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
 
     /// Integrates the augmented state of `x` through every block (the forward pass of
     /// both [`Cnf::log_prob`] and the training gradient). Hutchinson probes are drawn
-    /// from `rng` once per block; with `keep_steps` every block's accepted step grid and
-    /// states are kept (for backprop).
+    /// from `rng` once per block; `keep` says what is kept for backprop.
     pub(crate) fn forward_pass<R: Rng + ?Sized>(
         &self,
         x: &[T],
         solver: &SolverConfig,
         trace: Trace,
         layout: Layout,
-        keep_steps: bool,
+        keep: Keep,
         rng: &mut R,
-    ) -> Result<ForwardPass<T>, CnfError> {
+    ) -> Result<ForwardPass<T, F::Workspace>, CnfError> {
         let (n_batch, d) = (layout.n_batch, layout.dim);
         let config = SolverConfig {
             error_mask: Some(layout.error_mask()),
@@ -268,21 +280,37 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         for (k, block) in self.blocks.iter().enumerate() {
             s[layout.n_z()..].fill(T::zero());
             let probes = trace.draw::<T, _>(n_batch, d, rng);
-            let mut ws = block.field.workspace(n_batch, trace.n_tangents(d));
-            let mut sys = Augmented {
-                field: &block.field,
-                ws: &mut ws,
-                t_end: block.t_end,
-                layout,
-                mode: Trace::mode(&probes),
-            };
+            let n_tangents = trace.n_tangents(d);
+            let mode = Trace::mode(&probes);
             let save = SaveAt {
                 t: Vec::new(),
-                steps: keep_steps,
+                steps: keep != Keep::Nothing,
             };
-            let sol = ode
-                .solve(&mut sys, &s, T::zero(), T::one(), &save)
-                .map_err(solve_error(k, "forward"))?;
+            let mut tape = Vec::new();
+            let sol = if keep == Keep::Tape {
+                let mut sys = Taped {
+                    field: &block.field,
+                    t_end: block.t_end,
+                    layout,
+                    mode,
+                    n_tangents,
+                    tape: Vec::new(),
+                };
+                let sol = ode.solve(&mut sys, &s, T::zero(), T::one(), &save);
+                tape = sys.tape;
+                sol
+            } else {
+                let mut ws = block.field.workspace(n_batch, n_tangents);
+                let mut sys = Augmented {
+                    field: &block.field,
+                    ws: &mut ws,
+                    t_end: block.t_end,
+                    layout,
+                    mode,
+                };
+                ode.solve(&mut sys, &s, T::zero(), T::one(), &save)
+            }
+            .map_err(solve_error(k, "forward"))?;
             pass.n_evals += sol.stats.n_evals;
             s = sol.y_final;
             let (_, delta, kin, jac) = split_state(&layout, &mut s);
@@ -296,6 +324,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
                 s_end: s.clone(),
                 grid_t: sol.step_t,
                 grid_s: sol.step_y,
+                tape,
             });
         }
         pass.s = s;
