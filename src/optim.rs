@@ -86,6 +86,12 @@ impl Adam {
 
     /// One update of `params` with gradient `grad` (same length as the state).
     pub fn step<T: Real>(&mut self, params: &mut [T], grad: &[T]) {
+        self.step_with_lr(params, grad, self.config.lr);
+    }
+
+    /// [`Adam::step`] with learning rate `lr` instead of the configured one (for a
+    /// schedule).
+    pub fn step_with_lr<T: Real>(&mut self, params: &mut [T], grad: &[T], lr: f64) {
         assert_eq!(params.len(), self.m.len(), "Adam: params length changed");
         assert_eq!(grad.len(), self.m.len(), "Adam: gradient length differs from params");
         let c = self.config;
@@ -101,8 +107,39 @@ impl Adam {
             let g = g.f64() + c.weight_decay * pf;
             *m = c.beta1 * *m + (1.0 - c.beta1) * g;
             *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;
-            let update = c.lr * (*m / bias1) / ((*v / bias2).sqrt() + c.eps);
+            let update = lr * (*m / bias1) / ((*v / bias2).sqrt() + c.eps);
             *p = T::c(pf - update);
+        }
+    }
+}
+
+/// How the learning rate moves over a run of `n` iterations: a factor on Adam's `lr`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum LrSchedule {
+    /// The same rate throughout.
+    #[default]
+    Constant,
+    /// Half a cosine from `lr` at the first iteration down to `final_frac · lr` at the
+    /// last (Loshchilov & Hutter 2017, without restarts).
+    Cosine {
+        /// The last iteration's rate as a fraction of `lr`.
+        final_frac: f64,
+    },
+}
+
+impl LrSchedule {
+    /// The factor on `lr` at 1-based iteration `iter` of `n_iters`.
+    pub fn factor(&self, iter: usize, n_iters: usize) -> f64 {
+        match *self {
+            LrSchedule::Constant => 1.0,
+            LrSchedule::Cosine { final_frac } => {
+                let progress = if n_iters <= 1 {
+                    1.0
+                } else {
+                    (iter.clamp(1, n_iters) - 1) as f64 / (n_iters - 1) as f64
+                };
+                final_frac + (1.0 - final_frac) * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
         }
     }
 }
@@ -110,6 +147,18 @@ impl Adam {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cosine_schedule_runs_from_one_to_the_final_fraction_monotonically() {
+        let s = LrSchedule::Cosine { final_frac: 0.05 };
+        assert_eq!(s.factor(1, 100), 1.0);
+        assert!((s.factor(100, 100) - 0.05).abs() < 1e-15);
+        assert!((s.factor(50, 99) - 0.525).abs() < 1e-12, "midpoint is the mean of the ends");
+        let f: Vec<f64> = (1..=100).map(|i| s.factor(i, 100)).collect();
+        assert!(f.windows(2).all(|w| w[1] < w[0]));
+        assert_eq!(LrSchedule::Constant.factor(7, 10), 1.0);
+        assert_eq!(s.factor(1, 1), 0.05);
+    }
 
     #[test]
     fn first_step_moves_each_param_by_lr_against_the_gradient_sign() {

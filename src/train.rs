@@ -19,7 +19,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::cnf::{loss_and_grad_par, Cnf, Field, LossConfig, Trace};
 use crate::ode::SolverConfig;
-use crate::optim::{Adam, AdamConfig};
+use crate::optim::{Adam, AdamConfig, LrSchedule};
 use crate::Real;
 
 /// Settings of a training run.
@@ -31,6 +31,9 @@ pub struct TrainConfig {
     pub batch: usize,
     /// Optimizer settings.
     pub adam: AdamConfig,
+    /// Learning-rate schedule over the `n_iters` iterations (a factor on the state's
+    /// Adam learning rate).
+    pub lr_schedule: LrSchedule,
     /// Loss, training solver, trace estimator, regularizers and gradient method.
     pub loss: LossConfig,
     /// Solver for test-set evaluation (tighter than training).
@@ -55,6 +58,7 @@ impl TrainConfig {
             n_iters,
             batch,
             adam,
+            lr_schedule: LrSchedule::Constant,
             loss,
             eval_solver: SolverConfig::adaptive(crate::ode::Method::Dopri5, 1e-6, 1e-6),
             eval_trace: Trace::Exact,
@@ -82,6 +86,10 @@ pub struct IterMetrics {
     pub n_evals_forward: usize,
     /// Function evaluations of the backward pass.
     pub n_evals_backward: usize,
+    /// Wall time of the forward solves, seconds.
+    pub seconds_forward: f64,
+    /// Wall time of the backward pass, seconds.
+    pub seconds_backward: f64,
     /// Wall time of the iteration, seconds.
     pub seconds: f64,
     /// Wall time of the run so far (across resumes), seconds.
@@ -279,7 +287,8 @@ where
         if !lg.loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
             return StopReason::NonFinite { iter };
         }
-        state.adam.step(&mut flat, &grad);
+        let lr = state.adam.config.lr * config.lr_schedule.factor(iter, config.n_iters);
+        state.adam.step_with_lr(&mut flat, &grad, lr);
         let mut at = 0;
         for block in state.model.blocks.iter_mut() {
             let n = block.field.n_params();
@@ -302,6 +311,8 @@ where
             jacobian: lg.jacobian,
             n_evals_forward: lg.n_evals_forward,
             n_evals_backward: lg.n_evals_backward,
+            seconds_forward: lg.seconds_forward,
+            seconds_backward: lg.seconds_backward,
             seconds,
             elapsed: state.elapsed,
             t_end: state.model.blocks.iter().map(|b| b.t_end.f64()).collect(),

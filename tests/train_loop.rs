@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 
 use cnflow::cnf::{Block, Cnf, Field, GradMethod, LinearField, LossConfig, Trace};
 use cnflow::ode::{Method, SolverConfig};
-use cnflow::optim::AdamConfig;
+use cnflow::optim::{AdamConfig, LrSchedule};
 use cnflow::train::{train, EvalMetrics, IterMetrics, Observer, StopReason, TrainConfig, TrainState};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -32,6 +32,7 @@ fn config(n_iters: usize, grad: GradMethod) -> TrainConfig {
         n_iters,
         batch: 256,
         adam: AdamConfig::new(0.05, 0.0),
+        lr_schedule: LrSchedule::Constant,
         loss: LossConfig {
             solver: SolverConfig::adaptive(Method::Dopri5, 1e-6, 1e-6),
             trace: Trace::Exact,

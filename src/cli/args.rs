@@ -111,6 +111,16 @@ pub enum GradArg {
     Backprop,
 }
 
+/// Learning-rate schedules.
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum LrScheduleArg {
+    /// The same rate throughout (FFJORD's choice).
+    #[default]
+    Constant,
+    /// Half a cosine from --lr down to --lr/20 at the last iteration.
+    Cosine,
+}
+
 /// Float types.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum PrecisionArg {
@@ -162,11 +172,20 @@ fn one_thread() -> Option<usize> {
 }
 
 /// Flags of `cnflow train`.
+///
+/// The defaults are cnflow's fastest route to a good fit (measured in BENCHMARKS.md):
+/// RK4 with 4 steps, backprop through the steps, RNODE regularization 0.01, Adam at
+/// lr 5e-3 with a cosine schedule. `--reference` selects FFJORD's configuration instead.
 #[derive(Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TrainArgs {
     /// Built-in dataset name (see `cnflow datasets`) or a CSV/.npy file of points.
     #[arg(long, default_value = "8gaussians")]
     pub data: String,
+    /// FFJORD's reference configuration: dopri5 at rtol = atol = 1e-5, adjoint gradients,
+    /// no regularizers, constant lr 1e-3 (flags given explicitly still win).
+    #[arg(long)]
+    #[serde(default)]
+    pub reference: bool,
     /// Training iterations in total [default: 2000; with --resume, the checkpoint's total].
     #[arg(long, value_parser = positive_usize)]
     pub iters: Option<usize>,
@@ -186,7 +205,7 @@ pub struct TrainArgs {
     #[arg(long, value_parser = positive_usize, default_value_t = 1)]
     pub blocks: usize,
     /// ODE solver for training.
-    #[arg(long, value_enum, default_value_t = SolverArg::Dopri5)]
+    #[arg(long, value_enum, default_value_t = SolverArg::Rk4)]
     pub solver: SolverArg,
     /// Relative tolerance of adaptive solvers.
     #[arg(long, allow_hyphen_values = true, value_parser = positive_f64, default_value_t = 1e-5)]
@@ -194,24 +213,29 @@ pub struct TrainArgs {
     /// Absolute tolerance of adaptive solvers.
     #[arg(long, allow_hyphen_values = true, value_parser = positive_f64, default_value_t = 1e-5)]
     pub atol: f64,
-    /// Fixed number of steps per solve (needed by rk4, midpoint, heun, euler; makes adaptive methods fixed-step).
+    /// Fixed number of steps per solve [default: 4 for rk4, midpoint, heun and euler; adaptive methods take
+    /// adaptive steps unless it is given].
     #[arg(long, value_parser = positive_usize)]
     pub steps: Option<usize>,
     /// Trace estimator.
     #[arg(long, value_enum, default_value_t = TraceArg::Exact)]
     pub trace: TraceArg,
     /// Gradient method.
-    #[arg(long, value_enum, default_value_t = GradArg::Adjoint)]
+    #[arg(long, value_enum, default_value_t = GradArg::Backprop)]
     pub grad: GradArg,
     /// Weight of the RNODE kinetic-energy regularizer ∫‖f‖² (0 = off).
-    #[arg(long, allow_hyphen_values = true, value_parser = non_negative_f64, default_value_t = 0.0)]
+    #[arg(long, allow_hyphen_values = true, value_parser = non_negative_f64, default_value_t = 0.01)]
     pub kinetic: f64,
     /// Weight of the RNODE Jacobian-Frobenius regularizer ∫‖J ε‖² (0 = off).
-    #[arg(long, allow_hyphen_values = true, value_parser = non_negative_f64, default_value_t = 0.0)]
+    #[arg(long, allow_hyphen_values = true, value_parser = non_negative_f64, default_value_t = 0.01)]
     pub jacobian: f64,
     /// Adam learning rate.
-    #[arg(long, allow_hyphen_values = true, value_parser = positive_f64, default_value_t = 1e-3)]
+    #[arg(long, allow_hyphen_values = true, value_parser = positive_f64, default_value_t = 5e-3)]
     pub lr: f64,
+    /// Learning-rate schedule over the --iters iterations.
+    #[arg(long, value_enum, default_value_t = LrScheduleArg::Cosine)]
+    #[serde(default)]
+    pub lr_schedule: LrScheduleArg,
     /// Adam weight decay.
     #[arg(long, allow_hyphen_values = true, value_parser = non_negative_f64, default_value_t = 1e-5)]
     pub weight_decay: f64,

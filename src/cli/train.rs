@@ -19,7 +19,7 @@ use cnflow::data::{Dataset, Standardizer};
 use cnflow::model_file::{EvalSolver, ModelFile};
 use cnflow::nn::{Activation, LayerKind, Mlp, MlpConfig};
 use cnflow::ode::{Method, SolverConfig};
-use cnflow::optim::{Adam, AdamConfig};
+use cnflow::optim::{Adam, AdamConfig, LrSchedule};
 use cnflow::train::{test_set_rng, train, EvalMetrics, IterMetrics, Observer, StopReason, TrainConfig, TrainState};
 use cnflow::Real;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -28,14 +28,14 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::args::{ActivationArg, GradArg, LayerArg, PrecisionArg, TraceArg, TrainArgs};
+use super::args::{ActivationArg, GradArg, LayerArg, LrScheduleArg, PrecisionArg, SolverArg, TraceArg, TrainArgs};
 use super::common::{to_flat, DataSource};
 
 /// Iterations of `cnflow train` without --iters.
 const DEFAULT_ITERS: usize = 2000;
 const CHECKPOINT_FORMAT: &str = "cnflow-checkpoint";
 const METRICS_HEADER: &str =
-    "iter,loss,nll,kinetic,jacobian,nfe_forward,nfe_backward,seconds,elapsed,t_end,test_nll,kl_gap";
+    "iter,loss,nll,kinetic,jacobian,nfe_forward,nfe_backward,seconds,elapsed,t_end,test_nll,kl_gap,seconds_forward,seconds_backward";
 
 /// Evaluation solver written into every model file.
 fn eval_solver() -> EvalSolver {
@@ -161,6 +161,9 @@ pub fn run(mut args: TrainArgs, explicit: &[String]) -> Result<()> {
             out.display()
         );
     }
+    if !args.resume {
+        apply_defaults(&mut args, explicit);
+    }
     args.iters = Some(args.iters.unwrap_or(DEFAULT_ITERS));
     args.threads = Some(
         args.threads
@@ -251,6 +254,47 @@ impl Problem {
     }
 }
 
+/// Steps of fixed-step methods when --steps is not given.
+const DEFAULT_STEPS: usize = 4;
+
+/// Fills in what depends on other flags: FFJORD's settings under `--reference` (for the
+/// flags not given explicitly) and the step count of fixed-step methods.
+fn apply_defaults(args: &mut TrainArgs, explicit: &[String]) {
+    let given = |id: &str| explicit.iter().any(|e| e == id);
+    if args.reference {
+        if !given("solver") {
+            args.solver = SolverArg::Dopri5;
+        }
+        if !given("steps") {
+            args.steps = None;
+        }
+        if !given("rtol") {
+            args.rtol = 1e-5;
+        }
+        if !given("atol") {
+            args.atol = 1e-5;
+        }
+        if !given("grad") {
+            args.grad = GradArg::Adjoint;
+        }
+        if !given("kinetic") {
+            args.kinetic = 0.0;
+        }
+        if !given("jacobian") {
+            args.jacobian = 0.0;
+        }
+        if !given("lr") {
+            args.lr = 1e-3;
+        }
+        if !given("lr_schedule") {
+            args.lr_schedule = LrScheduleArg::Constant;
+        }
+    }
+    if args.steps.is_none() && !args.solver.method().tableau().is_adaptive() {
+        args.steps = Some(DEFAULT_STEPS);
+    }
+}
+
 fn solver_config(args: &TrainArgs) -> Result<SolverConfig> {
     let method = args.solver.method();
     let config = match args.steps {
@@ -288,6 +332,10 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
         n_iters: args.iters.unwrap_or(DEFAULT_ITERS),
         batch: args.batch,
         adam,
+        lr_schedule: match args.lr_schedule {
+            LrScheduleArg::Constant => LrSchedule::Constant,
+            LrScheduleArg::Cosine => LrSchedule::Cosine { final_frac: 0.05 },
+        },
         loss: LossConfig {
             solver,
             trace: match args.trace {
@@ -569,7 +617,7 @@ impl MetricsCsv {
         let t_end: Vec<String> = m.t_end.iter().map(|t| format!("{t:.5}")).collect();
         writeln!(
             self.writer,
-            "{},{},{},{},{},{},{},{:.6},{:.3},{},{},{}",
+            "{},{},{},{},{},{},{},{:.6},{:.3},{},{},{},{:.6},{:.6}",
             m.iter,
             m.loss,
             m.nll,
@@ -582,6 +630,8 @@ impl MetricsCsv {
             t_end.join(";"),
             eval.map_or(String::new(), |e| e.test_nll.to_string()),
             eval.and_then(|e| e.kl_gap).map_or(String::new(), |g| g.to_string()),
+            m.seconds_forward,
+            m.seconds_backward,
         )
     }
 }

@@ -83,8 +83,13 @@ pub struct LossGrad<T> {
     pub grad_x: Vec<T>,
     /// Function evaluations of the forward solves.
     pub n_evals_forward: usize,
-    /// Function evaluations (each with its vector-Jacobian product) of the backward pass.
+    /// Work of the backward pass: vector-Jacobian products plus the forward passes it
+    /// recomputed (the adjoint recomputes one per VJP, taped backprop none).
     pub n_evals_backward: usize,
+    /// Wall time of the forward solves, seconds.
+    pub seconds_forward: f64,
+    /// Wall time of the backward pass, seconds.
+    pub seconds_backward: f64,
 }
 
 /// Computes the loss of `model` on the batch `x` and its gradient.
@@ -114,7 +119,10 @@ pub fn loss_and_grad<T: Real, F: Field<T>, R: Rng + ?Sized>(
             _ => Keep::Steps,
         },
     };
+    let started = std::time::Instant::now();
     let mut pass = model.forward_pass(x, &config.solver, config.trace, layout, keep, rng)?;
+    let seconds_forward = started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
     let (passes, s, delta_sum) = (&mut pass.blocks, &pass.s, &pass.delta_sum);
     let (kin_sum, jac_sum, n_evals_forward) = (pass.kin_sum, pass.jac_sum, pass.n_evals);
 
@@ -223,6 +231,8 @@ pub fn loss_and_grad<T: Real, F: Field<T>, R: Rng + ?Sized>(
         grad_x: cot[..layout.n_z()].to_vec(),
         n_evals_forward,
         n_evals_backward,
+        seconds_forward,
+        seconds_backward: started.elapsed().as_secs_f64(),
     })
 }
 
@@ -364,8 +374,8 @@ fn backprop_block<T: Real, F: Field<T>>(
 ///
 /// The samples of a CNF batch do not interact, so each part is an exact solve of its
 /// own samples; only the adaptive step sizes differ (each part gets its own). Part `i`
-/// draws its Hutchinson probes from a seed taken from `rng`. The NFE reported are the
-/// largest of the parts' (the critical path).
+/// draws its Hutchinson probes from a seed taken from `rng`. The NFE and times reported
+/// are the largest of the parts' (the critical path).
 pub fn loss_and_grad_par<T: Real, F: Field<T>, R: Rng + ?Sized>(
     model: &Cnf<T, F>,
     x: &[T],
@@ -404,6 +414,8 @@ pub fn loss_and_grad_par<T: Real, F: Field<T>, R: Rng + ?Sized>(
         grad_x: Vec::with_capacity(x.len()),
         n_evals_forward: 0,
         n_evals_backward: 0,
+        seconds_forward: 0.0,
+        seconds_backward: 0.0,
     };
     for (w, lg) in parts {
         let wt = T::c(w);
@@ -422,6 +434,8 @@ pub fn loss_and_grad_par<T: Real, F: Field<T>, R: Rng + ?Sized>(
         out.grad_x.extend(lg.grad_x.iter().map(|&v| wt * v));
         out.n_evals_forward = out.n_evals_forward.max(lg.n_evals_forward);
         out.n_evals_backward = out.n_evals_backward.max(lg.n_evals_backward);
+        out.seconds_forward = out.seconds_forward.max(lg.seconds_forward);
+        out.seconds_backward = out.seconds_backward.max(lg.seconds_backward);
     }
     Ok(out)
 }

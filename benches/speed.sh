@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The speed report of BENCHMARKS.md in one run (about 10 minutes on 2 cores):
+#   1. training on 8gaussians with cnflow's defaults and with FFJORD's reference
+#      configuration: ms per iteration and per evaluation, NFE, GFLOP/s against a
+#      measured matrix-product peak, time to a KL gap of 0.1 and 0.03 nats, and the
+#      picture of KL gap against wall time (assets/kl-vs-time.png);
+#   2. peak memory of adjoint training at two tolerances 10× apart in NFE;
+#   3. density and sampling throughput at 10^4, 10^5 and 10^6 points.
+#
+# Usage: benches/speed.sh [OUT_DIR]     (default runs/speed; REPEAT=3 repeats step 1)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-runs/speed}
+repeat=${REPEAT:-1}
+mkdir -p "$out"
+cargo build --release --bins --examples
+cnflow=target/release/cnflow
+# FFJORD's toy configuration (DESIGN.md §5); cnflow's defaults differ in solver,
+# gradient, regularizers and learning-rate schedule.
+reference=(--solver dopri5 --rtol 1e-5 --atol 1e-5 --grad adjoint --kinetic 0 --jacobian 0
+  --lr 1e-3 --lr-schedule constant)
+
+echo "## machine"
+uptime
+grep -m1 "model name" /proc/cpuinfo || true
+nproc
+
+echo "## 1. training (8gaussians)"
+runs=()
+for r in $(seq 1 "$repeat"); do
+  "$cnflow" train --out "$out/default-$r" --force --eval-every 100 --seed "$r"
+  "$cnflow" train --out "$out/reference-$r" --force --iters 3000 --eval-every 250 --seed "$r" "${reference[@]}"
+  runs+=("$out/default-$r" "$out/reference-$r")
+done
+target/release/examples/speed_report assets/kl-vs-time.png "${runs[@]}"
+
+echo "## 2. adjoint training memory at two tolerances (reference field, 100 iterations)"
+for tol in 1e-3 1e-7; do
+  /usr/bin/time -f "rtol = atol = $tol: peak RSS %M KiB, %e s" \
+    "$cnflow" train --out "$out/memory-$tol" --force --iters 100 --eval-every 0 --test-size 500 \
+    "${reference[@]}" --rtol "$tol" --atol "$tol" 2>&1 | grep -E "^iter +100 |peak RSS"
+done
+
+echo "## 3. density and sampling (default model, f32, exact trace, rtol = atol = 1e-5)"
+model="$out/default-1/model.json"
+for n in 10000 100000 1000000; do
+  /usr/bin/time -f "  sample $n: %e s, peak RSS %M KiB" \
+    "$cnflow" sample --model "$model" --n "$n" --output "$out/samples-$n.npy" --rtol 1e-5 --atol 1e-5
+  /usr/bin/time -f "  density $n: %e s, peak RSS %M KiB" \
+    "$cnflow" density --model "$model" --input "$out/samples-$n.npy" --output "$out/log-p-$n.npy" \
+    --rtol 1e-5 --atol 1e-5
+done
