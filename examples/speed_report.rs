@@ -123,7 +123,7 @@ fn main() -> Result<()> {
         let batch = run_args["batch"].as_u64().unwrap_or(100) as usize;
         let threads = run_args["threads"].as_u64().unwrap_or(1).max(1) as usize;
         let exact = run_args["trace"].as_str() == Some("Exact");
-        let adjoint = run_args["grad"].as_str() == Some("Adjoint");
+        let adjoint = run_args["grad"].as_str().is_some_and(|g| g.starts_with("Adjoint"));
         let widths = model.architecture.widths();
         let d = model.architecture.dim();
         let k = if exact { d } else { 1 };

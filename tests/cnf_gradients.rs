@@ -2,7 +2,7 @@
 //! differences and against each other — exact trace, Hutchinson with fixed noise,
 //! regularizers, one and two blocks, learned end times.
 
-use cnflow::cnf::{loss_and_grad, Block, Cnf, Field, GradMethod, LinearField, LossConfig, Trace};
+use cnflow::cnf::{loss_and_grad, Block, Cnf, Field, GradMethod, LinearField, LossConfig, Trace, TAPE_BUDGET};
 use cnflow::nn::{Activation, LayerKind, Mlp, MlpConfig};
 use cnflow::ode::{Method, SolverConfig};
 use rand::SeedableRng;
@@ -72,6 +72,7 @@ fn check<F: Field<f64>>(model: &Cnf<f64, F>, trace: Trace, kinetic: f64, jacobia
         kinetic,
         jacobian,
         grad: GradMethod::Backprop,
+        tape_budget: TAPE_BUDGET,
     };
     let (fd_p, fd_t) = finite_difference(model, &backprop);
     let mut rng = ChaCha8Rng::seed_from_u64(SEED);
@@ -197,6 +198,7 @@ fn adaptive_backprop_agrees_with_the_adjoint_for_every_embedded_pair() {
                 kinetic,
                 jacobian,
                 grad: GradMethod::Backprop,
+                tape_budget: TAPE_BUDGET,
             };
             let adjoint = LossConfig {
                 grad: GradMethod::Adjoint { seminorm: true },
@@ -223,6 +225,7 @@ fn hutchinson_without_probes_is_refused() {
         kinetic: 0.0,
         jacobian: 0.0,
         grad: GradMethod::Backprop,
+        tape_budget: TAPE_BUDGET,
     };
     let err = loss_and_grad(&linear_model(1), &batch(), &config, &mut ChaCha8Rng::seed_from_u64(0)).unwrap_err();
     assert!(err.to_string().contains("at least one probe"), "{err}");
@@ -230,42 +233,52 @@ fn hutchinson_without_probes_is_refused() {
 
 #[test]
 fn taped_and_recomputed_backprop_agree_for_every_tableau() {
-    // FixedSteps(n) keeps every evaluation on a tape; FixedSize(1/n) takes the same
-    // steps but recomputes each step's stages. Both are the gradient of one discrete
-    // solution (FSAL methods reuse the last stage as the next step's first on the tape).
+    // The tape keeps every evaluation of the forward solve, rejected adaptive attempts
+    // included, and finds each accepted stage on it; with no tape budget each step's
+    // stages are recomputed. Both are the gradient of one discrete solution.
     let m = mlp_model(2, Activation::Tanh, LayerKind::ConcatSquash);
     let methods = [
-        Method::Euler,
-        Method::Midpoint,
-        Method::Heun,
-        Method::Rk4,
-        Method::Bosh3,
-        Method::Dopri5,
-        Method::Tsit5,
+        (Method::Euler, false),
+        (Method::Midpoint, false),
+        (Method::Heun, false),
+        (Method::Rk4, false),
+        (Method::Bosh3, false),
+        (Method::Dopri5, false),
+        (Method::Tsit5, false),
+        (Method::Bosh3, true),
+        (Method::Dopri5, true),
+        (Method::Tsit5, true),
     ];
-    for method in methods {
+    for (method, adaptive) in methods {
         for (trace, kinetic, jacobian) in [(Trace::Exact, 0.0, 0.0), (Trace::Rademacher(2), 0.3, 0.2)] {
+            let solver = if adaptive {
+                // Loose enough that some steps are rejected.
+                SolverConfig::adaptive(method, 1e-5, 1e-5)
+            } else {
+                SolverConfig::fixed_steps(method, 5)
+            };
             let taped = LossConfig {
-                solver: SolverConfig::fixed_steps(method, 5),
+                solver,
                 trace,
                 kinetic,
                 jacobian,
                 grad: GradMethod::Backprop,
+                tape_budget: TAPE_BUDGET,
             };
             let recomputed = LossConfig {
-                solver: SolverConfig::fixed_size(method, 0.2),
+                tape_budget: 0,
                 ..taped.clone()
             };
             let a = loss_and_grad(&m, &batch(), &taped, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
             let b = loss_and_grad(&m, &batch(), &recomputed, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
-            assert!((a.loss - b.loss).abs() < 1e-12, "{method}: loss {} vs {}", a.loss, b.loss);
+            assert_eq!(a.loss, b.loss, "{method}: the forward solves differ");
             for k in 0..2 {
                 let e = max_rel_err(&a.grad_params[k], &b.grad_params[k]);
-                assert!(e < 1e-10, "{method} {trace:?}: block {k} params differ by {e:e}");
+                assert!(e < 1e-12, "{method} {trace:?}: block {k} params differ by {e:e}");
                 let e = (a.grad_t_end[k] - b.grad_t_end[k]).abs();
-                assert!(e < 1e-10, "{method} {trace:?}: block {k} dL/dT differs by {e:e}");
+                assert!(e < 1e-12, "{method} {trace:?}: block {k} dL/dT differs by {e:e}");
             }
-            assert!(max_rel_err(&a.grad_x, &b.grad_x) < 1e-10, "{method}: dL/dx differs");
+            assert!(max_rel_err(&a.grad_x, &b.grad_x) < 1e-12, "{method}: dL/dx differs");
             // The tape saves one forward pass per reversed stage.
             assert!(
                 a.n_evals_backward < b.n_evals_backward,

@@ -3,7 +3,7 @@
 
 use std::ops::ControlFlow;
 
-use cnflow::cnf::{Block, Cnf, Field, GradMethod, LinearField, LossConfig, Trace};
+use cnflow::cnf::{Block, Cnf, Field, GradMethod, LinearField, LossConfig, Trace, TAPE_BUDGET};
 use cnflow::ode::{Method, SolverConfig};
 use cnflow::optim::{AdamConfig, LrSchedule};
 use cnflow::train::{train, EvalMetrics, IterMetrics, Observer, StopReason, TrainConfig, TrainState};
@@ -39,6 +39,7 @@ fn config(n_iters: usize, grad: GradMethod) -> TrainConfig {
             kinetic: 0.0,
             jacobian: 0.0,
             grad,
+            tape_budget: TAPE_BUDGET,
         },
         eval_solver: SolverConfig::adaptive(Method::Dopri5, 1e-8, 1e-8),
         eval_trace: Trace::Exact,

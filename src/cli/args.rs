@@ -105,8 +105,11 @@ pub enum TraceArg {
 /// Gradient methods.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum GradArg {
-    /// Continuous adjoint (memory flat in the number of steps).
+    /// Continuous adjoint (memory flat in the number of steps); the parameter adjoints
+    /// are left out of step control (seminorm)
     Adjoint,
+    /// Continuous adjoint with every component in step control (no seminorm)
+    AdjointFullNorm,
     /// Backprop through the solver's steps (exact gradient of the discrete solution).
     Backprop,
 }

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use cnflow::cnf::{Block, Cnf, GradMethod, LossConfig, Trace};
+use cnflow::cnf::{Block, Cnf, GradMethod, LossConfig, Trace, TAPE_BUDGET};
 use cnflow::data::{Dataset, Standardizer};
 use cnflow::model_file::{EvalSolver, ModelFile};
 use cnflow::nn::{Activation, LayerKind, Mlp, MlpConfig};
@@ -346,8 +346,10 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
             jacobian: args.jacobian,
             grad: match args.grad {
                 GradArg::Adjoint => GradMethod::Adjoint { seminorm: true },
+                GradArg::AdjointFullNorm => GradMethod::Adjoint { seminorm: false },
                 GradArg::Backprop => GradMethod::Backprop,
             },
+            tape_budget: TAPE_BUDGET,
         },
         eval_solver: SolverConfig::adaptive(eval_solver().method, eval_solver().rtol, eval_solver().atol),
         eval_trace: Trace::Exact,
@@ -730,12 +732,15 @@ impl<T: Real> Observer<T, Mlp<T>> for RunObserver {
         if self.flush_pending(None).is_err() {
             return ControlFlow::Break(());
         }
+        let per_eval = |s: f64, n: usize| 1e3 * s / n.max(1) as f64;
         let summary = format!(
-            "loss {:.4}  NFE {}/{}  {:.0} ms/iter",
+            "loss {:.4}  NFE {}/{}  {:.1} ms/iter ({:.2}/{:.2} ms per fwd/bwd eval)",
             m.loss,
             m.n_evals_forward,
             m.n_evals_backward,
-            1e3 * m.seconds
+            1e3 * m.seconds,
+            per_eval(m.seconds_forward, m.n_evals_forward),
+            per_eval(m.seconds_backward, m.n_evals_backward),
         );
         match &self.bar {
             Some(bar) => {

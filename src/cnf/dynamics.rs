@@ -117,7 +117,8 @@ pub(crate) struct Record<T, W> {
 }
 
 /// [`Augmented`] that keeps every evaluation on a tape, each with its own workspace, so
-/// that backprop needs no second forward pass.
+/// that backprop needs no second forward pass. Past `limit` evaluations it drops the
+/// tape and keeps nothing more (backprop then recomputes).
 pub(crate) struct Taped<'a, T: Real, F: Field<T>> {
     pub field: &'a F,
     pub t_end: T,
@@ -125,10 +126,26 @@ pub(crate) struct Taped<'a, T: Real, F: Field<T>> {
     pub mode: TraceMode<'a, T>,
     pub n_tangents: usize,
     pub tape: Vec<Record<T, F::Workspace>>,
+    pub limit: usize,
+    pub overflowed: bool,
+    /// Workspace for the evaluations after an overflow.
+    pub spare: Option<F::Workspace>,
 }
 
 impl<T: Real, F: Field<T>> OdeSystem<T> for Taped<'_, T, F> {
     fn rhs(&mut self, tau: T, s: &[T], ds: &mut [T]) {
+        if !self.overflowed && self.tape.len() >= self.limit {
+            self.overflowed = true;
+            self.tape = Vec::new();
+        }
+        if self.overflowed {
+            let ws = self
+                .spare
+                .get_or_insert_with(|| self.field.workspace(self.layout.n_batch, self.n_tangents));
+            eval_raw(self.field, ws, self.mode, &self.layout, self.t_end, tau, s, ds);
+            scale_raw(&self.layout, self.t_end, ds);
+            return;
+        }
         let mut ws = self.field.workspace(self.layout.n_batch, self.n_tangents);
         let mut raw = vec![T::zero(); self.layout.len()];
         eval_raw(self.field, &mut ws, self.mode, &self.layout, self.t_end, tau, s, &mut raw);

@@ -10,18 +10,18 @@
 //!   is approximate (it is only as good as the backward solve). With `seminorm` the
 //!   parameter adjoints are left out of step-size control (Kidger et al. 2021).
 //! - **Backprop** (discretise-then-optimise): the exact gradient of the discrete solution
-//!   for the step sizes taken (they are held fixed). With a fixed number of steps the
-//!   forward solve keeps every evaluation's workspace on a tape (up to
-//!   [`TAPE_BUDGET`] sample-evaluations), so each stage costs one forward pass and one
-//!   VJP; otherwise it keeps the state at every accepted step and recomputes each step's
-//!   stages (one more forward pass per stage), holding one workspace per stage.
+//!   for the step sizes taken (they are held fixed). The forward solve keeps every
+//!   evaluation's workspace on a tape (up to [`TAPE_BUDGET`] sample-evaluations), so
+//!   each stage costs one forward pass and one VJP; a solve too long for the tape keeps
+//!   the state at every accepted step instead and recomputes each step's stages (one
+//!   more forward pass per stage), holding one workspace per stage.
 
 use rand::Rng;
 
 use super::dynamics::{eval_raw, scale_raw, AdjointSystem, GradEval, Layout, Record};
 use super::field::Field;
 use super::model::{log_normal, solve_error, BlockPass, Cnf, CnfError, Keep, Trace};
-use crate::ode::{SaveAt, Solver, SolverConfig, StepControl};
+use crate::ode::{SaveAt, Solver, SolverConfig};
 use crate::Real;
 
 /// How the gradient is computed.
@@ -49,6 +49,9 @@ pub struct LossConfig {
     pub jacobian: f64,
     /// Gradient method.
     pub grad: GradMethod,
+    /// Sample-evaluations (evaluations × batch size, over all blocks) that backprop may
+    /// keep on its tape; [`TAPE_BUDGET`] by default, 0 to always recompute the stages.
+    pub tape_budget: usize,
 }
 
 impl LossConfig {
@@ -60,6 +63,7 @@ impl LossConfig {
             kinetic: 0.0,
             jacobian: 0.0,
             grad: GradMethod::Adjoint { seminorm: true },
+            tape_budget: TAPE_BUDGET,
         }
     }
 }
@@ -114,9 +118,9 @@ pub fn loss_and_grad<T: Real, F: Field<T>, R: Rng + ?Sized>(
     let n_tangents = config.trace.n_tangents(d);
     let keep = match config.grad {
         GradMethod::Adjoint { .. } => Keep::Nothing,
-        GradMethod::Backprop => match config.solver.step {
-            StepControl::FixedSteps(n) if tape_fits(&config.solver, n, n_batch, model.blocks.len()) => Keep::Tape,
-            _ => Keep::Steps,
+        GradMethod::Backprop => match config.tape_budget / (n_batch * model.blocks.len()) {
+            0 => Keep::Steps,
+            limit => Keep::Tape(limit),
         },
     };
     let started = std::time::Instant::now();
@@ -168,6 +172,7 @@ pub fn loss_and_grad<T: Real, F: Field<T>, R: Rng + ?Sized>(
             grid_t,
             grid_s,
             tape,
+            step_evals,
         } = &mut passes[k];
         let mode = Trace::mode(probes);
         match config.grad {
@@ -212,7 +217,12 @@ pub fn loss_and_grad<T: Real, F: Field<T>, R: Rng + ?Sized>(
                     block.t_end,
                     &config.solver,
                     &layout,
-                    Steps { grid_t, grid_s, tape },
+                    Steps {
+                        grid_t,
+                        grid_s,
+                        tape,
+                        step_evals,
+                    },
                     &mut eval,
                     &mut cot,
                     &mut grad_params[k],
@@ -237,7 +247,8 @@ pub fn loss_and_grad<T: Real, F: Field<T>, R: Rng + ?Sized>(
 }
 
 /// Most sample-evaluations (evaluations × batch size, over all blocks) that backprop
-/// keeps on its tape: about 8 KiB each for the reference field in f32, so 128 MiB.
+/// keeps on its tape, rejected steps included: about 8 KiB each for the reference field
+/// in f32, so 128 MiB. A solve that needs more recomputes its stages instead.
 pub const TAPE_BUDGET: usize = 1 << 14;
 
 /// What backprop reads of a block's forward solve.
@@ -245,14 +256,7 @@ struct Steps<'a, T, W> {
     grid_t: &'a [T],
     grid_s: &'a [T],
     tape: &'a mut [Record<T, W>],
-}
-
-/// Whether a fixed-step solve of `n_steps` fits the tape.
-fn tape_fits(solver: &SolverConfig, n_steps: usize, n_batch: usize, n_blocks: usize) -> bool {
-    let tab = solver.method.tableau();
-    let fsal = tab.fsal as usize;
-    let per_block = n_steps * (tab.n_stages() - fsal) + fsal;
-    per_block * n_batch * n_blocks <= TAPE_BUDGET
+    step_evals: &'a [(usize, usize)],
 }
 
 /// Reverse mode through one block's accepted steps; `cot` enters as `∂L/∂s(τ=1)` and
@@ -291,10 +295,19 @@ fn backprop_block<T: Real, F: Field<T>>(
         .map(|i| tab.b[i] != 0.0 || (i + 1..s_n).any(|l| tab.a[l][i] != 0.0))
         .collect();
     let n_steps = pass.grid_t.len() - 1;
-    // The tape holds the solver's evaluations in order: for an FSAL method the first
-    // stage of step n is the last of step n − 1.
-    let per_step = s_n - tab.fsal as usize;
-    let taped = !pass.tape.is_empty() && pass.tape.len() == n_steps * per_step + tab.fsal as usize;
+    // The tape holds every evaluation of the solve in order, rejected attempts included;
+    // `step_evals` says where each accepted step's stages are.
+    let tape_at = |n: usize, i: usize| {
+        let (k1, k2) = pass.step_evals[n];
+        if i == 0 {
+            k1
+        } else {
+            k2 + i - 1
+        }
+    };
+    let taped = !pass.tape.is_empty()
+        && pass.step_evals.len() == n_steps
+        && (0..n_steps).all(|n| tape_at(n, 0) < pass.tape.len() && tape_at(n, s_n - 1) < pass.tape.len());
     let mut replay: Vec<Record<T, F::Workspace>> = Vec::new();
     let mut stage_in = vec![T::zero(); len];
     let mut k_stage = vec![T::zero(); s_n * len];
@@ -352,7 +365,7 @@ fn backprop_block<T: Real, F: Field<T>>(
                 }
             }
             let rec = if taped {
-                &mut pass.tape[n * per_step + i]
+                &mut pass.tape[tape_at(n, i)]
             } else {
                 &mut replay[i]
             };

@@ -126,8 +126,11 @@ pub(crate) struct BlockPass<T, W> {
     /// Accepted step grid and states (when kept).
     pub grid_t: Vec<T>,
     pub grid_s: Vec<T>,
-    /// Every evaluation of the block's forward solve, in order (when taped).
+    /// Every evaluation of the block's forward solve, in order (when taped; empty if
+    /// it outgrew its budget).
     pub tape: Vec<Record<T, W>>,
+    /// Per accepted step, the tape positions of its stages (see `Solution::step_evals`).
+    pub step_evals: Vec<(usize, usize)>,
 }
 
 /// What a forward pass keeps for the backward pass.
@@ -137,8 +140,9 @@ pub(crate) enum Keep {
     Nothing,
     /// The accepted step grid and states (backprop with recomputed stages).
     Steps,
-    /// The step grid and every evaluation's workspace (backprop without recomputation).
-    Tape,
+    /// The step grid and every evaluation's workspace, up to this many evaluations per
+    /// block (backprop without recomputation).
+    Tape(usize),
 }
 
 /// The forward pass through all blocks.
@@ -287,7 +291,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
                 steps: keep != Keep::Nothing,
             };
             let mut tape = Vec::new();
-            let sol = if keep == Keep::Tape {
+            let sol = if let Keep::Tape(limit) = keep {
                 let mut sys = Taped {
                     field: &block.field,
                     t_end: block.t_end,
@@ -295,6 +299,9 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
                     mode,
                     n_tangents,
                     tape: Vec::new(),
+                    limit,
+                    overflowed: false,
+                    spare: None,
                 };
                 let sol = ode.solve(&mut sys, &s, T::zero(), T::one(), &save);
                 tape = sys.tape;
@@ -325,6 +332,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
                 grid_t: sol.step_t,
                 grid_s: sol.step_y,
                 tape,
+                step_evals: sol.step_evals,
             });
         }
         pass.s = s;

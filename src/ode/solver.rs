@@ -60,6 +60,11 @@ pub struct Solution<T> {
     pub step_t: Vec<T>,
     /// States on the step grid, row-major (when requested).
     pub step_y: Vec<T>,
+    /// Per accepted step (when the grid is requested): which calls of the right-hand
+    /// side, counted from 0 in the order made, computed its stages — `(k_1's call,
+    /// k_2's call)`, with `k_3, …, k_s` in the calls after `k_2`'s. Lets a caller that
+    /// records every call (backprop) find each accepted stage among rejected attempts.
+    pub step_evals: Vec<(usize, usize)>,
     /// Work done.
     pub stats: Stats,
 }
@@ -123,6 +128,9 @@ pub struct Solver<T: Real> {
     f_new: Vec<T>,
     /// `Σ e_i k_i`, the error estimate divided by `h`.
     err: Vec<T>,
+    /// Call numbers of the current `k_1` and of the current step's `k_2`.
+    k1_call: usize,
+    stage_call: usize,
 }
 
 /// Where the loop is.
@@ -148,6 +156,8 @@ impl<T: Real> Solver<T> {
             y_stage: Vec::new(),
             f_new: Vec::new(),
             err: Vec::new(),
+            k1_call: 0,
+            stage_call: 0,
         })
     }
 
@@ -194,8 +204,10 @@ impl<T: Real> Solver<T> {
             y_final: Vec::new(),
             step_t: Vec::new(),
             step_y: Vec::new(),
+            step_evals: Vec::new(),
             stats: Stats::default(),
         };
+        self.k1_call = 0;
         self.y.copy_from_slice(y0);
         let mut cur = Cursor {
             t: t0,
@@ -323,6 +335,7 @@ impl<T: Real> Solver<T> {
                 }
             };
             cur.h = t_next - cur.t;
+            self.stage_call = cur.stats.n_evals;
             self.stages(system, cur.t, cur.h);
             cur.stats.n_evals += self.tab.n_stages() - 1;
             self.finish_step(cur.h);
@@ -382,6 +395,7 @@ impl<T: Real> Solver<T> {
                     n_steps: cur.stats.n_steps(),
                 });
             }
+            self.stage_call = cur.stats.n_evals;
             self.stages(system, cur.t, cur.h);
             cur.stats.n_evals += self.tab.n_stages() - 1;
             self.finish_step(cur.h);
@@ -523,6 +537,8 @@ impl<T: Real> Solver<T> {
         let dir = if t_new > cur.t { T::one() } else { -T::one() };
         let h = t_new - cur.t;
         let mut have_f_new = self.tab.fsal;
+        // For FSAL methods the next k_1 is this step's last stage, the last call made.
+        let mut f_new_call = cur.stats.n_evals.wrapping_sub(1);
         while *next_out < save.t.len() && (save.t[*next_out] - t_new) * dir <= T::zero() {
             let tau = save.t[*next_out];
             if tau == t_new {
@@ -530,6 +546,7 @@ impl<T: Real> Solver<T> {
             } else {
                 let theta = (tau - cur.t) / h;
                 if self.coef.dense.is_empty() && !have_f_new {
+                    f_new_call = cur.stats.n_evals;
                     system.rhs(t_new, &self.y_new, &mut self.f_new);
                     cur.stats.n_evals += 1;
                     have_f_new = true;
@@ -541,6 +558,7 @@ impl<T: Real> Solver<T> {
         if save.steps {
             sol.step_t.push(t_new);
             sol.step_y.extend_from_slice(&self.y_new);
+            sol.step_evals.push((self.k1_call, self.stage_call));
         }
         cur.stats.n_accepted += 1;
         cur.t = t_new;
@@ -549,11 +567,13 @@ impl<T: Real> Solver<T> {
             self.k.swap(0, s - 1);
         } else if !last {
             if !have_f_new {
+                f_new_call = cur.stats.n_evals;
                 system.rhs(t_new, &self.y, &mut self.f_new);
                 cur.stats.n_evals += 1;
             }
             std::mem::swap(&mut self.k[0], &mut self.f_new);
         }
+        self.k1_call = f_new_call;
     }
 
     /// Appends the dense-output state at `t + θh` of the step just taken to `sol.y`.
