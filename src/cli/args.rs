@@ -258,9 +258,13 @@ pub struct EvalSolverArgs {
     /// Fixed number of steps per solve instead of adaptive steps.
     #[arg(long, value_parser = positive_usize)]
     pub steps: Option<usize>,
-    /// Points per chunk (chunks run in parallel; bounds memory).
+    /// Points per chunk: chunks are evaluated in parallel, two per thread at a time, so
+    /// memory is bounded by the chunk size, not by the number of points.
     #[arg(long, value_parser = positive_usize, default_value_t = 1000)]
     pub chunk: usize,
+    /// Float type of the computation [default: the one the model was trained in].
+    #[arg(long, value_enum)]
+    pub precision: Option<PrecisionArg>,
 }
 
 /// Flags of `cnflow density`.

@@ -47,7 +47,7 @@ pub mod npy_stream;
 pub mod standardize;
 pub mod toy;
 
-pub use csv_io::{csv_chunks, read_csv, read_csv_from, write_csv, write_csv_to, CsvChunks};
+pub use csv_io::{csv_chunks, read_csv, read_csv_from, write_csv, write_csv_rows, write_csv_to, CsvChunks};
 pub use error::DataError;
 pub use io::{read_points, write_atomic, write_points, PointFormat};
 pub use npy_io::{read_npy, write_npy};
