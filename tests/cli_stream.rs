@@ -312,10 +312,17 @@ fn log_prob_stream_runs_inside_a_one_thread_pool_and_stops_at_the_first_error() 
     let mut got = Vec::new();
     // A caller on the pool's only thread must not wait for itself.
     pool.install(|| {
-        cnf.log_prob_stream(x.chunks(2 * 6).map(|c| Ok(c.to_vec())), &solver, Trace::Exact, 0, 3, |lp| {
-            got.extend(lp.log_p);
-            Ok::<(), CnfError>(())
-        })
+        cnf.log_prob_stream(
+            x.chunks(2 * 6).map(|c| Ok(c.to_vec())),
+            &solver,
+            Trace::Exact,
+            0,
+            3,
+            |lp| {
+                got.extend(lp.log_p);
+                Ok::<(), CnfError>(())
+            },
+        )
     })
     .unwrap();
     assert_eq!(got, expected.log_p);
@@ -357,7 +364,8 @@ fn npy_header_round_trips_for_f4_and_f8_and_agrees_with_ndarray_npy() {
     let x = points(11, 5);
     let path = tmp.path().join("a.npy");
     let x32 = x.mapv(|v| v as f32);
-    let cases: [(&str, Box<dyn Fn(&mut std::fs::File)>); 3] = [
+    type Writer<'a> = Box<dyn Fn(&mut std::fs::File) + 'a>;
+    let cases: [(&str, Writer); 3] = [
         ("f8", Box::new(|f| x.write_npy(f).unwrap())),
         ("f4", Box::new(|f| x32.write_npy(f).unwrap())),
         (
