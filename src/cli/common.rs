@@ -172,11 +172,11 @@ impl Progress {
             let (bar, template) = match self.total {
                 Some(total) => (
                     ProgressBar::new(total),
-                    "{bar:30} {pos}/{len} points [{elapsed_precise} < {eta_precise}] {per_sec}",
+                    "{bar:30} {pos}/{len} points [{elapsed_precise} < {eta_precise}] {msg}",
                 ),
                 None => (
                     ProgressBar::new_spinner(),
-                    "{spinner} {pos} points [{elapsed_precise}] {per_sec}",
+                    "{spinner} {pos} points [{elapsed_precise}] {msg}",
                 ),
             };
             let style = ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar());
@@ -186,6 +186,8 @@ impl Progress {
         }
         if let Some(bar) = &self.bar {
             bar.set_position(self.done);
+            let rate = self.done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!("{rate:.0} points/s"));
         }
     }
 
