@@ -285,9 +285,14 @@ pub struct EvalSolverArgs {
     /// Fixed number of steps per solve instead of adaptive steps.
     #[arg(long, value_parser = positive_usize)]
     pub steps: Option<usize>,
-    /// Points per chunk (chunks run in parallel; bounds memory).
-    #[arg(long, value_parser = positive_usize, default_value_t = 1000)]
+    /// Points per chunk: chunks are evaluated in parallel, two per thread at a time, so
+    /// memory is bounded by the chunk size, not by the number of points. Per-point cost
+    /// is flat from 50 to 500 and rises above (cache); samples depend on it for a seed.
+    #[arg(long, value_parser = positive_usize, default_value_t = 200)]
     pub chunk: usize,
+    /// Float type of the computation [default: the one the model was trained in].
+    #[arg(long, value_enum)]
+    pub precision: Option<PrecisionArg>,
 }
 
 /// Flags of `cnflow density`.

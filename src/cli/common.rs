@@ -1,6 +1,8 @@
 //! Pieces the commands share: models, solvers, data sources.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use cnflow::cnf::{Cnf, Trace};
@@ -8,9 +10,11 @@ use cnflow::data::{read_points, Dataset};
 use cnflow::model_file::ModelFile;
 use cnflow::nn::Mlp;
 use cnflow::ode::SolverConfig;
+use cnflow::Real;
+use indicatif::{ProgressBar, ProgressStyle};
 use ndarray::Array2;
 
-use super::args::EvalSolverArgs;
+use super::args::{EvalSolverArgs, PrecisionArg};
 
 /// A model file loaded for evaluation (in f64, whatever it was trained in).
 pub struct Loaded {
@@ -22,6 +26,15 @@ pub fn load_model(path: &Path) -> Result<Loaded> {
     let file = ModelFile::load(path)?;
     let model = file.to_model::<f64>(path)?;
     Ok(Loaded { file, model })
+}
+
+/// The float type to evaluate in: `--precision`, else the one the model was trained in.
+pub fn precision_of(file: &ModelFile, arg: Option<PrecisionArg>) -> PrecisionArg {
+    arg.unwrap_or(if file.precision == "f64" {
+        PrecisionArg::F64
+    } else {
+        PrecisionArg::F32
+    })
 }
 
 /// The evaluation solver: the model's defaults, overridden by flags.
@@ -98,11 +111,110 @@ pub fn log_density(
     chunk: usize,
     seed: u64,
 ) -> Result<(Vec<f64>, usize)> {
-    let d = loaded.file.dim();
-    let (u, log_det) = match &loaded.file.standardizer {
+    log_density_in(&loaded.model, &loaded.file, x, solver, trace, chunk, seed)
+}
+
+/// [`log_density`] computed in float type `T` by `model` (loaded from `file`).
+pub fn log_density_in<T: Real>(
+    model: &Cnf<T, Mlp<T>>,
+    file: &ModelFile,
+    x: Vec<f64>,
+    solver: &cnflow::ode::SolverConfig,
+    trace: Trace,
+    chunk: usize,
+    seed: u64,
+) -> Result<(Vec<f64>, usize)> {
+    let d = file.dim();
+    let (u, log_det) = match &file.standardizer {
         Some(s) => (to_flat(&s.forward(to_array(x, d)?.view())?), s.log_det()),
         None => (x, 0.0),
     };
-    let lp = loaded.model.log_prob_par(&u, solver, trace, chunk, seed)?;
-    Ok((lp.log_p.iter().map(|v| v + log_det).collect(), lp.n_evals))
+    let u: Vec<T> = u.into_iter().map(T::c).collect();
+    let lp = model.log_prob_par(&u, solver, trace, chunk, seed)?;
+    Ok((lp.log_p.iter().map(|v| v.f64() + log_det).collect(), lp.n_evals))
+}
+
+/// Chunks in flight (being evaluated or waiting to be written) in a streamed evaluation:
+/// two per thread, so a thread never waits for the writer.
+pub fn stream_window() -> usize {
+    2 * rayon::current_num_threads()
+}
+
+/// Progress of a long evaluation on stderr: shown only when stderr is a terminal and
+/// the run has taken more than [`Progress::AFTER`].
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    terminal: bool,
+    started: Instant,
+    total: Option<u64>,
+    done: u64,
+}
+
+impl Progress {
+    /// Runs shorter than this show no progress.
+    pub const AFTER: Duration = Duration::from_secs(2);
+
+    /// Progress over `total` points (`None`: not known in advance).
+    pub fn new(total: Option<usize>) -> Self {
+        Progress {
+            bar: None,
+            terminal: std::io::stderr().is_terminal(),
+            started: Instant::now(),
+            total: total.map(|n| n as u64),
+            done: 0,
+        }
+    }
+
+    /// `n` more points are done.
+    pub fn advance(&mut self, n: usize) {
+        self.done += n as u64;
+        if self.bar.is_none() && self.terminal && self.started.elapsed() >= Self::AFTER {
+            let (bar, template) = match self.total {
+                Some(total) => (
+                    ProgressBar::new(total),
+                    "{bar:30} {pos}/{len} points [{elapsed_precise} < {eta_precise}] {msg}",
+                ),
+                None => (
+                    ProgressBar::new_spinner(),
+                    "{spinner} {pos} points [{elapsed_precise}] {msg}",
+                ),
+            };
+            let style = ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar());
+            let bar = bar.with_style(style).with_elapsed(self.started.elapsed());
+            bar.enable_steady_tick(Duration::from_millis(200));
+            self.bar = Some(bar);
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_position(self.done);
+            let rate = self.done as f64 / self.started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!("{rate:.0} points/s"));
+        }
+    }
+
+    /// Removes the bar (if shown) before the final report.
+    pub fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The peak resident memory of this process in kB (`VmHWM` of /proc/self/status), where
+/// the system reports it.
+pub fn peak_rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The tail of a one-line report: "(E evaluations, R points/s, peak RSS M MB)".
+pub fn work_summary(n_points: usize, seconds: f64, n_evals: usize) -> String {
+    let rate = n_points as f64 / seconds.max(1e-9);
+    let memory = peak_rss_kb().map_or(String::new(), |kb| format!(", peak RSS {:.0} MB", kb as f64 / 1024.0));
+    format!("({n_evals} evaluations, {rate:.0} points/s{memory})")
 }

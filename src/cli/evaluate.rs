@@ -1,15 +1,29 @@
 //! `cnflow density`, `cnflow sample` and `cnflow eval`.
+//!
+//! `density` and `sample` stream: points are read (or drawn) chunk by chunk, a window of
+//! chunks is evaluated in parallel, and results are written in order as they complete,
+//! so memory is bounded by the chunk size times the number of threads, not by `n`.
+//! Output to a file goes to a temporary file renamed at the end (nothing partial is
+//! left on error); `-` streams to stdout.
 
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
-use cnflow::cnf::Trace;
-use cnflow::data::{csv_chunks, read_points, write_points, Dataset, PointFormat};
+use anyhow::{bail, Result};
+use cnflow::cnf::{LogProb, Trace};
+use cnflow::data::{csv_chunks, write_atomic, write_csv_rows, Dataset, NpyChunks, NpyRowWriter, PointFormat};
+use cnflow::model_file::ModelFile;
+use cnflow::Real;
+use ndarray::{Array2, ArrayView2};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use super::args::{DensityArgs, EvalArgs, SampleArgs, TraceArg};
-use super::common::{eval_solver, load_model, log_density, to_array, to_flat, DataSource};
+use super::args::{DensityArgs, EvalArgs, PrecisionArg, SampleArgs, TraceArg};
+use super::common::{
+    eval_solver, log_density_in, precision_of, stream_window, to_flat, work_summary, DataSource, Progress,
+};
 
 fn trace_of(arg: TraceArg) -> Trace {
     match arg {
@@ -18,116 +32,260 @@ fn trace_of(arg: TraceArg) -> Trace {
     }
 }
 
-pub fn density(args: DensityArgs) -> Result<()> {
-    let loaded = load_model(&args.model)?;
-    let solver = eval_solver(&loaded.file, &args.solver)?;
-    let d = loaded.file.dim();
-    let started = Instant::now();
-    let trace = trace_of(args.trace);
-    // CSV inputs are streamed in blocks; .npy files are read whole.
-    let mut log_p = Vec::new();
-    let mut n_evals = 0;
-    if PointFormat::from_path(&args.input) == PointFormat::Csv {
-        let block = 20 * args.solver.chunk;
-        for (i, rows) in csv_chunks(&args.input, block)?.enumerate() {
-            let rows = rows?;
-            if rows.ncols() != d {
-                bail!(
-                    "{}: points have {} columns but the model {} has dimension {d}",
-                    args.input.display(),
-                    rows.ncols(),
-                    args.model.display()
-                );
-            }
-            let (lp, n) = log_density(
-                &loaded,
-                to_flat(&rows),
-                &solver,
-                trace,
-                args.solver.chunk,
-                args.seed ^ i as u64,
-            )?;
-            log_p.extend(lp);
-            n_evals += n;
+/// Runs `$run::<f32>` or `$run::<f64>` as `--precision` (or the model) says.
+macro_rules! in_precision {
+    ($precision:expr, $run:ident ( $($arg:expr),* )) => {
+        match $precision {
+            PrecisionArg::F32 => $run::<f32>($($arg),*),
+            PrecisionArg::F64 => $run::<f64>($($arg),*),
         }
-        if log_p.is_empty() {
-            bail!(
-                "{}: no data rows; give at least one point, one per line",
-                args.input.display()
-            );
-        }
-    } else {
-        let x = read_points(&args.input, Some(d))?;
-        let (lp, n) = log_density(&loaded, to_flat(&x), &solver, trace, args.solver.chunk, args.seed)?;
-        log_p = lp;
-        n_evals = n;
-    }
-    let n_points = log_p.len();
-    let out = to_array(log_p, 1)?;
-    write_points_with_header(&args.output, out)?;
-    eprintln!(
-        "log p of {n_points} points in {:.2} s ({n_evals} evaluations)",
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    };
 }
 
-/// Writes one column named `log_p` (CSV) or an n × 1 .npy array.
-fn write_points_with_header(path: &std::path::Path, values: ndarray::Array2<f64>) -> Result<()> {
-    if PointFormat::from_path(path) == PointFormat::Npy {
-        write_points(path, values.view())?;
-        return Ok(());
-    }
-    let mut text = String::with_capacity(values.len() * 20 + 8);
-    text.push_str("log_p\n");
-    for v in values.iter() {
-        text.push_str(&format!("{v}\n"));
-    }
-    if path.as_os_str() == "-" {
-        use std::io::Write;
-        std::io::stdout()
-            .lock()
-            .write_all(text.as_bytes())
-            .context("writing to stdout")?;
-    } else {
-        cnflow::data::write_atomic(path, |w: &mut std::io::BufWriter<std::fs::File>| {
-            use std::io::Write;
-            w.write_all(text.as_bytes())
-                .map_err(|source| cnflow::data::DataError::Io {
-                    file: path.display().to_string(),
-                    action: "writing",
-                    source,
-                })
-        })?;
-    }
-    Ok(())
+pub fn density(args: DensityArgs) -> Result<()> {
+    let file = ModelFile::load(&args.model)?;
+    in_precision!(precision_of(&file, args.solver.precision), density_in(&args, &file))
 }
 
 pub fn sample(args: SampleArgs) -> Result<()> {
-    let loaded = load_model(&args.model)?;
-    let solver = eval_solver(&loaded.file, &args.solver)?;
-    let d = loaded.file.dim();
-    let started = Instant::now();
-    let (u, stats) = loaded.model.sample_par(args.n, &solver, args.solver.chunk, args.seed)?;
-    let u = to_array(u, d)?;
-    let x = match &loaded.file.standardizer {
-        Some(s) => s.inverse(u.view())?,
-        None => u,
+    let file = ModelFile::load(&args.model)?;
+    in_precision!(precision_of(&file, args.solver.precision), sample_in(&args, &file))
+}
+
+pub fn eval(args: EvalArgs) -> Result<()> {
+    let file = ModelFile::load(&args.model)?;
+    in_precision!(precision_of(&file, args.solver.precision), eval_in(&args, &file))
+}
+
+/// Blocks of input points: a CSV file (or stdin) or a `.npy` file, `chunk` rows at a time.
+enum PointChunks {
+    Csv(cnflow::data::CsvChunks<Box<dyn std::io::Read>>),
+    Npy(NpyChunks),
+}
+
+impl PointChunks {
+    fn open(path: &Path, chunk: usize) -> Result<Self> {
+        Ok(match PointFormat::from_path(path) {
+            PointFormat::Npy if path.as_os_str() != "-" => PointChunks::Npy(NpyChunks::open(path, chunk)?),
+            _ => PointChunks::Csv(csv_chunks(path, chunk)?),
+        })
+    }
+
+    /// The number of points, when the format says it up front.
+    fn n_points(&self) -> Option<usize> {
+        match self {
+            PointChunks::Csv(_) => None,
+            PointChunks::Npy(c) => Some(c.header().n_rows()),
+        }
+    }
+}
+
+impl Iterator for PointChunks {
+    type Item = Result<Array2<f64>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            PointChunks::Csv(c) => c.next().map(|r| r.map_err(Into::into)),
+            PointChunks::Npy(c) => c.next().map(|r| r.map_err(Into::into)),
+        }
+    }
+}
+
+/// How a CSV output is laid out.
+#[derive(Clone, Copy)]
+enum CsvLayout {
+    /// A `log_p` header line, then one value per line.
+    LogP,
+    /// Points, no header.
+    Points,
+}
+
+/// Where rows of results go, block by block.
+enum RowSink<'a> {
+    Csv {
+        writer: &'a mut dyn Write,
+        layout: CsvLayout,
+        file: String,
+        n_rows: usize,
+    },
+    Npy(NpyRowWriter<'a, BufWriter<File>>),
+}
+
+impl RowSink<'_> {
+    /// Appends rows of `n_cols` values.
+    fn write(&mut self, values: &[f64], n_cols: usize) -> Result<()> {
+        match self {
+            RowSink::Csv {
+                writer,
+                layout,
+                file,
+                n_rows,
+            } => {
+                let io_err = |source| cnflow::data::DataError::Io {
+                    file: file.clone(),
+                    action: "writing",
+                    source,
+                };
+                match layout {
+                    CsvLayout::LogP => {
+                        let mut text = String::with_capacity(values.len() * 20);
+                        for v in values {
+                            text.push_str(&format!("{v}\n"));
+                        }
+                        writer.write_all(text.as_bytes()).map_err(io_err)?;
+                    }
+                    CsvLayout::Points => {
+                        let rows = ArrayView2::from_shape((values.len() / n_cols, n_cols), values)?;
+                        write_csv_rows(*writer, rows, file, *n_rows)?;
+                    }
+                }
+                *n_rows += values.len() / n_cols;
+            }
+            RowSink::Npy(w) => w.write_rows(values)?,
+        }
+        Ok(())
+    }
+}
+
+/// Streams rows of `n_cols` columns into `path` (`.npy`, CSV, or `-` for CSV on stdout)
+/// as `body` produces them. A file is written atomically: on any error nothing is left.
+fn write_rows<R>(
+    path: &Path,
+    n_cols: usize,
+    layout: CsvLayout,
+    body: impl FnOnce(&mut RowSink) -> Result<R>,
+) -> Result<R> {
+    let header = |w: &mut dyn Write, file: &str| -> Result<()> {
+        if let CsvLayout::LogP = layout {
+            w.write_all(b"log_p\n").map_err(|source| cnflow::data::DataError::Io {
+                file: file.to_string(),
+                action: "writing",
+                source,
+            })?;
+        }
+        Ok(())
     };
-    write_points(&args.output, x.view())?;
+    let file = path.display().to_string();
+    if path.as_os_str() == "-" {
+        let mut out = BufWriter::new(std::io::stdout().lock());
+        header(&mut out, "<stdout>")?;
+        let result = body(&mut RowSink::Csv {
+            writer: &mut out,
+            layout,
+            file: "<stdout>".into(),
+            n_rows: 0,
+        })?;
+        out.flush().map_err(|source| cnflow::data::DataError::Io {
+            file: "<stdout>".into(),
+            action: "writing",
+            source,
+        })?;
+        return Ok(result);
+    }
+    let mut result = None;
+    write_atomic(path, |w: &mut BufWriter<File>| -> Result<()> {
+        if PointFormat::from_path(path) == PointFormat::Npy {
+            let mut sink = RowSink::Npy(NpyRowWriter::new(w, n_cols, &file)?);
+            result = Some(body(&mut sink)?);
+            if let RowSink::Npy(npy) = sink {
+                npy.finish()?;
+            }
+        } else {
+            header(w, &file)?;
+            result = Some(body(&mut RowSink::Csv {
+                writer: w,
+                layout,
+                file: file.clone(),
+                n_rows: 0,
+            })?);
+        }
+        Ok(())
+    })?;
+    result.ok_or_else(|| anyhow::anyhow!("internal: {file} written without a result"))
+}
+
+fn density_in<T: Real>(args: &DensityArgs, file: &ModelFile) -> Result<()> {
+    let model = file.to_model::<T>(&args.model)?;
+    let solver = eval_solver(file, &args.solver)?;
+    let d = file.dim();
+    let started = Instant::now();
+    let input = PointChunks::open(&args.input, args.solver.chunk)?;
+    let mut progress = Progress::new(input.n_points());
+    let log_det = file.standardizer.as_ref().map_or(0.0, |s| s.log_det());
+    let input_name = if args.input.as_os_str() == "-" {
+        "<stdin>".to_string()
+    } else {
+        args.input.display().to_string()
+    };
+    let chunks = input.map(|block| -> Result<Vec<T>> {
+        let block = block?;
+        if block.ncols() != d {
+            bail!(
+                "{input_name}: points have {} columns but the model {} has dimension {d}; \
+                 give one {d}-dimensional point per row",
+                block.ncols(),
+                args.model.display()
+            );
+        }
+        let u = match &file.standardizer {
+            Some(s) => s.forward(block.view())?,
+            None => block,
+        };
+        Ok(u.iter().map(|&v| T::c(v)).collect())
+    });
+    let mut n_points = 0;
+    let n_evals = write_rows(&args.output, 1, CsvLayout::LogP, |out| {
+        let sink = |lp: LogProb<T>| -> Result<()> {
+            let values: Vec<f64> = lp.log_p.iter().map(|v| v.f64() + log_det).collect();
+            out.write(&values, 1)?;
+            n_points += values.len();
+            progress.advance(values.len());
+            Ok(())
+        };
+        model.log_prob_stream(chunks, &solver, trace_of(args.trace), args.seed, stream_window(), sink)
+    })?;
+    progress.finish();
+    let seconds = started.elapsed().as_secs_f64();
     eprintln!(
-        "{} samples in {:.2} s ({} evaluations)",
-        args.n,
-        started.elapsed().as_secs_f64(),
-        stats.n_evals
+        "log p of {n_points} points in {seconds:.2} s {}",
+        work_summary(n_points, seconds, n_evals)
     );
     Ok(())
 }
 
-pub fn eval(args: EvalArgs) -> Result<()> {
-    let loaded = load_model(&args.model)?;
-    let solver = eval_solver(&loaded.file, &args.solver)?;
-    let d = loaded.file.dim();
+fn sample_in<T: Real>(args: &SampleArgs, file: &ModelFile) -> Result<()> {
+    let model = file.to_model::<T>(&args.model)?;
+    let solver = eval_solver(file, &args.solver)?;
+    let d = file.dim();
+    let started = Instant::now();
+    let mut progress = Progress::new(Some(args.n));
+    let stats = write_rows(&args.output, d, CsvLayout::Points, |out| {
+        let sink = |u: Vec<T>| -> Result<()> {
+            let u = Array2::from_shape_vec((u.len() / d, d), u.into_iter().map(|v| v.f64()).collect())?;
+            let x = match &file.standardizer {
+                Some(s) => s.inverse(u.view())?,
+                None => u,
+            };
+            out.write(x.as_standard_layout().as_slice().unwrap_or_default(), d)?;
+            progress.advance(x.nrows());
+            Ok(())
+        };
+        model.sample_stream(args.n, &solver, args.solver.chunk, args.seed, stream_window(), sink)
+    })?;
+    progress.finish();
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "{} samples in {seconds:.2} s {}",
+        args.n,
+        work_summary(args.n, seconds, stats.n_evals)
+    );
+    Ok(())
+}
+
+fn eval_in<T: Real>(args: &EvalArgs, file: &ModelFile) -> Result<()> {
+    let model = file.to_model::<T>(&args.model)?;
+    let solver = eval_solver(file, &args.solver)?;
+    let d = file.dim();
     let source = DataSource::parse(&args.data, Some(d))?;
     let (x, entropy) = match &source {
         DataSource::Builtin(ds) => {
@@ -141,7 +299,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     };
     let n_points = x.len() / d;
     let started = Instant::now();
-    let (log_p, n_evals) = log_density(&loaded, x, &solver, Trace::Exact, args.solver.chunk, args.seed)?;
+    let (log_p, n_evals) = log_density_in(&model, file, x, &solver, Trace::Exact, args.solver.chunk, args.seed)?;
     let seconds = started.elapsed().as_secs_f64();
     let nll = -log_p.iter().sum::<f64>() / n_points as f64;
     let stderr = {
@@ -153,6 +311,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             "model": args.model.display().to_string(),
             "data": source.name(),
             "n_points": n_points,
+            "precision": T::NAME,
             "nll": nll,
             "nll_stderr": stderr,
             "entropy": entropy,
@@ -168,7 +327,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             println!("entropy     {h:.4} nats");
             println!("KL gap      {:.4} nats", nll - h);
         }
-        println!("NFE         {n_evals} (all chunks)");
+        println!("NFE         {n_evals} (all chunks, {})", T::NAME);
         println!("time        {seconds:.2} s");
     }
     Ok(())

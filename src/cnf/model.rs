@@ -503,3 +503,162 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         Ok((x, stats))
     }
 }
+
+impl<T: Real, F: Field<T>> Cnf<T, F> {
+    /// [`Cnf::log_prob`] over a stream of chunks, in bounded memory: chunks are read from
+    /// `chunks` as they are needed, at most `window` of them are evaluated or waiting at
+    /// a time (in parallel on rayon's pool, one chunk per task), and each result is handed
+    /// to `sink` in input order as soon as the ones before it are done. Chunk `i` draws
+    /// its Hutchinson probes from stream `i` of `seed`, so when every chunk but the last
+    /// holds `chunk` points the results equal [`Cnf::log_prob_par`]`(x, …, chunk, seed)`
+    /// whatever the number of threads. Returns the function evaluations of all solves.
+    ///
+    /// The first error (from `chunks`, a solve or `sink`) stops the stream: no further
+    /// chunk is started and the error is returned once the running ones have finished.
+    pub fn log_prob_stream<I, S, E>(
+        &self,
+        chunks: I,
+        solver: &SolverConfig,
+        trace: Trace,
+        seed: u64,
+        window: usize,
+        mut sink: S,
+    ) -> Result<usize, E>
+    where
+        I: Iterator<Item = Result<Vec<T>, E>>,
+        S: FnMut(LogProb<T>) -> Result<(), E>,
+        E: From<CnfError> + Send,
+    {
+        trace.validate()?;
+        let mut n_evals = 0;
+        ordered_par_map(
+            chunks,
+            window,
+            |i, x: Vec<T>| Ok(self.log_prob(&x, solver, trace, &mut chunk_rng(seed, i))?),
+            |lp: LogProb<T>| {
+                n_evals += lp.n_evals;
+                sink(lp)
+            },
+        )?;
+        Ok(n_evals)
+    }
+
+    /// [`Cnf::sample`] of `n` points in chunks of at most `chunk`, in bounded memory: at
+    /// most `window` chunks are drawn or waiting at a time (in parallel, one per task) and
+    /// each chunk's points (`≤ chunk × d`) go to `sink` in order. Chunk `i` draws its base
+    /// points from stream `i` of `seed`, so the points equal [`Cnf::sample_par`]`(n, …,
+    /// chunk, seed)` whatever the number of threads. Returns the solver statistics.
+    pub fn sample_stream<S, E>(
+        &self,
+        n: usize,
+        solver: &SolverConfig,
+        chunk: usize,
+        seed: u64,
+        window: usize,
+        mut sink: S,
+    ) -> Result<Stats, E>
+    where
+        S: FnMut(Vec<T>) -> Result<(), E>,
+        E: From<CnfError> + Send,
+    {
+        let chunk = chunk.max(1);
+        let sizes = (0..n.div_ceil(chunk)).map(|i| Ok(chunk.min(n - i * chunk)));
+        let mut stats = Stats::default();
+        ordered_par_map(
+            sizes,
+            window,
+            |i, size: usize| Ok(self.sample(size, solver, &mut chunk_rng(seed, i))?),
+            |(x, s): (Vec<T>, Stats)| {
+                stats.n_evals += s.n_evals;
+                stats.n_accepted += s.n_accepted;
+                stats.n_rejected += s.n_rejected;
+                sink(x)
+            },
+        )?;
+        Ok(stats)
+    }
+}
+
+/// Applies `f(i, item)` to the items of `input` on rayon's pool, with at most `window`
+/// items started but not yet handed to `sink`, and hands the results to `sink` in input
+/// order. `input` is read and `sink` called on the calling thread, overlapping the work.
+/// The first error stops the reading; a panic in `f` is resumed on the calling thread.
+fn ordered_par_map<A, B, E, I, M, S>(input: I, window: usize, f: M, mut sink: S) -> Result<(), E>
+where
+    A: Send,
+    B: Send,
+    E: Send,
+    I: Iterator<Item = Result<A, E>>,
+    M: Fn(usize, A) -> Result<B, E> + Sync,
+    S: FnMut(B) -> Result<(), E>,
+{
+    use std::collections::BTreeMap;
+    use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+
+    type Done<B, E> = (usize, std::thread::Result<Result<B, E>>);
+    let window = window.max(1);
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel::<Done<B, E>>();
+    // On a pool thread (a caller inside `install`), waiting must run pool work, or a
+    // one-thread pool would wait for itself.
+    let receive = |rx: &mpsc::Receiver<Done<B, E>>| -> Done<B, E> {
+        if rayon::current_thread_index().is_none() {
+            return rx.recv().expect("every started task sends its result");
+        }
+        loop {
+            if let Ok(done) = rx.try_recv() {
+                return done;
+            }
+            if rayon::yield_now() != Some(rayon::Yield::Executed) {
+                std::thread::yield_now();
+            }
+        }
+    };
+    rayon::in_place_scope_fifo(|scope| {
+        let mut input = input.fuse();
+        let mut waiting: BTreeMap<usize, std::thread::Result<Result<B, E>>> = BTreeMap::new();
+        let (mut n_started, mut n_done) = (0usize, 0usize);
+        let mut run = || -> Result<(), E> {
+            loop {
+                while n_started - n_done < window {
+                    let Some(item) = input.next() else { break };
+                    let a = item?;
+                    let (tx, f, stop, i) = (tx.clone(), &f, &stop, n_started);
+                    scope.spawn_fifo(move |_| {
+                        if !stop.load(Ordering::Relaxed) {
+                            let out = catch_unwind(AssertUnwindSafe(|| f(i, a)));
+                            // The receiver outlives the scope, so the send cannot fail.
+                            let _ = tx.send((i, out));
+                        }
+                    });
+                    n_started += 1;
+                }
+                if n_done == n_started {
+                    return Ok(());
+                }
+                while !waiting.contains_key(&n_done) {
+                    let (i, out) = receive(&rx);
+                    waiting.insert(i, out);
+                }
+                while let Some(out) = waiting.remove(&n_done) {
+                    n_done += 1;
+                    match out {
+                        Ok(r) => sink(r?)?,
+                        Err(panic) => {
+                            stop.store(true, Ordering::Relaxed);
+                            resume_unwind(panic)
+                        }
+                    }
+                }
+            }
+        };
+        let result = run();
+        if result.is_err() {
+            // Chunks not yet started are skipped; the scope waits for the running ones.
+            stop.store(true, Ordering::Relaxed);
+        }
+        result
+    })
+}

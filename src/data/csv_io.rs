@@ -196,11 +196,23 @@ fn format_f64(v: f64) -> String {
 /// [`DataError::NonFiniteOutput`] (the rows before it have been written; use
 /// [`write_csv`] on a path for all-or-nothing output).
 pub fn write_csv_to<W: Write>(writer: &mut W, points: ArrayView2<f64>, file: &str) -> Result<(), DataError> {
-    let io_err = |source| DataError::Io {
+    write_csv_rows(writer, points, file, 0)?;
+    writer.flush().map_err(|source| DataError::Io {
         file: file.to_string(),
         action: "writing",
         source,
-    };
+    })
+}
+
+/// Appends points as CSV rows to a writer without flushing it, for output written block
+/// by block; `n_rows_before` rows precede these in the output (for the row numbers of
+/// errors). A non-finite value stops the write with [`DataError::NonFiniteOutput`].
+pub fn write_csv_rows<W: Write + ?Sized>(
+    writer: &mut W,
+    points: ArrayView2<f64>,
+    file: &str,
+    n_rows_before: usize,
+) -> Result<(), DataError> {
     let mut line = String::new();
     for (i, row) in points.rows().into_iter().enumerate() {
         line.clear();
@@ -208,7 +220,7 @@ pub fn write_csv_to<W: Write>(writer: &mut W, points: ArrayView2<f64>, file: &st
             if !v.is_finite() {
                 return Err(DataError::NonFiniteOutput {
                     file: file.to_string(),
-                    row: i + 1,
+                    row: n_rows_before + i + 1,
                     column: j + 1,
                     value: v.to_string(),
                 });
@@ -219,9 +231,13 @@ pub fn write_csv_to<W: Write>(writer: &mut W, points: ArrayView2<f64>, file: &st
             line.push_str(&format_f64(v));
         }
         line.push('\n');
-        writer.write_all(line.as_bytes()).map_err(io_err)?;
+        writer.write_all(line.as_bytes()).map_err(|source| DataError::Io {
+            file: file.to_string(),
+            action: "writing",
+            source,
+        })?;
     }
-    writer.flush().map_err(io_err)
+    Ok(())
 }
 
 /// Writes points as CSV to `path` atomically, or to stdout for `-`.

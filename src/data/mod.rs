@@ -14,7 +14,8 @@
 //! * [`toy`]: the eight FFJORD toy sets ([`Dataset`]), seeded, exactly `n` points.
 //! * [`density`]: the closed-form densities of `8gaussians` and `checkerboard`.
 //! * [`io`]: reading and writing points by path (format from the extension, `-` for
-//!   stdin/stdout), atomically; [`csv_io`] and [`npy_io`] hold the two formats.
+//!   stdin/stdout), atomically; [`csv_io`] and [`npy_io`] hold the two formats, and
+//!   [`npy_stream`] reads and writes `.npy` files block by block.
 //! * [`standardize`]: the affine map to zero mean and unit variance, and its log-det.
 //!
 //! ```
@@ -42,12 +43,14 @@ pub mod density;
 mod error;
 pub mod io;
 pub mod npy_io;
+pub mod npy_stream;
 pub mod standardize;
 pub mod toy;
 
-pub use csv_io::{csv_chunks, read_csv, read_csv_from, write_csv, write_csv_to, CsvChunks};
+pub use csv_io::{csv_chunks, read_csv, read_csv_from, write_csv, write_csv_rows, write_csv_to, CsvChunks};
 pub use error::DataError;
 pub use io::{read_points, write_atomic, write_points, PointFormat};
 pub use npy_io::{read_npy, write_npy};
+pub use npy_stream::{NpyChunks, NpyDtype, NpyHeader, NpyRowWriter};
 pub use standardize::Standardizer;
 pub use toy::Dataset;
