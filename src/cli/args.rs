@@ -176,9 +176,10 @@ fn one_thread() -> Option<usize> {
 
 /// Flags of `cnflow train`.
 ///
-/// The defaults are cnflow's fastest route to a good fit (measured in BENCHMARKS.md):
-/// RK4 with 4 steps, backprop through the steps, RNODE regularization 0.01, Adam at
-/// lr 5e-3 with a cosine schedule. `--reference` selects FFJORD's configuration instead.
+/// The defaults are cnflow's fastest reliable route to a good fit (measured in
+/// BENCHMARKS.md): Dopri5 at rtol = atol = 1e-3, backprop through the steps, RNODE
+/// regularization 0.01, Adam at lr 5e-3 with a cosine schedule. `--reference` selects
+/// FFJORD's configuration instead.
 #[derive(Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TrainArgs {
     /// Built-in dataset name (see `cnflow datasets`) or a CSV/.npy file of points.
@@ -208,13 +209,13 @@ pub struct TrainArgs {
     #[arg(long, value_parser = positive_usize, default_value_t = 1)]
     pub blocks: usize,
     /// ODE solver for training.
-    #[arg(long, value_enum, default_value_t = SolverArg::Rk4)]
+    #[arg(long, value_enum, default_value_t = SolverArg::Dopri5)]
     pub solver: SolverArg,
     /// Relative tolerance of adaptive solvers.
-    #[arg(long, allow_hyphen_values = true, value_parser = positive_f64, default_value_t = 1e-5)]
+    #[arg(long, allow_hyphen_values = true, value_parser = positive_f64, default_value_t = 1e-3)]
     pub rtol: f64,
     /// Absolute tolerance of adaptive solvers.
-    #[arg(long, allow_hyphen_values = true, value_parser = positive_f64, default_value_t = 1e-5)]
+    #[arg(long, allow_hyphen_values = true, value_parser = positive_f64, default_value_t = 1e-3)]
     pub atol: f64,
     /// Fixed number of steps per solve [default: 4 for rk4, midpoint, heun and euler; adaptive methods take
     /// adaptive steps unless it is given].
