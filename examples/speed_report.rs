@@ -72,7 +72,8 @@ fn flops_per_eval(widths: &[usize], b: usize, k: usize) -> (f64, f64) {
     let forward = 2.0 * rows * macs.iter().sum::<f64>();
     // W̄ += ūᵀX on every layer; X̄ = ūW on every layer but the first (whose input needs
     // only the primal rows).
-    let vjp = 2.0 * rows * macs.iter().sum::<f64>() + 2.0 * rows * macs[1..].iter().sum::<f64>() + 2.0 * b as f64 * macs[0];
+    let vjp =
+        2.0 * rows * macs.iter().sum::<f64>() + 2.0 * rows * macs[1..].iter().sum::<f64>() + 2.0 * b as f64 * macs[0];
     (forward, vjp)
 }
 
@@ -113,7 +114,9 @@ fn main() -> Result<()> {
     println!("|---|---|---|---|---|---|---|---|---|");
     for dir in &args[1..] {
         let dir = PathBuf::from(dir);
-        let name = dir.file_name().map_or("run".into(), |n| n.to_string_lossy().to_string());
+        let name = dir
+            .file_name()
+            .map_or("run".into(), |n| n.to_string_lossy().to_string());
         let rows = read_rows(&dir.join("metrics.csv"))?;
         let model = ModelFile::load(&dir.join("model.json"))?;
         let checkpoint: serde_json::Value = serde_json::from_str(
@@ -160,7 +163,9 @@ fn main() -> Result<()> {
         let reach = |gap: f64| {
             rows.iter()
                 .find(|r| r.kl_gap.is_some_and(|g| g <= gap))
-                .map_or("not reached".to_string(), |r| format!("{:.1} s (it {})", r.elapsed, r.iter))
+                .map_or("not reached".to_string(), |r| {
+                    format!("{:.1} s (it {})", r.elapsed, r.iter)
+                })
         };
         let best = rows.iter().filter_map(|r| r.kl_gap).fold(f64::INFINITY, f64::min);
         println!(
@@ -174,10 +179,7 @@ fn main() -> Result<()> {
             reach(0.1),
             reach(0.03),
         );
-        let curve: Vec<(f64, f64)> = rows
-            .iter()
-            .filter_map(|r| r.kl_gap.map(|g| (r.elapsed, g)))
-            .collect();
+        let curve: Vec<(f64, f64)> = rows.iter().filter_map(|r| r.kl_gap.map(|g| (r.elapsed, g))).collect();
         series.push((name, curve));
     }
     let named: Vec<(&str, Vec<(f64, f64)>)> = series.iter().map(|(n, c)| (n.as_str(), c.clone())).collect();

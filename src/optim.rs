@@ -153,7 +153,10 @@ mod tests {
         let s = LrSchedule::Cosine { final_frac: 0.05 };
         assert_eq!(s.factor(1, 100), 1.0);
         assert!((s.factor(100, 100) - 0.05).abs() < 1e-15);
-        assert!((s.factor(50, 99) - 0.525).abs() < 1e-12, "midpoint is the mean of the ends");
+        assert!(
+            (s.factor(50, 99) - 0.525).abs() < 1e-12,
+            "midpoint is the mean of the ends"
+        );
         let f: Vec<f64> = (1..=100).map(|i| s.factor(i, 100)).collect();
         assert!(f.windows(2).all(|w| w[1] < w[0]));
         assert_eq!(LrSchedule::Constant.factor(7, 10), 1.0);

@@ -621,3 +621,36 @@ fn training_on_a_file_reports_nll_in_the_files_units() {
     );
     ok(&out);
 }
+
+#[test]
+fn reference_selects_ffjords_configuration_and_explicit_flags_win() {
+    let tmp = tempfile::tempdir().unwrap();
+    let args_of = |dir: &Path| -> serde_json::Value {
+        let ck = std::fs::read_to_string(dir.join("checkpoint.json")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&ck).unwrap()["args"].clone()
+    };
+    let fast = tmp.path().join("fast");
+    ok(&small_run(&fast, "2", &[]));
+    let a = args_of(&fast);
+    assert_eq!(a["solver"], "Dopri5");
+    assert_eq!(a["grad"], "Backprop");
+    assert_eq!(a["lr_schedule"], "Cosine");
+    assert!(a["kinetic"].as_f64().unwrap() > 0.0 && a["jacobian"].as_f64().unwrap() > 0.0);
+
+    let reference = tmp.path().join("reference");
+    ok(&small_run(&reference, "2", &["--reference", "--lr", "0.002"]));
+    let r = args_of(&reference);
+    assert_eq!(r["solver"], "Dopri5");
+    assert_eq!(r["grad"], "Adjoint");
+    assert_eq!(r["lr_schedule"], "Constant");
+    assert_eq!(r["kinetic"].as_f64(), Some(0.0));
+    assert_eq!(r["jacobian"].as_f64(), Some(0.0));
+    assert_eq!(r["lr"].as_f64(), Some(0.002), "an explicit --lr wins over --reference");
+    // small_run gives --rtol/--atol 1e-4 explicitly; those win too.
+    assert_eq!(r["rtol"].as_f64(), Some(1e-4));
+
+    // A fixed-step method without --steps takes 4 steps.
+    let rk4 = tmp.path().join("rk4");
+    ok(&small_run(&rk4, "2", &["--solver", "rk4"]));
+    assert_eq!(args_of(&rk4)["steps"].as_u64(), Some(4));
+}

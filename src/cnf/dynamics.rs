@@ -148,7 +148,16 @@ impl<T: Real, F: Field<T>> OdeSystem<T> for Taped<'_, T, F> {
         }
         let mut ws = self.field.workspace(self.layout.n_batch, self.n_tangents);
         let mut raw = vec![T::zero(); self.layout.len()];
-        eval_raw(self.field, &mut ws, self.mode, &self.layout, self.t_end, tau, s, &mut raw);
+        eval_raw(
+            self.field,
+            &mut ws,
+            self.mode,
+            &self.layout,
+            self.t_end,
+            tau,
+            s,
+            &mut raw,
+        );
         ds.copy_from_slice(&raw);
         scale_raw(&self.layout, self.t_end, ds);
         self.tape.push(Record { ws, raw });
@@ -268,7 +277,17 @@ impl<T: Real> GradEval<T> {
         grad_params: &mut [T],
     ) -> T {
         eval_raw(field, ws, mode, &self.layout, t_end, tau, z, &mut self.raw);
-        vjp_of_raw(&self.layout, &mut self.bufs, field, ws, t_end, tau, &self.raw, cot, grad_params)
+        vjp_of_raw(
+            &self.layout,
+            &mut self.bufs,
+            field,
+            ws,
+            t_end,
+            tau,
+            &self.raw,
+            cot,
+            grad_params,
+        )
     }
 
     /// The reverse half of [`GradEval::run`] for an evaluation made earlier: `ws` holds
@@ -284,7 +303,17 @@ impl<T: Real> GradEval<T> {
         cot: &[T],
         grad_params: &mut [T],
     ) -> T {
-        vjp_of_raw(&self.layout, &mut self.bufs, field, ws, t_end, tau, raw, cot, grad_params)
+        vjp_of_raw(
+            &self.layout,
+            &mut self.bufs,
+            field,
+            ws,
+            t_end,
+            tau,
+            raw,
+            cot,
+            grad_params,
+        )
     }
 }
 

@@ -341,7 +341,16 @@ fn backprop_block<T: Real, F: Field<T>>(
                     }
                 }
                 let rec = &mut replay[i];
-                eval_raw(field, &mut rec.ws, mode, layout, t_end, tau + c[i] * h, &stage_in, &mut rec.raw);
+                eval_raw(
+                    field,
+                    &mut rec.ws,
+                    mode,
+                    layout,
+                    t_end,
+                    tau + c[i] * h,
+                    &stage_in,
+                    &mut rec.raw,
+                );
                 let k_i = &mut k_stage[i * len..(i + 1) * len];
                 k_i.copy_from_slice(&rec.raw);
                 scale_raw(layout, t_end, k_i);
