@@ -432,6 +432,8 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
         problem.entropy(),
         &mut [&mut observer],
     );
+    // Peak memory of training (and its test evaluations), before the pictures.
+    let peak_rss = super::common::peak_rss_kb();
     // Save first: a failure to finish metrics.csv must not cost the checkpoint.
     let saved = saver.save(&state, observer.last_eval.as_ref());
     let finished = observer.finish();
@@ -455,8 +457,9 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
             .entropy()
             .map(|h| format!(", KL gap {:.4} nats", nll - h))
             .unwrap_or_default();
+        let rss = peak_rss.map_or(String::new(), |kb| format!(", peak RSS {:.0} MB", kb as f64 / 1024.0));
         eprintln!(
-            "best test NLL {nll:.4} nats at iteration {it}{gap} ({:.1} s of training)",
+            "best test NLL {nll:.4} nats at iteration {it}{gap} ({:.1} s of training{rss})",
             state.elapsed
         );
     }
