@@ -1,6 +1,7 @@
 //! The AVX2 + FMA micro-kernel behind [`gemm`](crate::nn::gemm): `C (m × n) (+)= A · B`
 //! with `A(i, p)` read in place through its strides and `B` packed into zero-padded
-//! panels of `NR` columns, `KC` rows of `k` at a time.
+//! panels of `NR` columns, `KC` rows of `k` at a time (or read in place when it is
+//! row-major and `n` is a multiple of `NR`).
 //!
 //! A `R × NR` tile of `C` (`R ≤ 6`) lives in `2R` vector registers while the kernel
 //! walks `k`: each step loads one panel row (two vectors), broadcasts `A(i0 + r, p)` and
@@ -146,9 +147,17 @@ unsafe fn gemm_avx2<S: Lanes>(
     let Dims { m, k, n } = dims;
     let nr = S::NR;
     let n_panels = n.div_ceil(nr);
+    // A row-major B whose width fills whole panels is read in place (row stride
+    // `st.b.0`); otherwise it is packed (row stride `NR`).
+    let in_place = st.b.1 == 1 && n % nr == 0;
     for p0 in (0..k).step_by(KC) {
         let kc = KC.min(k - p0);
-        pack_b(b, st.b, p0, kc, n, pack);
+        let (b_blk, ldb, panel_step) = if in_place {
+            (b.as_ptr().add(p0 * st.b.0), st.b.0, nr)
+        } else {
+            pack_b(b, st.b, p0, kc, n, pack);
+            (pack.as_ptr(), nr, kc * nr)
+        };
         let add = accumulate || p0 > 0;
         for i0 in (0..m).step_by(MR) {
             let rows = MR.min(m - i0);
@@ -161,7 +170,8 @@ unsafe fn gemm_avx2<S: Lanes>(
                     a: a_blk,
                     rs: st.a.0,
                     cs: st.a.1,
-                    panel: pack.as_ptr().add(jp * kc * nr),
+                    panel: b_blk.add(jp * panel_step),
+                    ldb,
                     c: c.as_mut_ptr().add(i0 * n + j0),
                     ldc: n,
                     n_cols: nr.min(n - j0),
@@ -193,9 +203,10 @@ fn pack_b<S: Lanes>(b: &[S], (rs, cs): (usize, usize), p0: usize, kc: usize, n: 
         let n_cols = nr.min(n - j0);
         if cs == 1 {
             for (p, row) in panel.chunks_exact_mut(nr).enumerate() {
-                let src = (p0 + p) * rs + j0;
-                row[..n_cols].copy_from_slice(&b[src..src + n_cols]);
-                row[n_cols..].fill(S::default());
+                let src = &b[(p0 + p) * rs + j0..];
+                for (jj, v) in row.iter_mut().enumerate() {
+                    *v = if jj < n_cols { src[jj] } else { S::default() };
+                }
             }
         } else {
             for jj in 0..nr {
@@ -221,6 +232,7 @@ struct Tile<S> {
     rs: usize,
     cs: usize,
     panel: *const S,
+    ldb: usize,
     c: *mut S,
     ldc: usize,
     n_cols: usize,
@@ -229,7 +241,7 @@ struct Tile<S> {
 
 /// # Safety
 /// AVX2 and FMA; `A(r, p)` readable for `r < R`, `p < k`; the panel readable for
-/// `k·NR` elements; `C` writable for `R` rows of `n_cols ≤ NR` at stride `ldc`.
+/// `k` rows of `NR` at stride `ldb`; `C` writable for `R` rows of `n_cols ≤ NR` at stride `ldc`.
 #[inline(always)]
 unsafe fn tile<S: Lanes, const R: usize>(t: &Tile<S>) {
     let h = S::NR / 2;
@@ -245,7 +257,7 @@ unsafe fn tile<S: Lanes, const R: usize>(t: &Tile<S>) {
         }
         // Past the last step these point one step beyond the data; never read.
         ap = ap.wrapping_add(t.cs);
-        bp = bp.wrapping_add(S::NR);
+        bp = bp.wrapping_add(t.ldb);
     }
     if t.n_cols == S::NR {
         for (r, acc_r) in acc.iter().enumerate() {
