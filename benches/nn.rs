@@ -7,7 +7,7 @@
 //! matrixmultiply (`general_mat_mul`) and with the crate's AVX2 kernels
 //! (`cnflow::nn::gemm`) — the machine's practical peak for these products.
 //!
-//! Run: `cargo bench --bench nn` (about a minute).
+//! Run: `cargo bench --bench nn` (about two minutes).
 
 use std::hint::black_box;
 use std::time::Duration;
