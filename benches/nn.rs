@@ -2,18 +2,21 @@
 //! exact trace (K = d = 2 tangents), batch 100 and 1000, f32 and f64.
 //!
 //! Each kernel reports its throughput in GFLOP/s of matrix-product work (2 flops per
-//! multiply-add, element-wise work not counted), beside a bench of
-//! `general_mat_mul` at the dominant shape `(K+1)B × 64 · 64 × 64` in the same run —
-//! the machine's practical peak for these products.
+//! multiply-add, element-wise work not counted), beside benches of the three layer
+//! products at the dominant shape `(K+1)B × 64 · 64 × 64` in the same run, each with
+//! matrixmultiply (`general_mat_mul`) and with the crate's AVX2 kernels
+//! (`cnflow::nn::gemm`) — the machine's practical peak for these products.
 //!
-//! Run: `cargo bench --bench nn` (about a minute).
+//! Run: `cargo bench --bench nn` (about two minutes).
 
 use std::hint::black_box;
 use std::time::Duration;
 
+use cnflow::nn::gemm::{matmul_nn, matmul_nt, matmul_tn, scratch_len, Dims};
 use cnflow::nn::{fast_tanh, Activation, Cotangents, FieldOutputs, LayerKind, Mlp, MlpConfig, TraceMode};
 use cnflow::Real;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use ndarray::linalg::general_mat_mul;
 use ndarray::Array2;
 use rand::SeedableRng;
@@ -64,14 +67,7 @@ fn bench_type<T: Real>(c: &mut Criterion) {
             .warm_up_time(Duration::from_millis(500))
             .measurement_time(Duration::from_secs(2));
 
-        let rows = (D + 1) * b;
-        let x = Array2::<T>::from_shape_vec((rows, 64), normal::<T>(rows * 64, 5)).expect("shape");
-        let w = Array2::<T>::from_shape_vec((64, 64), normal::<T>(64 * 64, 6)).expect("shape");
-        let mut y = Array2::<T>::zeros((rows, 64));
-        g.throughput(Throughput::Elements(2 * (rows * 64 * 64) as u64));
-        g.bench_function("gemm_peak_(K+1)Bx64.64x64", |bch| {
-            bch.iter(|| general_mat_mul(T::one(), &x, &w.t(), T::zero(), &mut y))
-        });
+        bench_products::<T>(&mut g, (D + 1) * b);
 
         g.throughput(Throughput::Elements(2 * fwd));
         g.bench_function("f+exact_trace", |bch| {
@@ -144,6 +140,70 @@ fn bench_type<T: Real>(c: &mut Criterion) {
         }
         g.finish();
     }
+}
+
+/// The three layer products at `(K+1)B × 64 · 64 × 64`, matrixmultiply
+/// (`general_mat_mul`) beside the crate's kernels (`cnflow::nn::gemm`):
+/// `nt` is the forward `X Wᵀ`, `nn` the input gradient `Ū W`, `tn` the weight gradient
+/// `W̄ += Ūᵀ X`.
+fn bench_products<T: Real>(g: &mut BenchmarkGroup<'_, WallTime>, rows: usize) {
+    let n = HIDDEN[0];
+    let x = Array2::<T>::from_shape_vec((rows, n), normal::<T>(rows * n, 5)).expect("shape");
+    let w = Array2::<T>::from_shape_vec((n, n), normal::<T>(n * n, 6)).expect("shape");
+    let mut y = Array2::<T>::zeros((rows, n));
+    let mut gw = Array2::<T>::zeros((n, n));
+    let mut scratch = vec![T::zero(); scratch_len(rows.max(n), n)];
+    let (xs, ws) = (
+        x.as_slice().expect("standard layout"),
+        w.as_slice().expect("standard layout"),
+    );
+    let (wide, reduce) = (Dims { m: rows, k: n, n }, Dims { m: n, k: rows, n });
+    g.throughput(Throughput::Elements(2 * (rows * n * n) as u64));
+    g.bench_function("gemm_peak_(K+1)Bx64.64x64", |bch| {
+        bch.iter(|| general_mat_mul(T::one(), &x, &w.t(), T::zero(), &mut y))
+    });
+    g.bench_function("kernel_nt_(K+1)Bx64.64x64", |bch| {
+        bch.iter(|| {
+            matmul_nt(
+                wide,
+                xs,
+                ws,
+                false,
+                &mut scratch,
+                y.as_slice_mut().expect("standard layout"),
+            )
+        })
+    });
+    g.bench_function("matrixmultiply_nn_(K+1)Bx64.64x64", |bch| {
+        bch.iter(|| general_mat_mul(T::one(), &x, &w, T::zero(), &mut y))
+    });
+    g.bench_function("kernel_nn_(K+1)Bx64.64x64", |bch| {
+        bch.iter(|| {
+            matmul_nn(
+                wide,
+                xs,
+                ws,
+                false,
+                &mut scratch,
+                y.as_slice_mut().expect("standard layout"),
+            )
+        })
+    });
+    g.bench_function("matrixmultiply_tn_64x(K+1)B.(K+1)Bx64", |bch| {
+        bch.iter(|| general_mat_mul(T::one(), &x.t(), &x, T::one(), &mut gw))
+    });
+    g.bench_function("kernel_tn_64x(K+1)B.(K+1)Bx64", |bch| {
+        bch.iter(|| {
+            matmul_tn(
+                reduce,
+                xs,
+                xs,
+                true,
+                &mut scratch,
+                gw.as_slice_mut().expect("standard layout"),
+            )
+        })
+    });
 }
 
 fn bench_tanh(c: &mut Criterion) {

@@ -1,16 +1,12 @@
 //! Forward pass with stacked tangents: one matrix product per layer for the primal
-//! rows and all `K` tangent rows, then a fused element loop (bias, gate, shift,
+//! rows and all `K` tangent rows ([`gemm::matmul_nt`], or the thin-layer kernels), then a fused element loop (bias, gate, shift,
 //! activation and its derivatives).
 
-use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2};
-
 use crate::nn::activation::{sigmoid, ActFn, Elu, Softplus, Swish, Tanh};
+use crate::nn::gemm::{self, Dims};
 use crate::nn::thin::{self, THIN};
 use crate::nn::{Activation, FieldOutputs, LayerKind, Mlp, Workspace};
 use crate::Real;
-
-const SHAPE_OK: &str = "buffer sizes are fixed by the validated workspace";
 
 impl<T: Real> Mlp<T> {
     /// Gate `g(t)` and shift `c(t)` of every layer.
@@ -50,18 +46,21 @@ impl<T: Real> Mlp<T> {
         let n_layers = self.shapes.len();
         for (l, s) in self.shapes.iter().enumerate() {
             let (n_in, n_out) = (s.n_in, s.n_out);
-            let w = ArrayView2::from_shape((n_out, n_in), &self.params[s.offset..s.bias_offset()]).expect(SHAPE_OK);
+            let w = &self.params[s.offset..s.bias_offset()];
             let bias = &self.params[s.bias_offset()..s.time_offset()];
             let (prev, rest) = ws.a.split_at_mut(l);
             let x_buf: &[T] = if l == 0 { &ws.x0 } else { &prev[l - 1] };
-            let x = ArrayView2::from_shape((rows, n_in), &x_buf[..rows * n_in]).expect(SHAPE_OK);
+            let x = &x_buf[..rows * n_in];
             let h = &mut ws.h[l][..rows * n_out];
             if n_in.min(n_out) <= THIN {
-                let w_flat = &self.params[s.offset..s.bias_offset()];
-                thin::forward(&x_buf[..rows * n_in], w_flat, n_in, n_out, &mut ws.wt, h);
+                thin::forward(x, w, n_in, n_out, &mut ws.wt, h);
             } else {
-                let mut hv = ArrayViewMut2::from_shape((rows, n_out), &mut *h).expect(SHAPE_OK);
-                general_mat_mul(T::one(), &x, &w.t(), T::zero(), &mut hv);
+                let dims = Dims {
+                    m: rows,
+                    k: n_in,
+                    n: n_out,
+                };
+                gemm::matmul_nt(dims, x, w, false, &mut ws.pack, h);
             }
             let a = &mut rest[0][..rows * n_out];
             let (g, c) = (&ws.gate[l][..n_out], &ws.shift[l][..n_out]);

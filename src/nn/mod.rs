@@ -67,6 +67,9 @@
 mod activation;
 mod config;
 mod forward;
+pub mod gemm;
+#[cfg(target_arch = "x86_64")]
+mod gemm_avx2;
 mod mlp;
 mod probes;
 mod reverse;

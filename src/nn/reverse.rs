@@ -11,15 +11,11 @@
 //!
 //! and the time params follow from `ḡ`, `c̄` through `g = σ(W_g t + b_g)`, `c = W_b t`.
 
-use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2};
-
+use crate::nn::gemm::{self, Dims};
 use crate::nn::thin::{self, THIN};
 use crate::nn::workspace::ForwardState;
 use crate::nn::{Cotangents, LayerKind, Mlp, Workspace};
 use crate::Real;
-
-const SHAPE_OK: &str = "buffer sizes are fixed by the validated workspace";
 
 impl<T: Real> Mlp<T> {
     /// Writes the cotangent of the output stack into `ws.ga`:
@@ -112,33 +108,33 @@ impl<T: Real> Mlp<T> {
                 output_reverse(b * n_out, n_out, gbuf, h, gate, acc);
             }
             // ū is now in gbuf.
-            let u = ArrayView2::from_shape((rows, n_out), &ws.ga[..rows * n_out]).expect(SHAPE_OK);
             let x_buf: &[T] = if l == 0 { &ws.x0 } else { &ws.a[l - 1] };
-            let x = ArrayView2::from_shape((rows, n_in), &x_buf[..rows * n_in]).expect(SHAPE_OK);
+            let x = &x_buf[..rows * n_in];
             let (gp_w, gp_rest) = grad_params[s.offset..s.offset + s.n_params()].split_at_mut(n_out * n_in);
-            let w_flat = &self.params[s.offset..s.bias_offset()];
-            let u_flat = &ws.ga[..rows * n_out];
-            if n_in.min(n_out) <= THIN {
-                let x_flat = &x_buf[..rows * n_in];
-                thin::weight_grad(u_flat, x_flat, n_in, n_out, &mut ws.wt, gp_w);
-                let (u_rows, gx) = if l > 0 {
-                    (u_flat, &mut ws.gb[..rows * n_in])
-                } else {
-                    (&u_flat[..b * n_out], &mut *grad_z)
-                };
-                thin::input_grad(u_rows, w_flat, n_in, n_out, &mut ws.wt, gx);
+            let w = &self.params[s.offset..s.bias_offset()];
+            let u = &ws.ga[..rows * n_out];
+            // X̄ is needed on all rows below the first layer, on the primal rows at it.
+            let (u_rows, gx) = if l > 0 {
+                (u, &mut ws.gb[..rows * n_in])
             } else {
-                let mut gw = ArrayViewMut2::from_shape((n_out, n_in), gp_w).expect(SHAPE_OK);
-                general_mat_mul(T::one(), &u.t(), &x, T::one(), &mut gw);
-                let w = ArrayView2::from_shape((n_out, n_in), w_flat).expect(SHAPE_OK);
-                if l > 0 {
-                    let mut gx = ArrayViewMut2::from_shape((rows, n_in), &mut ws.gb[..rows * n_in]).expect(SHAPE_OK);
-                    general_mat_mul(T::one(), &u, &w, T::zero(), &mut gx);
-                } else {
-                    let mut gz = ArrayViewMut2::from_shape((b, n_in), &mut *grad_z).expect(SHAPE_OK);
-                    let up = u.slice(ndarray::s![..b, ..]);
-                    general_mat_mul(T::one(), &up, &w, T::zero(), &mut gz);
-                }
+                (&u[..b * n_out], &mut *grad_z)
+            };
+            if n_in.min(n_out) <= THIN {
+                thin::weight_grad(u, x, n_in, n_out, &mut ws.wt, gp_w);
+                thin::input_grad(u_rows, w, n_in, n_out, &mut ws.wt, gx);
+            } else {
+                let reduce = Dims {
+                    m: n_out,
+                    k: rows,
+                    n: n_in,
+                };
+                gemm::matmul_tn(reduce, u, x, true, &mut ws.pack, gp_w);
+                let wide = Dims {
+                    m: u_rows.len() / n_out,
+                    k: n_out,
+                    n: n_in,
+                };
+                gemm::matmul_nn(wide, u_rows, w, false, &mut ws.pack, gx);
             }
             // Bias and time params.
             let (gp_b, gp_t) = gp_rest.split_at_mut(n_out);

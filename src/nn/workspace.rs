@@ -1,6 +1,6 @@
 //! Buffers a forward-with-tangents pass leaves for its reverse, sized once.
 
-use crate::nn::{MlpConfig, NnError};
+use crate::nn::{gemm, MlpConfig, NnError};
 use crate::Real;
 
 /// What the last forward pass on a workspace computed.
@@ -50,6 +50,8 @@ pub struct Workspace<T> {
     pub(crate) tmp: Vec<T>,
     /// Scratch of the thin-layer kernels (`max width²`).
     pub(crate) wt: Vec<T>,
+    /// Packed panels of the layer products ([`gemm::scratch_len`] for the widest layer).
+    pub(crate) pack: Vec<T>,
     pub(crate) state: Option<ForwardState<T>>,
 }
 
@@ -89,6 +91,7 @@ impl<T: Real> Workspace<T> {
             acc_b: zeros(max_w),
             tmp: zeros(max_w),
             wt: zeros(max_w * max_w),
+            pack: zeros(gemm::scratch_len(rows.max(max_w), max_w)),
             widths,
             state: None,
         })
