@@ -17,7 +17,7 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::cnf::{loss_and_grad_par, Cnf, Field, LossConfig, Trace};
+use crate::cnf::{loss_and_grad_par_in, Cnf, Field, GradScratch, LossConfig, Trace};
 use crate::ode::SolverConfig;
 use crate::optim::{Adam, AdamConfig, LrSchedule};
 use crate::Real;
@@ -258,12 +258,14 @@ where
 {
     let mut flat = Vec::with_capacity(flat_len(&state.model));
     let mut grad = Vec::with_capacity(flat.capacity());
+    // Backprop's tape of field workspaces, reused from one iteration to the next.
+    let mut scratch: Vec<GradScratch<T, F>> = Vec::new();
     while state.iter < config.n_iters {
         let iter = state.iter + 1;
         let started = Instant::now();
         let mut rng = iteration_rng(config.seed, iter);
         let x = sample_batch(config.batch, &mut rng);
-        let lg = match loss_and_grad_par(&state.model, &x, &config.loss, &mut rng, config.n_parts) {
+        let lg = match loss_and_grad_par_in(&state.model, &x, &config.loss, &mut rng, config.n_parts, &mut scratch) {
             Ok(lg) => lg,
             Err(e) => {
                 return StopReason::SolverFailed {

@@ -126,6 +126,8 @@ pub(crate) struct Taped<'a, T: Real, F: Field<T>> {
     pub mode: TraceMode<'a, T>,
     pub n_tangents: usize,
     pub tape: Vec<Record<T, F::Workspace>>,
+    /// Records of earlier solves (same shapes) to reuse before allocating new ones.
+    pub free: &'a mut Vec<Record<T, F::Workspace>>,
     pub limit: usize,
     pub overflowed: bool,
     /// Workspace for the evaluations after an overflow.
@@ -136,7 +138,7 @@ impl<T: Real, F: Field<T>> OdeSystem<T> for Taped<'_, T, F> {
     fn rhs(&mut self, tau: T, s: &[T], ds: &mut [T]) {
         if !self.overflowed && self.tape.len() >= self.limit {
             self.overflowed = true;
-            self.tape = Vec::new();
+            self.free.append(&mut self.tape);
         }
         if self.overflowed {
             let ws = self
@@ -146,21 +148,23 @@ impl<T: Real, F: Field<T>> OdeSystem<T> for Taped<'_, T, F> {
             scale_raw(&self.layout, self.t_end, ds);
             return;
         }
-        let mut ws = self.field.workspace(self.layout.n_batch, self.n_tangents);
-        let mut raw = vec![T::zero(); self.layout.len()];
+        let mut rec = self.free.pop().unwrap_or_else(|| Record {
+            ws: self.field.workspace(self.layout.n_batch, self.n_tangents),
+            raw: vec![T::zero(); self.layout.len()],
+        });
         eval_raw(
             self.field,
-            &mut ws,
+            &mut rec.ws,
             self.mode,
             &self.layout,
             self.t_end,
             tau,
             s,
-            &mut raw,
+            &mut rec.raw,
         );
-        ds.copy_from_slice(&raw);
+        ds.copy_from_slice(&rec.raw);
         scale_raw(&self.layout, self.t_end, ds);
-        self.tape.push(Record { ws, raw });
+        self.tape.push(rec);
     }
 }
 

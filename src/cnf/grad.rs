@@ -96,12 +96,47 @@ pub struct LossGrad<T> {
     pub seconds_backward: f64,
 }
 
+/// Buffers that [`loss_and_grad_in`] keeps between calls: backprop's tape of field
+/// workspaces, reused by the next batch of the same shape instead of allocated anew.
+pub struct GradScratch<T: Real, F: Field<T>> {
+    /// `(n_batch, n_tangents, state length)` the records were made for.
+    shape: (usize, usize, usize),
+    records: Vec<Record<T, F::Workspace>>,
+}
+
+impl<T: Real, F: Field<T>> Default for GradScratch<T, F> {
+    fn default() -> Self {
+        GradScratch {
+            shape: (0, 0, 0),
+            records: Vec::new(),
+        }
+    }
+}
+
+impl<T: Real, F: Field<T>> GradScratch<T, F> {
+    /// Empty scratch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
 /// Computes the loss of `model` on the batch `x` and its gradient.
 pub fn loss_and_grad<T: Real, F: Field<T>, R: Rng + ?Sized>(
     model: &Cnf<T, F>,
     x: &[T],
     config: &LossConfig,
     rng: &mut R,
+) -> Result<LossGrad<T>, CnfError> {
+    loss_and_grad_in(model, x, config, rng, &mut GradScratch::new())
+}
+
+/// [`loss_and_grad`] reusing `scratch` from earlier calls (a training loop keeps one).
+pub fn loss_and_grad_in<T: Real, F: Field<T>, R: Rng + ?Sized>(
+    model: &Cnf<T, F>,
+    x: &[T],
+    config: &LossConfig,
+    rng: &mut R,
+    scratch: &mut GradScratch<T, F>,
 ) -> Result<LossGrad<T>, CnfError> {
     let n_batch = model.n_points(x)?;
     let d = model.dim();
@@ -123,8 +158,15 @@ pub fn loss_and_grad<T: Real, F: Field<T>, R: Rng + ?Sized>(
             limit => Keep::Tape(limit),
         },
     };
+    let shape = (n_batch, n_tangents, layout.len());
+    if scratch.shape != shape {
+        *scratch = GradScratch {
+            shape,
+            records: Vec::new(),
+        };
+    }
     let started = std::time::Instant::now();
-    let mut pass = model.forward_pass(x, &config.solver, config.trace, layout, keep, rng)?;
+    let mut pass = model.forward_pass(x, &config.solver, config.trace, layout, keep, &mut scratch.records, rng)?;
     let seconds_forward = started.elapsed().as_secs_f64();
     let started = std::time::Instant::now();
     let (passes, s, delta_sum) = (&mut pass.blocks, &pass.s, &pass.delta_sum);
@@ -230,6 +272,9 @@ pub fn loss_and_grad<T: Real, F: Field<T>, R: Rng + ?Sized>(
                 );
             }
         }
+    }
+    for block in passes.iter_mut() {
+        scratch.records.append(&mut block.tape);
     }
     Ok(LossGrad {
         loss,
@@ -405,11 +450,25 @@ pub fn loss_and_grad_par<T: Real, F: Field<T>, R: Rng + ?Sized>(
     rng: &mut R,
     n_parts: usize,
 ) -> Result<LossGrad<T>, CnfError> {
+    let mut scratch: Vec<GradScratch<T, F>> = Vec::new();
+    loss_and_grad_par_in(model, x, config, rng, n_parts, &mut scratch)
+}
+
+/// [`loss_and_grad_par`] reusing one [`GradScratch`] per part from earlier calls.
+pub fn loss_and_grad_par_in<T: Real, F: Field<T>, R: Rng + ?Sized>(
+    model: &Cnf<T, F>,
+    x: &[T],
+    config: &LossConfig,
+    rng: &mut R,
+    n_parts: usize,
+    scratch: &mut Vec<GradScratch<T, F>>,
+) -> Result<LossGrad<T>, CnfError> {
+    scratch.resize_with(n_parts.max(1), GradScratch::new);
     use rand::SeedableRng;
     use rayon::prelude::*;
     let n = model.n_points(x)?;
     if n_parts <= 1 || n < 2 * n_parts {
-        return loss_and_grad(model, x, config, rng);
+        return loss_and_grad_in(model, x, config, rng, &mut scratch[0]);
     }
     let d = model.dim();
     let per_part = n.div_ceil(n_parts);
@@ -417,9 +476,11 @@ pub fn loss_and_grad_par<T: Real, F: Field<T>, R: Rng + ?Sized>(
     let parts: Vec<(f64, LossGrad<T>)> = x
         .par_chunks(per_part * d)
         .zip(seeds.par_iter())
-        .map(|(part, &seed)| {
+        .zip(scratch.par_iter_mut())
+        .map(|((part, &seed), scratch)| {
             let mut part_rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-            loss_and_grad(model, part, config, &mut part_rng).map(|lg| ((part.len() / d) as f64 / n as f64, lg))
+            loss_and_grad_in(model, part, config, &mut part_rng, scratch)
+                .map(|lg| ((part.len() / d) as f64 / n as f64, lg))
         })
         .collect::<Result<_, _>>()?;
     let mut out = LossGrad {

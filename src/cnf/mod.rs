@@ -16,5 +16,8 @@ mod model;
 
 pub use dynamics::{AdjointSystem, Augmented, Flow, GradEval, Layout};
 pub use field::{Cotangents, Field, FieldOutputs, LinearField, LinearWorkspace, TraceMode};
-pub use grad::{loss_and_grad, loss_and_grad_par, GradMethod, LossConfig, LossGrad, TAPE_BUDGET};
+pub use grad::{
+    loss_and_grad, loss_and_grad_in, loss_and_grad_par, loss_and_grad_par_in, GradMethod, GradScratch, LossConfig,
+    LossGrad, TAPE_BUDGET,
+};
 pub use model::{log_normal, Block, Cnf, CnfError, LogProb, Trace};

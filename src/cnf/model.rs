@@ -239,7 +239,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
             kinetic: false,
             jacobian: false,
         };
-        let pass = self.forward_pass(x, solver, trace, layout, Keep::Nothing, rng)?;
+        let pass = self.forward_pass(x, solver, trace, layout, Keep::Nothing, &mut Vec::new(), rng)?;
         let z = pass.s[..layout.n_z()].to_vec();
         let log_p = z
             .chunks_exact(d)
@@ -263,6 +263,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         trace: Trace,
         layout: Layout,
         keep: Keep,
+        free: &mut Vec<Record<T, F::Workspace>>,
         rng: &mut R,
     ) -> Result<ForwardPass<T, F::Workspace>, CnfError> {
         let (n_batch, d) = (layout.n_batch, layout.dim);
@@ -299,6 +300,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
                     mode,
                     n_tangents,
                     tape: Vec::new(),
+                    free: &mut *free,
                     limit,
                     overflowed: false,
                     spare: None,
