@@ -301,3 +301,26 @@ fn taped_and_recomputed_backprop_agree_for_every_tableau() {
         assert!((bp.grad_t_end[k] - fd_t[k]).abs() / fd_t[k].abs().max(1e-3) < 1e-6);
     }
 }
+
+#[test]
+fn reused_scratch_gives_the_same_gradient_as_a_fresh_one() {
+    use cnflow::cnf::{loss_and_grad_in, GradScratch};
+    let m = mlp_model(1, Activation::Tanh, LayerKind::ConcatSquash);
+    let config = LossConfig {
+        grad: GradMethod::Backprop,
+        kinetic: 0.1,
+        jacobian: 0.1,
+        ..LossConfig::new(SolverConfig::adaptive(Method::Dopri5, 1e-6, 1e-6))
+    };
+    let mut scratch = GradScratch::new();
+    let long: Vec<f64> = batch().iter().chain(&batch()).map(|v| v * 0.9).collect();
+    // Same shape twice, another shape, then the first again: every call equals a fresh one.
+    for x in [batch(), batch(), long, batch()] {
+        let fresh = loss_and_grad(&m, &x, &config, &mut ChaCha8Rng::seed_from_u64(5)).unwrap();
+        let reused = loss_and_grad_in(&m, &x, &config, &mut ChaCha8Rng::seed_from_u64(5), &mut scratch).unwrap();
+        assert_eq!(fresh.loss, reused.loss);
+        assert_eq!(fresh.grad_params, reused.grad_params);
+        assert_eq!(fresh.grad_t_end, reused.grad_t_end);
+        assert_eq!(fresh.grad_x, reused.grad_x);
+    }
+}
