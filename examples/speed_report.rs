@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use cnflow::model_file::ModelFile;
+use cnflow::nn::gemm;
 use ndarray::linalg::general_mat_mul;
 use ndarray::Array2;
 
@@ -77,21 +78,31 @@ fn flops_per_eval(widths: &[usize], b: usize, k: usize) -> (f64, f64) {
     (forward, vjp)
 }
 
-/// Median single-thread GFLOP/s of ndarray's f32 matrix product at `m × n · n × n`.
+/// Median single-thread GFLOP/s of the f32 matrix product `m × n · (n × n)ᵀ` (the
+/// forward product of a layer), the faster of ndarray's and cnflow's own kernel.
 fn gemm_peak(m: usize, n: usize) -> f64 {
     let x = Array2::<f32>::from_shape_fn((m, n), |(i, j)| ((i * 7 + j * 3) % 11) as f32 * 0.1 - 0.5);
     let w = Array2::<f32>::from_shape_fn((n, n), |(i, j)| ((i * 5 + j) % 13) as f32 * 0.1 - 0.6);
     let mut out = Array2::<f32>::zeros((m, n));
+    let mut scratch = vec![0.0f32; gemm::scratch_len(n, n)];
     let reps = (2_000_000 / m).max(10);
-    let mut rates = Vec::new();
-    for _ in 0..9 {
-        let started = Instant::now();
-        for _ in 0..reps {
-            general_mat_mul(1.0, &x, &w.t(), 0.0, &mut out);
+    let rate = |run: &mut dyn FnMut()| {
+        let mut rates = Vec::new();
+        for _ in 0..9 {
+            let started = Instant::now();
+            for _ in 0..reps {
+                run();
+            }
+            rates.push(2.0 * (m * n * n * reps) as f64 / started.elapsed().as_secs_f64() / 1e9);
         }
-        rates.push(2.0 * (m * n * n * reps) as f64 / started.elapsed().as_secs_f64() / 1e9);
-    }
-    median(rates)
+        median(rates)
+    };
+    let ndarray = rate(&mut || general_mat_mul(1.0, &x, &w.t(), 0.0, &mut out));
+    let (xs, ws) = (x.as_slice().unwrap(), w.as_slice().unwrap());
+    let mut c = vec![0.0f32; m * n];
+    let dims = gemm::Dims { m, k: n, n };
+    let ours = rate(&mut || gemm::matmul_nt(dims, xs, ws, false, &mut scratch, &mut c));
+    ndarray.max(ours)
 }
 
 fn main() -> Result<()> {

@@ -225,7 +225,11 @@ fn stream(seed: u64, n: u64) -> ChaCha8Rng {
     rng
 }
 
-/// Test NLL of `model` on `test` (flat `n × d`), in nats.
+/// Points per chunk of a test-set evaluation.
+const TEST_CHUNK: usize = 250;
+
+/// Test NLL of `model` on `test` (flat `n × d`), in nats, evaluated in chunks of 250
+/// points on all cores.
 pub fn test_nll<T: Real, F: Field<T>>(
     model: &Cnf<T, F>,
     test: &[T],
@@ -233,9 +237,9 @@ pub fn test_nll<T: Real, F: Field<T>>(
     trace: Trace,
     seed: u64,
 ) -> Result<(f64, usize), String> {
-    let mut rng = stream(seed, u64::MAX - 1);
+    // Chunks of the test set on all cores, each with its own steps (and probes).
     let lp = model
-        .log_prob(test, solver, trace, &mut rng)
+        .log_prob_par(test, solver, trace, TEST_CHUNK, seed ^ (u64::MAX - 1))
         .map_err(|e| e.to_string())?;
     let n = lp.log_p.len().max(1) as f64;
     Ok((-lp.log_p.iter().map(|v| v.f64()).sum::<f64>() / n, lp.n_evals))

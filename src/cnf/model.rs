@@ -256,6 +256,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
     /// Integrates the augmented state of `x` through every block (the forward pass of
     /// both [`Cnf::log_prob`] and the training gradient). Hutchinson probes are drawn
     /// from `rng` once per block; `keep` says what is kept for backprop.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn forward_pass<R: Rng + ?Sized>(
         &self,
         x: &[T],
