@@ -305,7 +305,8 @@ fn taped_and_recomputed_backprop_agree_for_every_tableau() {
 #[test]
 fn reused_scratch_gives_the_same_gradient_as_a_fresh_one() {
     use cnflow::cnf::{loss_and_grad_in, GradScratch};
-    let m = mlp_model(1, Activation::Tanh, LayerKind::ConcatSquash);
+    let two = mlp_model(2, Activation::Tanh, LayerKind::ConcatSquash);
+    let other = mlp_model(1, Activation::Tanh, LayerKind::Concat);
     let config = LossConfig {
         grad: GradMethod::Backprop,
         kinetic: 0.1,
@@ -314,10 +315,17 @@ fn reused_scratch_gives_the_same_gradient_as_a_fresh_one() {
     };
     let mut scratch = GradScratch::new();
     let long: Vec<f64> = batch().iter().chain(&batch()).map(|v| v * 0.9).collect();
-    // Same shape twice, another shape, then the first again: every call equals a fresh one.
-    for x in [batch(), batch(), long, batch()] {
-        let fresh = loss_and_grad(&m, &x, &config, &mut ChaCha8Rng::seed_from_u64(5)).unwrap();
-        let reused = loss_and_grad_in(&m, &x, &config, &mut ChaCha8Rng::seed_from_u64(5), &mut scratch).unwrap();
+    // Same shape twice, another batch size, another model, then the first again: every
+    // call equals a fresh one.
+    for (m, x) in [
+        (&two, batch()),
+        (&two, batch()),
+        (&two, long),
+        (&other, batch()),
+        (&two, batch()),
+    ] {
+        let fresh = loss_and_grad(m, &x, &config, &mut ChaCha8Rng::seed_from_u64(5)).unwrap();
+        let reused = loss_and_grad_in(m, &x, &config, &mut ChaCha8Rng::seed_from_u64(5), &mut scratch).unwrap();
         assert_eq!(fresh.loss, reused.loss);
         assert_eq!(fresh.grad_params, reused.grad_params);
         assert_eq!(fresh.grad_t_end, reused.grad_t_end);

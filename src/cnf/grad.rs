@@ -97,17 +97,19 @@ pub struct LossGrad<T> {
 }
 
 /// Buffers that [`loss_and_grad_in`] keeps between calls: backprop's tape of field
-/// workspaces, reused by the next batch of the same shape instead of allocated anew.
+/// workspaces, per block, reused by the next batch of the same shape instead of
+/// allocated anew. Keep one per model (it is cleared when the batch size, trace
+/// estimator, regularizers or any block's parameter count change).
 pub struct GradScratch<T: Real, F: Field<T>> {
-    /// `(n_batch, n_tangents, state length)` the records were made for.
-    shape: (usize, usize, usize),
-    records: Vec<Record<T, F::Workspace>>,
+    /// Batch size, tangents, state length and each block's parameter count.
+    shape: (usize, usize, usize, Vec<usize>),
+    records: Vec<Vec<Record<T, F::Workspace>>>,
 }
 
 impl<T: Real, F: Field<T>> Default for GradScratch<T, F> {
     fn default() -> Self {
         GradScratch {
-            shape: (0, 0, 0),
+            shape: (0, 0, 0, Vec::new()),
             records: Vec::new(),
         }
     }
@@ -158,7 +160,12 @@ pub fn loss_and_grad_in<T: Real, F: Field<T>, R: Rng + ?Sized>(
             limit => Keep::Tape(limit),
         },
     };
-    let shape = (n_batch, n_tangents, layout.len());
+    let shape = (
+        n_batch,
+        n_tangents,
+        layout.len(),
+        model.blocks.iter().map(|b| b.field.n_params()).collect(),
+    );
     if scratch.shape != shape {
         *scratch = GradScratch {
             shape,
@@ -273,8 +280,8 @@ pub fn loss_and_grad_in<T: Real, F: Field<T>, R: Rng + ?Sized>(
             }
         }
     }
-    for block in passes.iter_mut() {
-        scratch.records.append(&mut block.tape);
+    for (pool, block) in scratch.records.iter_mut().zip(passes.iter_mut()) {
+        pool.append(&mut block.tape);
     }
     Ok(LossGrad {
         loss,

@@ -264,7 +264,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         trace: Trace,
         layout: Layout,
         keep: Keep,
-        free: &mut Vec<Record<T, F::Workspace>>,
+        free: &mut Vec<Vec<Record<T, F::Workspace>>>,
         rng: &mut R,
     ) -> Result<ForwardPass<T, F::Workspace>, CnfError> {
         let (n_batch, d) = (layout.n_batch, layout.dim);
@@ -283,6 +283,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
             jac_sum: T::zero(),
             n_evals: 0,
         };
+        free.resize_with(self.blocks.len(), Vec::new);
         for (k, block) in self.blocks.iter().enumerate() {
             s[layout.n_z()..].fill(T::zero());
             let probes = trace.draw::<T, _>(n_batch, d, rng);
@@ -301,7 +302,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
                     mode,
                     n_tangents,
                     tape: Vec::new(),
-                    free: &mut *free,
+                    free: &mut free[k],
                     limit,
                     overflowed: false,
                     spare: None,
