@@ -134,7 +134,7 @@ impl LrSchedule {
             LrSchedule::Constant => 1.0,
             LrSchedule::Cosine { final_frac } => {
                 let progress = if n_iters <= 1 {
-                    1.0
+                    0.0
                 } else {
                     (iter.clamp(1, n_iters) - 1) as f64 / (n_iters - 1) as f64
                 };
@@ -160,7 +160,7 @@ mod tests {
         let f: Vec<f64> = (1..=100).map(|i| s.factor(i, 100)).collect();
         assert!(f.windows(2).all(|w| w[1] < w[0]));
         assert_eq!(LrSchedule::Constant.factor(7, 10), 1.0);
-        assert_eq!(s.factor(1, 1), 0.05);
+        assert_eq!(s.factor(1, 1), 1.0, "a one-iteration run starts (and ends) at lr");
     }
 
     #[test]

@@ -229,7 +229,8 @@ fn stream(seed: u64, n: u64) -> ChaCha8Rng {
 const TEST_CHUNK: usize = 250;
 
 /// Test NLL of `model` on `test` (flat `n × d`), in nats, evaluated in chunks of 250
-/// points on all cores.
+/// points on all cores (each chunk with its own adaptive steps); the evaluations
+/// returned are summed over the chunks.
 pub fn test_nll<T: Real, F: Field<T>>(
     model: &Cnf<T, F>,
     test: &[T],

@@ -123,6 +123,14 @@ pub fn run(mut args: TrainArgs, explicit: &[String]) -> Result<()> {
             }
         }
         resumed.iters = args.iters.or(ck.args.iters);
+        if ck.args.lr_schedule == LrScheduleArg::Cosine && resumed.iters != ck.args.iters {
+            eprintln!(
+                "note: the cosine learning-rate schedule spans --iters, so changing it from {} to {} moves the \
+                 rate of the remaining iterations (a finished run restarts from a higher rate)",
+                ck.args.iters.unwrap_or(0),
+                resumed.iters.unwrap_or(0)
+            );
+        }
         resumed.lr = args.lr;
         resumed.weight_decay = args.weight_decay;
         resumed.rtol = args.rtol;
@@ -604,7 +612,11 @@ impl MetricsCsv {
                                 .and_then(|i| i.parse::<usize>().ok())
                                 .is_some_and(|i| i <= keep_until)
                         })
-                        .map(str::to_string),
+                        // Rows from before a column was added get empty cells.
+                        .map(|l| {
+                            let missing = METRICS_HEADER.split(',').count().saturating_sub(l.split(',').count());
+                            format!("{l}{}", ",".repeat(missing))
+                        }),
                 );
             }
         }

@@ -471,6 +471,11 @@ pub fn loss_and_grad_par_in<T: Real, F: Field<T>, R: Rng + ?Sized>(
     scratch: &mut Vec<GradScratch<T, F>>,
 ) -> Result<LossGrad<T>, CnfError> {
     scratch.resize_with(n_parts.max(1), GradScratch::new);
+    // The tape budget is for the whole batch: each part gets its share.
+    let config = &LossConfig {
+        tape_budget: config.tape_budget / n_parts.max(1),
+        ..config.clone()
+    };
     use rand::SeedableRng;
     use rayon::prelude::*;
     let n = model.n_points(x)?;
