@@ -281,17 +281,10 @@ impl<T: Real> GradEval<T> {
         grad_params: &mut [T],
     ) -> T {
         eval_raw(field, ws, mode, &self.layout, t_end, tau, z, &mut self.raw);
-        vjp_of_raw(
-            &self.layout,
-            &mut self.bufs,
-            field,
-            ws,
-            t_end,
-            tau,
-            &self.raw,
-            cot,
-            grad_params,
-        )
+        let raw = std::mem::take(&mut self.raw);
+        let dg_dt_end = self.vjp_recorded(field, ws, t_end, tau, &raw, cot, grad_params);
+        self.raw = raw;
+        dg_dt_end
     }
 
     /// The reverse half of [`GradEval::run`] for an evaluation made earlier: `ws` holds
@@ -307,66 +300,42 @@ impl<T: Real> GradEval<T> {
         cot: &[T],
         grad_params: &mut [T],
     ) -> T {
-        vjp_of_raw(
-            &self.layout,
-            &mut self.bufs,
-            field,
-            ws,
-            t_end,
-            tau,
-            raw,
-            cot,
-            grad_params,
-        )
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn vjp_of_raw<T: Real, F: Field<T>>(
-    l: &Layout,
-    bufs: &mut VjpBufs<T>,
-    field: &F,
-    ws: &mut F::Workspace,
-    t_end: T,
-    tau: T,
-    raw: &[T],
-    cot: &[T],
-    grad_params: &mut [T],
-) -> T {
-    let (nz, nb) = (l.n_z(), l.n_batch);
-    // g = T·(f, −tr, ‖f‖², ‖Jε‖²): the field sees the cotangents scaled by T, and
-    // cᵀ∂g/∂T picks up cᵀ(f, −tr, ‖f‖², ‖Jε‖²).
-    let mut dg_dt_end = T::zero();
-    for i in 0..nz {
-        bufs.cot_f[i] = t_end * cot[i];
-        dg_dt_end += cot[i] * raw[i];
-    }
-    for b in 0..nb {
-        bufs.cot_tr[b] = -t_end * cot[nz + b];
-        dg_dt_end -= cot[nz + b] * raw[nz + b];
-    }
-    if let Some(at) = l.kinetic_at() {
-        for b in 0..nb {
-            bufs.cot_kin[b] = t_end * cot[at + b];
-            dg_dt_end += cot[at + b] * raw[at + b];
+        let (l, bufs) = (&self.layout, &mut self.bufs);
+        let (nz, nb) = (l.n_z(), l.n_batch);
+        // g = T·(f, −tr, ‖f‖², ‖Jε‖²): the field sees the cotangents scaled by T, and
+        // cᵀ∂g/∂T picks up cᵀ(f, −tr, ‖f‖², ‖Jε‖²).
+        let mut dg_dt_end = T::zero();
+        for i in 0..nz {
+            bufs.cot_f[i] = t_end * cot[i];
+            dg_dt_end += cot[i] * raw[i];
         }
-    }
-    if let Some(at) = l.jacobian_at() {
         for b in 0..nb {
-            bufs.cot_jac[b] = t_end * cot[at + b];
-            dg_dt_end += cot[at + b] * raw[at + b];
+            bufs.cot_tr[b] = -t_end * cot[nz + b];
+            dg_dt_end -= cot[nz + b] * raw[nz + b];
         }
+        if let Some(at) = l.kinetic_at() {
+            for b in 0..nb {
+                bufs.cot_kin[b] = t_end * cot[at + b];
+                dg_dt_end += cot[at + b] * raw[at + b];
+            }
+        }
+        if let Some(at) = l.jacobian_at() {
+            for b in 0..nb {
+                bufs.cot_jac[b] = t_end * cot[at + b];
+                dg_dt_end += cot[at + b] * raw[at + b];
+            }
+        }
+        let field_cot = Cotangents {
+            f: Some(&bufs.cot_f),
+            jv: None,
+            trace: Some(&bufs.cot_tr),
+            kinetic: if l.kinetic { Some(&bufs.cot_kin) } else { None },
+            jacobian: if l.jacobian { Some(&bufs.cot_jac) } else { None },
+        };
+        let grad_t = field.vjp(ws, &field_cot, &mut bufs.grad_z, grad_params);
+        // ∂/∂T of T·F(z, τT) = F + τ T ∂F/∂t; the field returned T cᵀ∂F/∂t.
+        dg_dt_end + tau * grad_t
     }
-    let field_cot = Cotangents {
-        f: Some(&bufs.cot_f),
-        jv: None,
-        trace: Some(&bufs.cot_tr),
-        kinetic: if l.kinetic { Some(&bufs.cot_kin) } else { None },
-        jacobian: if l.jacobian { Some(&bufs.cot_jac) } else { None },
-    };
-    let grad_t = field.vjp(ws, &field_cot, &mut bufs.grad_z, grad_params);
-    // ∂/∂T of T·F(z, τT) = F + τ T ∂F/∂t; the field returned T cᵀ∂F/∂t.
-    dg_dt_end + tau * grad_t
 }
 
 /// The continuous adjoint of one block, integrated from `τ = 1` back to `0`, on the
