@@ -130,8 +130,8 @@ struct HiddenArgs<'a, T> {
     c: &'a [T],
 }
 
-/// Hidden layer: primal rows `h += b; y = h⊙g + c; a = φ(y)` keeping `φ'`, `φ''`;
-/// tangent rows `a = φ'(y) ⊙ h ⊙ g`.
+/// Hidden layer: primal rows `h += b; y = h⊙g + c; a = φ(y)` keeping `φ'`, and `φ''`
+/// when there are tangent rows; tangent rows `a = φ'(y) ⊙ h ⊙ g`.
 ///
 /// Dispatches at run time to an AVX2 build of the same loop when the CPU has it (the
 /// crate is compiled for baseline x86-64, whose SSE2 vectors are half as wide).
@@ -164,19 +164,31 @@ fn hidden_rows_impl<A: ActFn, T: Real>(args: &HiddenArgs<'_, T>, h: &mut [T], a:
     let bn = args.n_batch * n;
     let (hp, ht) = h.split_at_mut(bn);
     let (ap, at) = a.split_at_mut(bn);
-    for (((hr, ar), d1r), d2r) in hp
+    let rows = hp
         .chunks_exact_mut(n)
         .zip(ap.chunks_exact_mut(n))
-        .zip(d1.chunks_exact_mut(n))
-        .zip(d2.chunks_exact_mut(n))
-    {
-        for j in 0..n {
-            let hv = hr[j] + bias[j];
-            hr[j] = hv;
-            let (av, p1, p2) = A::eval(hv * g[j] + c[j]);
-            ar[j] = av;
-            d1r[j] = p1;
-            d2r[j] = p2;
+        .zip(d1.chunks_exact_mut(n));
+    if ht.is_empty() {
+        // No tangents: φ'' is not needed (the reverse pass reads it only for tangents).
+        for ((hr, ar), d1r) in rows {
+            for j in 0..n {
+                let hv = hr[j] + bias[j];
+                hr[j] = hv;
+                let (av, p1, _) = A::eval(hv * g[j] + c[j]);
+                ar[j] = av;
+                d1r[j] = p1;
+            }
+        }
+    } else {
+        for (((hr, ar), d1r), d2r) in rows.zip(d2.chunks_exact_mut(n)) {
+            for j in 0..n {
+                let hv = hr[j] + bias[j];
+                hr[j] = hv;
+                let (av, p1, p2) = A::eval(hv * g[j] + c[j]);
+                ar[j] = av;
+                d1r[j] = p1;
+                d2r[j] = p2;
+            }
         }
     }
     for (hk, ak) in ht.chunks_exact(bn).zip(at.chunks_exact_mut(bn)) {

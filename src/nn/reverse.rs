@@ -255,7 +255,13 @@ fn hidden_reverse_impl<T: Real>(
         }
         let (gr, hr) = (&mut gp[r.clone()], &hp[r]);
         for j in 0..n {
-            let yb = gr[j] * d1r[j] + d2r[j] * tmp[j] * gate[j];
+            // φ'' is written by the forward pass only when there are tangents.
+            let second = if n_tan == 0 {
+                T::zero()
+            } else {
+                d2r[j] * tmp[j] * gate[j]
+            };
+            let yb = gr[j] * d1r[j] + second;
             ac[j] += yb;
             ag[j] += yb * hr[j];
             let ub = yb * gate[j];
