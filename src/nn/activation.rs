@@ -84,6 +84,9 @@ impl FromStr for Activation {
 /// A statically dispatched activation: the layer kernels are monomorphised per
 /// implementation so that the element loop has no branch on the activation.
 pub(crate) trait ActFn {
+    /// Whether this is [`Tanh`], which has an AVX2 kernel of its own for `f32`.
+    const IS_TANH: bool = false;
+
     /// `(φ(y), φ'(y), φ''(y))`.
     fn eval<T: Real>(y: T) -> (T, T, T);
 }
@@ -94,6 +97,8 @@ pub(crate) struct Elu;
 pub(crate) struct Swish;
 
 impl ActFn for Tanh {
+    const IS_TANH: bool = true;
+
     #[inline(always)]
     fn eval<T: Real>(y: T) -> (T, T, T) {
         let a = fast_tanh(y);
@@ -186,8 +191,8 @@ pub fn fast_tanh_f64(x: f64) -> f64 {
 
 /// Numerator and denominator of the f32 `tanh` approximation, coefficients of
 /// `1, x², x⁴, x⁶, x⁸` (see [`fast_tanh_f32`]).
-const TANH_P: [f32; 5] = [1.0, 0.133_810_2, 0.003_495_581_2, 2.060_896_5e-5, 1.335_449_4e-8];
-const TANH_Q: [f32; 5] = [1.0, 0.467_143_36, 0.025_876_956, 3.285_623_3e-4, 7.776_491e-7];
+pub(crate) const TANH_P: [f32; 5] = [1.0, 0.133_810_2, 0.003_495_581_2, 2.060_896_5e-5, 1.335_449_4e-8];
+pub(crate) const TANH_Q: [f32; 5] = [1.0, 0.467_143_36, 0.025_876_956, 3.285_623_3e-4, 7.776_491e-7];
 
 /// Branch-free `tanh` in `f32`: within 4 ulp of the true value over the whole line,
 /// exactly odd, never above 1 in magnitude, NaN in NaN out.

@@ -134,15 +134,51 @@ struct HiddenArgs<'a, T> {
 /// when there are tangent rows; tangent rows `a = φ'(y) ⊙ h ⊙ g`.
 ///
 /// Dispatches at run time to an AVX2 build of the same loop when the CPU has it (the
-/// crate is compiled for baseline x86-64, whose SSE2 vectors are half as wide).
+/// crate is compiled for baseline x86-64, whose SSE2 vectors are half as wide), and for
+/// tanh in `f32` to the hand-written kernel of [`tanh_avx2`](crate::nn::tanh_avx2).
 fn hidden_rows<A: ActFn, T: Real>(args: &HiddenArgs<'_, T>, h: &mut [T], a: &mut [T], d1: &mut [T], d2: &mut [T]) {
     #[cfg(target_arch = "x86_64")]
     if crate::nn::has_avx2() {
-        // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-        unsafe { hidden_rows_avx2::<A, T>(args, h, a, d1, d2) };
+        if A::IS_TANH && tanh_f32_primal_rows(args, h, a, d1, d2) {
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+            unsafe { tangent_rows_avx2(args, h, a, d1) };
+        } else {
+            // SAFETY: as above.
+            unsafe { hidden_rows_avx2::<A, T>(args, h, a, d1, d2) };
+        }
         return;
     }
-    hidden_rows_impl::<A, T>(args, h, a, d1, d2);
+    primal_rows::<A, T>(args, h, a, d1, d2);
+    tangent_rows(args, h, a, d1);
+}
+
+/// The primal rows on the `f32` tanh kernel when `T` is `f32`; returns whether it ran.
+/// Only called once AVX2 and FMA are known to be there.
+#[cfg(target_arch = "x86_64")]
+fn tanh_f32_primal_rows<T: Real>(
+    args: &HiddenArgs<'_, T>,
+    h: &mut [T],
+    a: &mut [T],
+    d1: &mut [T],
+    d2: &mut [T],
+) -> bool {
+    use crate::nn::gemm::{cast, cast_mut};
+    let bn = args.n_batch * args.n_out;
+    let with_d2 = h.len() > bn;
+    let (Some(bias), Some(g), Some(c)) = (
+        cast::<T, f32>(args.bias),
+        cast::<T, f32>(args.g),
+        cast::<T, f32>(args.c),
+    ) else {
+        return false;
+    };
+    let (Some(h), Some(a), Some(d1), Some(d2)) = (cast_mut(h), cast_mut(a), cast_mut(d1), cast_mut(d2)) else {
+        return false;
+    };
+    let d2 = if with_d2 { Some(d2) } else { None };
+    // SAFETY: the caller checked AVX2 and FMA.
+    unsafe { crate::nn::tanh_avx2::primal_rows(args.n_batch, args.n_out, bias, g, c, h, a, d1, d2) };
+    true
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -154,32 +190,29 @@ unsafe fn hidden_rows_avx2<A: ActFn, T: Real>(
     d1: &mut [T],
     d2: &mut [T],
 ) {
-    hidden_rows_impl::<A, T>(args, h, a, d1, d2);
+    primal_rows::<A, T>(args, h, a, d1, d2);
+    tangent_rows(args, h, a, d1);
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tangent_rows_avx2<T: Real>(args: &HiddenArgs<'_, T>, h: &[T], a: &mut [T], d1: &[T]) {
+    tangent_rows(args, h, a, d1);
+}
+
+/// Primal rows: `h += b; y = h⊙g + c; a = φ(y)`, `φ'`, and `φ''` when there are tangent
+/// rows (the reverse pass reads it only for tangents).
 #[inline(always)]
-fn hidden_rows_impl<A: ActFn, T: Real>(args: &HiddenArgs<'_, T>, h: &mut [T], a: &mut [T], d1: &mut [T], d2: &mut [T]) {
+fn primal_rows<A: ActFn, T: Real>(args: &HiddenArgs<'_, T>, h: &mut [T], a: &mut [T], d1: &mut [T], d2: &mut [T]) {
     let n = args.n_out;
     let (bias, g, c) = (&args.bias[..n], &args.g[..n], &args.c[..n]);
     let bn = args.n_batch * n;
-    let (hp, ht) = h.split_at_mut(bn);
-    let (ap, at) = a.split_at_mut(bn);
-    let rows = hp
+    let with_d2 = h.len() > bn;
+    let rows = h[..bn]
         .chunks_exact_mut(n)
-        .zip(ap.chunks_exact_mut(n))
+        .zip(a[..bn].chunks_exact_mut(n))
         .zip(d1.chunks_exact_mut(n));
-    if ht.is_empty() {
-        // No tangents: φ'' is not needed (the reverse pass reads it only for tangents).
-        for ((hr, ar), d1r) in rows {
-            for j in 0..n {
-                let hv = hr[j] + bias[j];
-                hr[j] = hv;
-                let (av, p1, _) = A::eval(hv * g[j] + c[j]);
-                ar[j] = av;
-                d1r[j] = p1;
-            }
-        }
-    } else {
+    if with_d2 {
         for (((hr, ar), d1r), d2r) in rows.zip(d2.chunks_exact_mut(n)) {
             for j in 0..n {
                 let hv = hr[j] + bias[j];
@@ -190,8 +223,26 @@ fn hidden_rows_impl<A: ActFn, T: Real>(args: &HiddenArgs<'_, T>, h: &mut [T], a:
                 d2r[j] = p2;
             }
         }
+    } else {
+        for ((hr, ar), d1r) in rows {
+            for j in 0..n {
+                let hv = hr[j] + bias[j];
+                hr[j] = hv;
+                let (av, p1, _) = A::eval(hv * g[j] + c[j]);
+                ar[j] = av;
+                d1r[j] = p1;
+            }
+        }
     }
-    for (hk, ak) in ht.chunks_exact(bn).zip(at.chunks_exact_mut(bn)) {
+}
+
+/// Tangent rows: `a = φ'(y) ⊙ h ⊙ g`.
+#[inline(always)]
+fn tangent_rows<T: Real>(args: &HiddenArgs<'_, T>, h: &[T], a: &mut [T], d1: &[T]) {
+    let n = args.n_out;
+    let g = &args.g[..n];
+    let bn = args.n_batch * n;
+    for (hk, ak) in h[bn..].chunks_exact(bn).zip(a[bn..].chunks_exact_mut(bn)) {
         for ((hr, ar), d1r) in hk.chunks_exact(n).zip(ak.chunks_exact_mut(n)).zip(d1.chunks_exact(n)) {
             for j in 0..n {
                 ar[j] = d1r[j] * hr[j] * g[j];

@@ -153,7 +153,7 @@ fn run_avx2<T: Real>(
 }
 
 /// `s` as a slice of `U` when `T` is `U` (the check folds away after monomorphization).
-fn cast<T: 'static, U: 'static>(s: &[T]) -> Option<&[U]> {
+pub(crate) fn cast<T: 'static, U: 'static>(s: &[T]) -> Option<&[U]> {
     if TypeId::of::<T>() == TypeId::of::<U>() {
         // SAFETY: `T` and `U` are the same type, so the pointer, length and lifetime
         // describe a valid `[U]`.
@@ -164,7 +164,7 @@ fn cast<T: 'static, U: 'static>(s: &[T]) -> Option<&[U]> {
 }
 
 /// Mutable form of [`cast`].
-fn cast_mut<T: 'static, U: 'static>(s: &mut [T]) -> Option<&mut [U]> {
+pub(crate) fn cast_mut<T: 'static, U: 'static>(s: &mut [T]) -> Option<&mut [U]> {
     if TypeId::of::<T>() == TypeId::of::<U>() {
         // SAFETY: `T` and `U` are the same type; the borrow of `s` moves into the result.
         Some(unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<U>(), s.len()) })

@@ -73,6 +73,8 @@ mod gemm_avx2;
 mod mlp;
 mod probes;
 mod reverse;
+#[cfg(target_arch = "x86_64")]
+mod tanh_avx2;
 mod thin;
 mod workspace;
 
