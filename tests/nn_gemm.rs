@@ -1,7 +1,8 @@
 //! The layer products of `cnflow::nn::gemm` against a plain triple loop, on shapes that
-//! straddle the kernel's blocks: rows 1..=13 (tiles of 6), widths around the panel width
-//! (8 for f64, 16 for f32) and not multiples of 8, inner dimensions 1..=70 and past the
-//! packing chunk (256); overwriting and accumulating; f32 and f64.
+//! straddle the kernel's blocks: rows 1..=13 (tiles of 6), widths around the panel widths
+//! (8 and 16 for f64, 16 and 32 for f32, with AVX2 and with AVX-512) and not multiples of
+//! 8, inner dimensions 1..=70 and past the packing chunk (256); overwriting and
+//! accumulating; f32 and f64.
 
 mod nn_common;
 
@@ -75,7 +76,7 @@ fn max_rel_error<T: Real>(layout: Layout, d: Dims, accumulate: bool, seed: u64) 
 
 fn check_all<T: Real>(tol: f64) {
     let rows: Vec<usize> = (1..=13).collect();
-    let widths = [1usize, 3, 7, 8, 9, 15, 16, 17, 24, 33, 64];
+    let widths = [1usize, 3, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 48, 64];
     let inner = [1usize, 2, 5, 8, 13, 31, 64, 70];
     let mut seed = 0u64;
     for layout in [Layout::Nt, Layout::Nn, Layout::Tn] {

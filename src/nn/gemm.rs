@@ -26,13 +26,13 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 use crate::Real;
 
 #[cfg(target_arch = "x86_64")]
-use crate::nn::gemm_avx2;
+use crate::nn::gemm_x86::{self, F32x16, F32x8, F64x4, F64x8};
 
 /// Rows of `k` packed at a time (a chunk of `B` is `KC × ⌈n⌉` scalars).
 pub(crate) const KC: usize = 256;
 
-/// Widest panel (f32: two vectors of eight lanes); scratch is padded to it.
-pub(crate) const NR_MAX: usize = 16;
+/// Widest panel (f32 on AVX-512: two vectors of sixteen lanes); scratch is padded to it.
+pub(crate) const NR_MAX: usize = 32;
 
 /// Shape of a product `C (m × n) = op(A) (m × k) · op(B) (k × n)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +46,7 @@ pub struct Dims {
 }
 
 /// Scalars of scratch a product with inner dimension `k` and `n` columns needs:
-/// `min(k, KC) · ⌈n⌉₁₆` plus room to align the panels to 32 bytes.
+/// `min(k, KC) · ⌈n⌉₃₂` plus room to align the panels to 64 bytes.
 pub fn scratch_len(k: usize, n: usize) -> usize {
     k.min(KC) * n.next_multiple_of(NR_MAX) + NR_MAX
 }
@@ -67,7 +67,7 @@ pub fn matmul_nt<T: Real>(dims: Dims, a: &[T], b: &[T], accumulate: bool, scratc
     let Dims { m, k, n } = dims;
     check("matmul_nt", dims, a.len(), b.len(), c.len(), scratch.len());
     let st = Strides { a: (k, 1), b: (1, k) };
-    if !run_avx2(dims, st, a, b, accumulate, scratch, c) {
+    if !run_x86(dims, st, a, b, accumulate, scratch, c) {
         let av = ArrayView2::from_shape((m, k), a).expect("checked");
         let bv = ArrayView2::from_shape((n, k), b).expect("checked");
         fallback(&av, &bv.t(), accumulate, c, (m, n));
@@ -82,7 +82,7 @@ pub fn matmul_nn<T: Real>(dims: Dims, a: &[T], b: &[T], accumulate: bool, scratc
     let Dims { m, k, n } = dims;
     check("matmul_nn", dims, a.len(), b.len(), c.len(), scratch.len());
     let st = Strides { a: (k, 1), b: (n, 1) };
-    if !run_avx2(dims, st, a, b, accumulate, scratch, c) {
+    if !run_x86(dims, st, a, b, accumulate, scratch, c) {
         let av = ArrayView2::from_shape((m, k), a).expect("checked");
         let bv = ArrayView2::from_shape((k, n), b).expect("checked");
         fallback(&av, &bv, accumulate, c, (m, n));
@@ -98,7 +98,7 @@ pub fn matmul_tn<T: Real>(dims: Dims, a: &[T], b: &[T], accumulate: bool, scratc
     let Dims { m, k, n } = dims;
     check("matmul_tn", dims, a.len(), b.len(), c.len(), scratch.len());
     let st = Strides { a: (1, m), b: (n, 1) };
-    if !run_avx2(dims, st, a, b, accumulate, scratch, c) {
+    if !run_x86(dims, st, a, b, accumulate, scratch, c) {
         let av = ArrayView2::from_shape((k, m), a).expect("checked");
         let bv = ArrayView2::from_shape((k, n), b).expect("checked");
         fallback(&av.t(), &bv, accumulate, c, (m, n));
@@ -124,10 +124,10 @@ fn fallback<T: Real>(a: &ArrayView2<'_, T>, b: &ArrayView2<'_, T>, accumulate: b
     general_mat_mul(T::one(), a, b, beta, &mut cv);
 }
 
-/// Runs the AVX2 kernel when the CPU has it and `T` is `f32` or `f64`; returns whether
-/// it ran.
+/// Runs the x86-64 kernel when the CPU has AVX2 and FMA (the AVX-512 build when it has
+/// AVX-512F too) and `T` is `f32` or `f64`; returns whether it ran.
 #[allow(unused_variables)]
-fn run_avx2<T: Real>(
+fn run_x86<T: Real>(
     dims: Dims,
     st: Strides,
     a: &[T],
@@ -138,14 +138,27 @@ fn run_avx2<T: Real>(
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     if crate::nn::has_avx2() {
+        let wide = crate::nn::has_avx512();
         if let (Some(a), Some(b), Some(s), Some(c)) = (cast::<T, f32>(a), cast(b), cast_mut(scratch), cast_mut(c)) {
-            // SAFETY: the CPU supports AVX2 and FMA (checked above).
-            unsafe { gemm_avx2::gemm::<f32>(dims, st, a, b, accumulate, s, c) };
+            // SAFETY: the CPU supports AVX2 and FMA, and AVX-512F when `wide` (checked above).
+            unsafe {
+                if wide {
+                    gemm_x86::gemm::<F32x16>(dims, st, a, b, accumulate, s, c)
+                } else {
+                    gemm_x86::gemm::<F32x8>(dims, st, a, b, accumulate, s, c)
+                }
+            };
             return true;
         }
         if let (Some(a), Some(b), Some(s), Some(c)) = (cast::<T, f64>(a), cast(b), cast_mut(scratch), cast_mut(c)) {
             // SAFETY: as above.
-            unsafe { gemm_avx2::gemm::<f64>(dims, st, a, b, accumulate, s, c) };
+            unsafe {
+                if wide {
+                    gemm_x86::gemm::<F64x8>(dims, st, a, b, accumulate, s, c)
+                } else {
+                    gemm_x86::gemm::<F64x4>(dims, st, a, b, accumulate, s, c)
+                }
+            };
             return true;
         }
     }

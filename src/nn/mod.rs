@@ -69,7 +69,7 @@ mod config;
 mod forward;
 pub mod gemm;
 #[cfg(target_arch = "x86_64")]
-mod gemm_avx2;
+mod gemm_x86;
 mod mlp;
 mod probes;
 mod reverse;
@@ -89,6 +89,12 @@ pub use workspace::Workspace;
 #[inline]
 pub(crate) fn has_avx2() -> bool {
     std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}
+
+/// Whether the CPU has AVX-512F besides AVX2 and FMA (checked once, then cached by std).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx512() -> bool {
+    has_avx2() && std::is_x86_feature_detected!("avx512f")
 }
 
 /// Errors of the neural-field module: bad configurations and mismatched buffer shapes.
