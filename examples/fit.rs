@@ -44,7 +44,7 @@ struct Log;
 
 impl Observer<f32, Mlp<f32>> for Log {
     fn iteration(&mut self, m: &IterMetrics, _: &TrainState<f32, Mlp<f32>>) -> ControlFlow<()> {
-        if m.iter % 50 == 0 {
+        if m.iter.is_multiple_of(50) {
             println!(
                 "iter {:5}  loss {:.4}  NFE {:3}/{:3}  {:6.1} ms/iter  T = {:.3}",
                 m.iter,

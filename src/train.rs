@@ -329,7 +329,7 @@ where
         for obs in observers.iter_mut() {
             stop |= obs.iteration(&metrics, state).is_break();
         }
-        let eval_now = iter == config.n_iters || (config.eval_every > 0 && iter % config.eval_every == 0);
+        let eval_now = iter == config.n_iters || (config.eval_every > 0 && iter.is_multiple_of(config.eval_every));
         if eval_now && !test.is_empty() {
             let started = Instant::now();
             let (nll, n_evals) = match test_nll(&state.model, test, &config.eval_solver, config.eval_trace, config.seed)

@@ -762,7 +762,9 @@ impl<T: Real> Observer<T, Mlp<T>> for RunObserver {
                 bar.set_position(m.iter as u64);
                 bar.set_message(summary);
             }
-            None if m.iter % self.log_every == 0 => eprintln!("iter {:6}  {summary}  ({:.1} s)", m.iter, m.elapsed),
+            None if m.iter.is_multiple_of(self.log_every) => {
+                eprintln!("iter {:6}  {summary}  ({:.1} s)", m.iter, m.elapsed)
+            }
             None => {}
         }
         self.pending = Some(m.clone());

@@ -208,7 +208,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
     /// Number of points in a flat batch, or a shape error.
     pub fn n_points(&self, x: &[T]) -> Result<usize, CnfError> {
         let d = self.dim();
-        if x.len() % d != 0 {
+        if !x.len().is_multiple_of(d) {
             return Err(CnfError::Shape { len: x.len(), dim: d });
         }
         Ok(x.len() / d)

@@ -489,7 +489,7 @@ impl<'a, W: Write + Seek> NpyRowWriter<'a, W> {
     /// value is refused with [`DataError::NonFiniteOutput`].
     pub fn write_rows(&mut self, values: &[f64]) -> Result<(), DataError> {
         let n_cols = self.n_cols.max(1);
-        if values.len() % n_cols != 0 {
+        if !values.len().is_multiple_of(n_cols) {
             return Err(DataError::WrongDimension {
                 file: self.file.clone(),
                 n_columns: values.len(),
