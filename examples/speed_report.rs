@@ -105,7 +105,65 @@ fn gemm_peak(m: usize, n: usize) -> f64 {
     ndarray.max(ours)
 }
 
+/// Single-thread GFLOP/s of a loop of nothing but independent f32 FMAs (twelve chains,
+/// enough to cover the latency of two FMA pipes) on 256-bit and, when the CPU has
+/// AVX-512F, 512-bit vectors: the ceiling any kernel on this core can reach.
+#[cfg(target_arch = "x86_64")]
+fn fma_peaks() -> (f64, Option<f64>) {
+    use std::arch::x86_64::*;
+    const N: usize = 20_000_000;
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn ymm() -> f32 {
+        let mut acc = [_mm256_set1_ps(0.5); 12];
+        let (b, c) = (_mm256_set1_ps(0.999_9), _mm256_set1_ps(1e-6));
+        for _ in 0..N {
+            for v in acc.iter_mut() {
+                *v = _mm256_fmadd_ps(*v, b, c);
+            }
+        }
+        acc.iter().map(|&v| _mm256_cvtss_f32(v)).sum()
+    }
+    #[target_feature(enable = "avx512f")]
+    unsafe fn zmm() -> f32 {
+        let mut acc = [_mm512_set1_ps(0.5); 12];
+        let (b, c) = (_mm512_set1_ps(0.999_9), _mm512_set1_ps(1e-6));
+        for _ in 0..N {
+            for v in acc.iter_mut() {
+                *v = _mm512_fmadd_ps(*v, b, c);
+            }
+        }
+        acc.iter().map(|&v| _mm512_reduce_add_ps(v)).sum()
+    }
+    let rate = |lanes: usize, run: &dyn Fn() -> f32| {
+        median(
+            (0..5)
+                .map(|_| {
+                    let started = Instant::now();
+                    std::hint::black_box(run());
+                    (2 * lanes * 12 * N) as f64 / started.elapsed().as_secs_f64() / 1e9
+                })
+                .collect(),
+        )
+    };
+    if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
+        return (f64::NAN, None);
+    }
+    // SAFETY: the features were detected just above (and below for AVX-512F).
+    let y = rate(8, &|| unsafe { ymm() });
+    let z = std::is_x86_feature_detected!("avx512f").then(|| rate(16, &|| unsafe { zmm() }));
+    (y, z)
+}
+
 fn main() -> Result<()> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (y, z) = fma_peaks();
+        let z = z.map_or("no AVX-512F".to_string(), |z| {
+            format!("{z:.1} GFLOP/s on 512-bit vectors")
+        });
+        println!("FMA-only loop, f32, one core: {y:.1} GFLOP/s on 256-bit vectors, {z}");
+        println!();
+    }
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let mut skip = 100;
     if let Some(i) = args.iter().position(|a| a == "--skip") {
