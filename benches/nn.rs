@@ -4,7 +4,7 @@
 //! Each kernel reports its throughput in GFLOP/s of matrix-product work (2 flops per
 //! multiply-add, element-wise work not counted), beside benches of the three layer
 //! products at the dominant shape `(K+1)B × 64 · 64 × 64` in the same run, each with
-//! matrixmultiply (`general_mat_mul`) and with the crate's AVX2 kernels
+//! matrixmultiply (`general_mat_mul`) and with the crate's AVX2 / AVX-512 kernels
 //! (`cnflow::nn::gemm`) — the machine's practical peak for these products.
 //!
 //! Run: `cargo bench --bench nn` (about two minutes).

@@ -9,7 +9,8 @@
 //!
 //! On x86-64 with AVX2 and FMA (checked at run time) the products run a
 //! register-blocked micro-kernel: `B` is copied, `KC` rows of `k` at a time, into
-//! zero-padded panels `NR` columns wide (16 for f32, 8 for f64: two vectors), and every
+//! zero-padded panels `NR` columns wide (two vectors: 16 for f32 and 8 for f64 with
+//! AVX2, twice that when the CPU has AVX-512F and the 512-bit build runs), and every
 //! `6 × NR` tile of `C` is accumulated in twelve vector registers — per step of `k`, two
 //! loads of the panel row, six broadcasts of `A` and twelve FMAs. `A` is read in place
 //! through its strides. Elsewhere (and for scalar types other than `f32`/`f64`) they
