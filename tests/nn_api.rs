@@ -314,3 +314,48 @@ fn single_layer_field_is_affine_with_constant_jacobian() {
     assert_close("trace", &e.trace, &[tr_w, tr_w], 1e-14);
     assert_close("frobenius", &e.jacobian, &[frob, frob], 1e-14);
 }
+
+/// An inference workspace stores less but computes the same outputs, bit for bit, for
+/// every layer kind and activation, in f64 and (through the f32 tanh kernel) in f32,
+/// with and without tangents; the reverse pass is refused on it.
+#[test]
+fn inference_workspace_gives_the_same_outputs_and_refuses_the_reverse() {
+    fn same<T: cnflow::Real>(mlp: &Mlp<T>, b: usize, z: &[T], probes: &[T], what: &str) {
+        let d = mlp.dim();
+        let mut train = mlp.workspace(b, d.max(2)).unwrap();
+        let mut inf = mlp.inference_workspace(b, d.max(2)).unwrap();
+        assert!(inf.is_inference() && !train.is_inference());
+        for (t, mode) in [(0.3, TraceMode::Exact), (0.7, TraceMode::Hutchinson(probes))] {
+            let t = T::c(t);
+            let want = mlp.eval(t, z, mode, &mut train).unwrap();
+            let got = mlp.eval(t, z, mode, &mut inf).unwrap();
+            assert_eq!(got, want, "{what}: eval at t = {t:?}");
+        }
+        let (mut f_train, mut f_inf) = (vec![T::zero(); b * d], vec![T::zero(); b * d]);
+        mlp.forward_into(T::c(0.5), z, &mut train, &mut f_train).unwrap();
+        mlp.forward_into(T::c(0.5), z, &mut inf, &mut f_inf).unwrap();
+        assert_eq!(f_inf, f_train, "{what}: forward");
+        let cot_f = vec![T::one(); b * d];
+        let cot = Cotangents {
+            f: Some(&cot_f),
+            jv: None,
+            trace: None,
+            kinetic: None,
+            jacobian: None,
+        };
+        assert!(mlp.vjp(&mut train, &cot).is_ok());
+        assert!(matches!(mlp.vjp(&mut inf, &cot), Err(NnError::InferenceOnly)), "{what}");
+    }
+    let b = 5;
+    for (i, (kind, act)) in all_kinds().into_iter().enumerate() {
+        let mlp = net(kind, act, 2, &[64, 37], 40 + i as u64);
+        let mut r = rng(7 + i as u64);
+        let z = normal_vec(&mut r, b * 2);
+        let probes = normal_vec(&mut r, 2 * b * 2);
+        same(&mlp, b, &z, &probes, &format!("f64 {kind:?} {act:?}"));
+        let config = mlp.config().clone();
+        let m32 = Mlp::<f32>::from_params(config, mlp.params().iter().map(|&p| p as f32).collect()).unwrap();
+        let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+        same(&m32, b, &f32s(&z), &f32s(&probes), &format!("f32 {kind:?} {act:?}"));
+    }
+}

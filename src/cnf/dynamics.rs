@@ -143,7 +143,7 @@ impl<T: Real, F: Field<T>> OdeSystem<T> for Taped<'_, T, F> {
         if self.overflowed {
             let ws = self
                 .spare
-                .get_or_insert_with(|| self.field.workspace(self.layout.n_batch, self.n_tangents));
+                .get_or_insert_with(|| self.field.inference_workspace(self.layout.n_batch, self.n_tangents));
             eval_raw(self.field, ws, self.mode, &self.layout, self.t_end, tau, s, ds);
             scale_raw(&self.layout, self.t_end, ds);
             return;

@@ -31,6 +31,11 @@ pub trait Field<T: Real>: Clone + Send + Sync {
     }
     /// Scratch for batches of `n_batch` rows and up to `n_tangents` tangents.
     fn workspace(&self, n_batch: usize, n_tangents: usize) -> Self::Workspace;
+    /// Scratch for evaluations that no [`Field::vjp`] follows (sampling, log-densities):
+    /// it may keep less, and the outputs are the same. By default [`Field::workspace`].
+    fn inference_workspace(&self, n_batch: usize, n_tangents: usize) -> Self::Workspace {
+        self.workspace(n_batch, n_tangents)
+    }
     /// `f(z, t)` alone (sampling needs no trace).
     fn forward(&self, t: T, z: &[T], ws: &mut Self::Workspace, f: &mut [T]);
     /// `f`, the trace and the optional RNODE terms; remembers what [`Field::vjp`] needs.
@@ -62,6 +67,10 @@ impl<T: Real> Field<T> for Mlp<T> {
 
     fn workspace(&self, n_batch: usize, n_tangents: usize) -> Workspace<T> {
         Mlp::workspace(self, n_batch.max(1), n_tangents).expect(SHAPE_BUG)
+    }
+
+    fn inference_workspace(&self, n_batch: usize, n_tangents: usize) -> Workspace<T> {
+        Mlp::inference_workspace(self, n_batch.max(1), n_tangents).expect(SHAPE_BUG)
     }
 
     fn forward(&self, t: T, z: &[T], ws: &mut Workspace<T>, f: &mut [T]) {

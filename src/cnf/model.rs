@@ -311,7 +311,9 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
                 tape = sys.tape;
                 sol
             } else {
-                let mut ws = block.field.workspace(n_batch, n_tangents);
+                // Nothing differentiates this pass's evaluations (the adjoint solves its
+                // own backward problem), so they keep only what the forward needs.
+                let mut ws = block.field.inference_workspace(n_batch, n_tangents);
                 let mut sys = Augmented {
                     field: &block.field,
                     ws: &mut ws,
@@ -353,7 +355,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         }
         let mut ode = Solver::new(solver.clone()).map_err(solve_error(0, "sampling"))?;
         for (k, block) in self.blocks.iter().enumerate().rev() {
-            let mut ws = block.field.workspace(n_batch, 0);
+            let mut ws = block.field.inference_workspace(n_batch, 0);
             let mut sys = Flow {
                 field: &block.field,
                 ws: &mut ws,
@@ -379,7 +381,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         }
         let mut ode = Solver::new(solver.clone()).map_err(solve_error(0, "forward"))?;
         for (k, block) in self.blocks.iter().enumerate() {
-            let mut ws = block.field.workspace(n_batch, 0);
+            let mut ws = block.field.inference_workspace(n_batch, 0);
             let mut sys = Flow {
                 field: &block.field,
                 ws: &mut ws,
@@ -422,7 +424,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
             let times: Vec<T> = (1..=frames_per_block)
                 .map(|i| T::one() - T::c(i as f64 / frames_per_block as f64))
                 .collect();
-            let mut ws = block.field.workspace(n_batch, 0);
+            let mut ws = block.field.inference_workspace(n_batch, 0);
             let mut sys = Flow {
                 field: &block.field,
                 ws: &mut ws,

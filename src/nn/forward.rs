@@ -67,12 +67,18 @@ impl<T: Real> Mlp<T> {
             if l + 1 < n_layers {
                 let d1 = &mut ws.d1[l][..b * n_out];
                 let d2 = &mut ws.d2[l][..b * n_out];
+                let keep = match (ws.inference, n_tan) {
+                    (false, _) => Keep::All,
+                    (true, 0) => Keep::Nothing,
+                    (true, _) => Keep::D1,
+                };
                 let args = HiddenArgs {
                     n_batch: b,
                     n_out,
                     bias,
                     g,
                     c,
+                    keep,
                 };
                 match self.config.activation() {
                     Activation::Tanh => hidden_rows::<Tanh, T>(&args, h, a, d1, d2),
@@ -122,12 +128,24 @@ impl<T: Real> Mlp<T> {
     }
 }
 
+/// What the primal rows of a hidden layer store besides the activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// `h + b`, `φ'` and, with tangent rows, `φ''`: everything the reverse pass reads.
+    All,
+    /// Only `φ'`, which the tangent rows read (an inference workspace with tangents).
+    D1,
+    /// Nothing (an inference workspace without tangents).
+    Nothing,
+}
+
 struct HiddenArgs<'a, T> {
     n_batch: usize,
     n_out: usize,
     bias: &'a [T],
     g: &'a [T],
     c: &'a [T],
+    keep: Keep,
 }
 
 /// Hidden layer: primal rows `h += b; y = h⊙g + c; a = φ(y)` keeping `φ'`, and `φ''`
@@ -175,9 +193,13 @@ fn tanh_f32_primal_rows<T: Real>(
     let (Some(h), Some(a), Some(d1), Some(d2)) = (cast_mut(h), cast_mut(a), cast_mut(d1), cast_mut(d2)) else {
         return false;
     };
-    let d2 = if with_d2 { Some(d2) } else { None };
+    let (d1, d2, store_h) = match args.keep {
+        Keep::All => (Some(d1), with_d2.then_some(d2), true),
+        Keep::D1 => (Some(d1), None, false),
+        Keep::Nothing => (None, None, false),
+    };
     // SAFETY: the caller checked AVX2 and FMA.
-    unsafe { crate::nn::tanh_avx2::primal_rows(args.n_batch, args.n_out, bias, g, c, h, a, d1, d2) };
+    unsafe { crate::nn::tanh_avx2::primal_rows(args.n_batch, args.n_out, bias, g, c, h, a, d1, d2, store_h) };
     true
 }
 
@@ -204,33 +226,41 @@ unsafe fn tangent_rows_avx2<T: Real>(args: &HiddenArgs<'_, T>, h: &[T], a: &mut 
 /// rows (the reverse pass reads it only for tangents).
 #[inline(always)]
 fn primal_rows<A: ActFn, T: Real>(args: &HiddenArgs<'_, T>, h: &mut [T], a: &mut [T], d1: &mut [T], d2: &mut [T]) {
+    match args.keep {
+        Keep::All if h.len() > args.n_batch * args.n_out => primal_rows_k::<A, T, true, true, true>(args, h, a, d1, d2),
+        Keep::All => primal_rows_k::<A, T, true, true, false>(args, h, a, d1, d2),
+        Keep::D1 => primal_rows_k::<A, T, false, true, false>(args, h, a, d1, d2),
+        Keep::Nothing => primal_rows_k::<A, T, false, false, false>(args, h, a, d1, d2),
+    }
+}
+
+/// [`primal_rows`] storing `h + b` when `H`, `φ'` when `D1` and `φ''` when `D2`.
+#[inline(always)]
+fn primal_rows_k<A: ActFn, T: Real, const H: bool, const D1: bool, const D2: bool>(
+    args: &HiddenArgs<'_, T>,
+    h: &mut [T],
+    a: &mut [T],
+    d1: &mut [T],
+    d2: &mut [T],
+) {
     let n = args.n_out;
     let (bias, g, c) = (&args.bias[..n], &args.g[..n], &args.c[..n]);
     let bn = args.n_batch * n;
-    let with_d2 = h.len() > bn;
-    let rows = h[..bn]
-        .chunks_exact_mut(n)
-        .zip(a[..bn].chunks_exact_mut(n))
-        .zip(d1.chunks_exact_mut(n));
-    if with_d2 {
-        for (((hr, ar), d1r), d2r) in rows.zip(d2.chunks_exact_mut(n)) {
-            for j in 0..n {
-                let hv = hr[j] + bias[j];
+    let (d1, d2) = (&mut d1[..if D1 { bn } else { 0 }], &mut d2[..if D2 { bn } else { 0 }]);
+    for i in 0..args.n_batch {
+        let (hr, ar) = (&mut h[i * n..(i + 1) * n], &mut a[i * n..(i + 1) * n]);
+        for j in 0..n {
+            let hv = hr[j] + bias[j];
+            if H {
                 hr[j] = hv;
-                let (av, p1, p2) = A::eval(hv * g[j] + c[j]);
-                ar[j] = av;
-                d1r[j] = p1;
-                d2r[j] = p2;
             }
-        }
-    } else {
-        for ((hr, ar), d1r) in rows {
-            for j in 0..n {
-                let hv = hr[j] + bias[j];
-                hr[j] = hv;
-                let (av, p1, _) = A::eval(hv * g[j] + c[j]);
-                ar[j] = av;
-                d1r[j] = p1;
+            let (av, p1, p2) = A::eval(hv * g[j] + c[j]);
+            ar[j] = av;
+            if D1 {
+                d1[i * n + j] = p1;
+            }
+            if D2 {
+                d2[i * n + j] = p2;
             }
         }
     }

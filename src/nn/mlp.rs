@@ -196,6 +196,11 @@ impl<T: Real> Mlp<T> {
         Workspace::new(&self.config, n_batch, n_tangents)
     }
 
+    /// A workspace for forward passes only (see [`Workspace::inference`]).
+    pub fn inference_workspace(&self, n_batch: usize, n_tangents: usize) -> Result<Workspace<T>, NnError> {
+        Workspace::inference(&self.config, n_batch, n_tangents)
+    }
+
     fn check_workspace(&self, ws: &Workspace<T>) -> Result<(), NnError> {
         let same = ws.widths.len() == self.shapes.len() + 1
             && ws.widths[0] == self.dim()
@@ -340,6 +345,9 @@ impl<T: Real> Mlp<T> {
         grad_params: &mut [T],
     ) -> Result<T, NnError> {
         self.check_workspace(ws)?;
+        if ws.inference {
+            return Err(NnError::InferenceOnly);
+        }
         let state = ws.state.ok_or(NnError::NoForward)?;
         let (b, d, k) = (ws.n_batch, self.dim(), state.n_tangents);
         check_len("grad_z", grad_z.len(), b * d, || format!("B × d = {b} × {d}"))?;

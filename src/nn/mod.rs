@@ -175,6 +175,9 @@ pub enum NnError {
         "reverse pass called before any forward pass on this workspace; call eval_into/jvp_into/forward_into first"
     )]
     NoForward,
+    /// A reverse pass was asked of a workspace made for forward passes only.
+    #[error("reverse pass asked of an inference workspace (Workspace::inference), which keeps nothing for it; use Mlp::workspace")]
+    InferenceOnly,
     /// A cotangent was given for an output the last forward pass did not compute.
     #[error("cotangent `{name}` given, but the last forward pass carried no tangents; use eval_into or jvp_into before the reverse")]
     NeedsTangents {

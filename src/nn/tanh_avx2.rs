@@ -41,10 +41,11 @@ unsafe fn tanh8<const L: usize>(y: [__m256; L]) -> [__m256; L] {
     out
 }
 
-/// Lanes `j..j + 8·L` of one primal row (`o` is the row's offset).
+/// Lanes `j..j + 8·L` of one primal row (`o` is the row's offset), storing `h + b` when
+/// `H`, `φ'` when `D1` and `φ''` when `D2`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn lanes<const L: usize>(
+unsafe fn lanes<const L: usize, const H: bool, const D1: bool, const D2: bool>(
     o: usize,
     j: usize,
     bias: &[f32],
@@ -53,7 +54,7 @@ unsafe fn lanes<const L: usize>(
     h: &mut [f32],
     a: &mut [f32],
     d1: &mut [f32],
-    mut d2: Option<&mut [f32]>,
+    d2: &mut [f32],
 ) {
     let mut y = [_mm256_setzero_ps(); L];
     for (l, yl) in y.iter_mut().enumerate() {
@@ -62,7 +63,9 @@ unsafe fn lanes<const L: usize>(
             _mm256_loadu_ps(h.as_ptr().add(oo)),
             _mm256_loadu_ps(bias.as_ptr().add(jj)),
         );
-        _mm256_storeu_ps(h.as_mut_ptr().add(oo), hv);
+        if H {
+            _mm256_storeu_ps(h.as_mut_ptr().add(oo), hv);
+        }
         *yl = _mm256_fmadd_ps(
             hv,
             _mm256_loadu_ps(g.as_ptr().add(jj)),
@@ -74,16 +77,21 @@ unsafe fn lanes<const L: usize>(
     for (l, &al) in av.iter().enumerate() {
         let oo = o + j + 8 * l;
         _mm256_storeu_ps(a.as_mut_ptr().add(oo), al);
-        let p1 = _mm256_fnmadd_ps(al, al, one);
-        _mm256_storeu_ps(d1.as_mut_ptr().add(oo), p1);
-        if let Some(d2) = d2.as_deref_mut() {
-            _mm256_storeu_ps(d2.as_mut_ptr().add(oo), _mm256_mul_ps(_mm256_mul_ps(al, m2), p1));
+        if D1 || D2 {
+            let p1 = _mm256_fnmadd_ps(al, al, one);
+            if D1 {
+                _mm256_storeu_ps(d1.as_mut_ptr().add(oo), p1);
+            }
+            if D2 {
+                _mm256_storeu_ps(d2.as_mut_ptr().add(oo), _mm256_mul_ps(_mm256_mul_ps(al, m2), p1));
+            }
         }
     }
 }
 
-/// Primal rows of a tanh hidden layer: `h`, `a`, `d1` (and `d2` when given) hold
-/// `n_batch` rows of `n` values; `bias`, `g`, `c` hold `n`.
+/// Primal rows of a tanh hidden layer: `h`, `a` (and `d1`, `d2` when given) hold
+/// `n_batch` rows of `n` values; `bias`, `g`, `c` hold `n`. `h` gets `h + b` when
+/// `store_h`, else is only read; `d2` is stored only together with `d1`.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
@@ -100,33 +108,62 @@ pub(crate) unsafe fn primal_rows(
     c: &[f32],
     h: &mut [f32],
     a: &mut [f32],
-    d1: &mut [f32],
-    mut d2: Option<&mut [f32]>,
+    d1: Option<&mut [f32]>,
+    d2: Option<&mut [f32]>,
+    store_h: bool,
 ) {
     let len = n_batch * n;
     assert!(bias.len() >= n && g.len() >= n && c.len() >= n);
-    assert!(h.len() >= len && a.len() >= len && d1.len() >= len && d2.as_ref().is_none_or(|d| d.len() >= len));
+    assert!(h.len() >= len && a.len() >= len);
+    assert!(d1.as_ref().is_none_or(|d| d.len() >= len) && d2.as_ref().is_none_or(|d| d.len() >= len));
+    let args = (n_batch, n, bias, g, c);
+    match (store_h, d1, d2) {
+        (true, Some(d1), Some(d2)) => rows::<true, true, true>(args, h, a, d1, d2),
+        (true, Some(d1), None) => rows::<true, true, false>(args, h, a, d1, &mut []),
+        (false, Some(d1), _) => rows::<false, true, false>(args, h, a, d1, &mut []),
+        (_, None, _) => rows::<false, false, false>(args, h, a, &mut [], &mut []),
+    }
+}
+
+/// The row loop of [`primal_rows`]: two vectors at a time, then one, then scalars.
+///
+/// # Safety
+/// AVX2 and FMA; the slices as long as the asserts of [`primal_rows`] say (`d1`, `d2`
+/// only when `D1`, `D2`).
+#[inline(always)]
+unsafe fn rows<const H: bool, const D1: bool, const D2: bool>(
+    (n_batch, n, bias, g, c): (usize, usize, &[f32], &[f32], &[f32]),
+    h: &mut [f32],
+    a: &mut [f32],
+    d1: &mut [f32],
+    d2: &mut [f32],
+) {
     for i in 0..n_batch {
         let o = i * n;
         let mut j = 0;
         while j + 16 <= n {
-            // SAFETY: lanes o + j .. o + j + 16 are inside every row slice (asserted above).
-            unsafe { lanes::<2>(o, j, bias, g, c, h, a, d1, d2.as_deref_mut()) };
+            // SAFETY: lanes o + j .. o + j + 16 are inside every row slice (asserted by
+            // the caller).
+            unsafe { lanes::<2, H, D1, D2>(o, j, bias, g, c, h, a, d1, d2) };
             j += 16;
         }
         if j + 8 <= n {
             // SAFETY: as above, for eight lanes.
-            unsafe { lanes::<1>(o, j, bias, g, c, h, a, d1, d2.as_deref_mut()) };
+            unsafe { lanes::<1, H, D1, D2>(o, j, bias, g, c, h, a, d1, d2) };
             j += 8;
         }
         for jj in j..n {
             let hv = h[o + jj] + bias[jj];
-            h[o + jj] = hv;
+            if H {
+                h[o + jj] = hv;
+            }
             let av = fast_tanh_f32(hv * g[jj] + c[jj]);
             a[o + jj] = av;
             let p1 = 1.0 - av * av;
-            d1[o + jj] = p1;
-            if let Some(d2) = d2.as_deref_mut() {
+            if D1 {
+                d1[o + jj] = p1;
+            }
+            if D2 {
                 d2[o + jj] = -2.0 * av * p1;
             }
         }
@@ -155,10 +192,22 @@ mod tests {
             h[2 * n + 2] = -f32::INFINITY;
             let h0 = h.clone();
             let (mut a, mut d1, mut d2) = (vec![0.0; b * n], vec![0.0; b * n], vec![0.0; b * n]);
-            unsafe { primal_rows(b, n, &bias, &g, &c, &mut h, &mut a, &mut d1, Some(&mut d2)) };
+            unsafe { primal_rows(b, n, &bias, &g, &c, &mut h, &mut a, Some(&mut d1), Some(&mut d2), true) };
             let mut a_nod2 = vec![0.0; b * n];
             let (mut h2, mut d1b) = (h0.clone(), vec![0.0; b * n]);
-            unsafe { primal_rows(b, n, &bias, &g, &c, &mut h2, &mut a_nod2, &mut d1b, None) };
+            unsafe { primal_rows(b, n, &bias, &g, &c, &mut h2, &mut a_nod2, Some(&mut d1b), None, true) };
+            // Inference: `h` only read, `φ'` alone or nothing stored; the same values.
+            let (mut h3, mut a3, mut d1c) = (h0.clone(), vec![0.0; b * n], vec![0.0; b * n]);
+            unsafe { primal_rows(b, n, &bias, &g, &c, &mut h3, &mut a3, Some(&mut d1c), None, false) };
+            let (mut h4, mut a4) = (h0.clone(), vec![0.0; b * n]);
+            unsafe { primal_rows(b, n, &bias, &g, &c, &mut h4, &mut a4, None, None, false) };
+            assert!(h3
+                .iter()
+                .chain(&h4)
+                .zip(h0.iter().chain(&h0))
+                .all(|(x, y)| x.to_bits() == y.to_bits()));
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!((bits(&a3), bits(&a4), bits(&d1c)), (bits(&a), bits(&a), bits(&d1)));
             for i in 0..b * n {
                 let j = i % n;
                 let hv = h0[i] + bias[j];

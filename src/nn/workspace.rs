@@ -53,6 +53,9 @@ pub struct Workspace<T> {
     /// Packed panels of the layer products ([`gemm::scratch_len`] for the widest layer).
     pub(crate) pack: Vec<T>,
     pub(crate) state: Option<ForwardState<T>>,
+    /// Made by [`Workspace::inference`]: forward passes keep only what the forward pass
+    /// itself needs, and the reverse pass is refused.
+    pub(crate) inference: bool,
 }
 
 impl<T: Real> Workspace<T> {
@@ -94,7 +97,24 @@ impl<T: Real> Workspace<T> {
             pack: zeros(gemm::scratch_len(rows.max(max_w), max_w)),
             widths,
             state: None,
+            inference: false,
         })
+    }
+
+    /// A workspace for forward passes only (sampling, log-density evaluation): the
+    /// layers then skip storing the pre-activations and the activation derivatives that
+    /// only the reverse pass reads — three of the hidden layer's four output streams
+    /// without tangents, two with — and [`Mlp::vjp_into`](crate::nn::Mlp::vjp_into)
+    /// returns [`NnError::InferenceOnly`]. Outputs are the same, bit for bit.
+    pub fn inference(config: &MlpConfig, n_batch: usize, n_tangents: usize) -> Result<Self, NnError> {
+        let mut ws = Self::new(config, n_batch, n_tangents)?;
+        ws.inference = true;
+        Ok(ws)
+    }
+
+    /// Whether this workspace is for forward passes only ([`Workspace::inference`]).
+    pub fn is_inference(&self) -> bool {
+        self.inference
     }
 
     /// Batch size `B` this workspace serves.
