@@ -359,3 +359,24 @@ fn inference_workspace_gives_the_same_outputs_and_refuses_the_reverse() {
         same(&m32, b, &f32s(&z), &f32s(&probes), &format!("f32 {kind:?} {act:?}"));
     }
 }
+
+/// The network keeps derived copies of its weights for the forward product; changing
+/// the params (in place, or on a clone) must never leave a stale copy in use.
+#[test]
+fn changed_params_take_effect_at_the_next_evaluation() {
+    let mut mlp = net(LayerKind::ConcatSquash, Activation::Tanh, 2, &[64, 48], 3);
+    let mut r = rng(11);
+    let z = normal_vec(&mut r, 4 * 2);
+    let mut ws = mlp.workspace(4, 2).unwrap();
+    let before = mlp.eval(0.2, &z, TraceMode::Exact, &mut ws).unwrap();
+    let copy = mlp.clone();
+    for p in mlp.params_mut().iter_mut() {
+        *p *= 1.1;
+    }
+    let fresh = Mlp::from_params(mlp.config().clone(), mlp.params().to_vec()).unwrap();
+    let after = mlp.eval(0.2, &z, TraceMode::Exact, &mut ws).unwrap();
+    assert_ne!(after, before);
+    assert_eq!(after, fresh.eval(0.2, &z, TraceMode::Exact, &mut ws).unwrap());
+    // The clone made before the change still evaluates its own (old) params.
+    assert_eq!(copy.eval(0.2, &z, TraceMode::Exact, &mut ws).unwrap(), before);
+}

@@ -38,6 +38,29 @@ impl<T: Real> Mlp<T> {
         }
     }
 
+    /// Per layer, `Wᵀ` of the wide layers (empty for the thin ones), made once per
+    /// change of the params.
+    fn transposed_weights(&self) -> &[Vec<T>] {
+        self.transposed.get_or_init(|| {
+            self.shapes
+                .iter()
+                .map(|s| {
+                    if s.n_in.min(s.n_out) <= THIN {
+                        return Vec::new();
+                    }
+                    let w = &self.params[s.offset..s.bias_offset()];
+                    let mut wt = vec![T::zero(); w.len()];
+                    for (j, row) in w.chunks_exact(s.n_in).enumerate() {
+                        for (i, &v) in row.iter().enumerate() {
+                            wt[i * s.n_out + j] = v;
+                        }
+                    }
+                    wt
+                })
+                .collect()
+        })
+    }
+
     /// Runs all layers on the input stack in `ws.x0` with `n_tan` tangent rows.
     pub(crate) fn forward_stack(&self, t: T, n_tan: usize, ws: &mut Workspace<T>) {
         self.time_terms(t, ws);
@@ -60,7 +83,7 @@ impl<T: Real> Mlp<T> {
                     k: n_in,
                     n: n_out,
                 };
-                gemm::matmul_nt(dims, x, w, false, &mut ws.pack, h);
+                gemm::matmul_nn(dims, x, &self.transposed_weights()[l], false, &mut ws.pack, h);
             }
             let a = &mut rest[0][..rows * n_out];
             let (g, c) = (&ws.gate[l][..n_out], &ws.shift[l][..n_out]);

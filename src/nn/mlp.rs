@@ -1,5 +1,7 @@
 //! The field network: params, the public evaluation and gradient methods.
 
+use std::sync::OnceLock;
+
 use rand::Rng;
 
 use crate::nn::workspace::ForwardState;
@@ -79,11 +81,22 @@ pub struct Gradients<T> {
 /// Evaluation methods take `&self`, so one network can serve several threads, each
 /// with its own [`Workspace`] (e.g. batch halves under `rayon::join`, each
 /// accumulating into its own gradient buffer).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Mlp<T> {
     pub(crate) config: MlpConfig,
     pub(crate) shapes: Vec<LayerShape>,
     pub(crate) params: Vec<T>,
+    /// Per layer, `Wᵀ` (`n_in × n_out`, row-major) for the wide layers' forward product,
+    /// which then reads it in place instead of packing `W` at every evaluation; empty for
+    /// the thin layers. Made on first use after a change of the params and shared by
+    /// every thread evaluating the network; [`Mlp::params_mut`] drops it.
+    pub(crate) transposed: OnceLock<Vec<Vec<T>>>,
+}
+
+impl<T: PartialEq> PartialEq for Mlp<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.config == other.config && self.shapes == other.shapes && self.params == other.params
+    }
 }
 
 pub(crate) fn check_len(
@@ -135,7 +148,12 @@ impl<T: Real> Mlp<T> {
                 *v = uniform(bound_t);
             }
         }
-        Mlp { config, shapes, params }
+        Mlp {
+            config,
+            shapes,
+            params,
+            transposed: OnceLock::new(),
+        }
     }
 
     /// A network with the given params (length [`MlpConfig::n_params`]).
@@ -152,6 +170,7 @@ impl<T: Real> Mlp<T> {
             shapes: config.layer_shapes(),
             config,
             params,
+            transposed: OnceLock::new(),
         })
     }
 
@@ -182,6 +201,7 @@ impl<T: Real> Mlp<T> {
 
     /// The flat params, for an optimizer to update in place.
     pub fn params_mut(&mut self) -> &mut [T] {
+        self.transposed = OnceLock::new();
         &mut self.params
     }
 
