@@ -1,6 +1,7 @@
 //! Forward pass with stacked tangents: one matrix product per layer for the primal
-//! rows and all `K` tangent rows ([`gemm::matmul_nt`], or the thin-layer kernels), then a fused element loop (bias, gate, shift,
-//! activation and its derivatives).
+//! rows and all `K` tangent rows ([`gemm::matmul_nn`] on the cached `Wᵀ`, or the
+//! thin-layer kernels), then a fused element loop (bias, gate, shift, activation and
+//! its derivatives).
 
 use crate::nn::activation::{sigmoid, ActFn, Elu, Softplus, Swish, Tanh};
 use crate::nn::gemm::{self, Dims};

@@ -90,14 +90,17 @@ unsafe fn lanes<const L: usize, const H: bool, const D1: bool, const D2: bool>(
 }
 
 /// Primal rows of a tanh hidden layer: `h`, `a` (and `d1`, `d2` when given) hold
-/// `n_batch` rows of `n` values; `bias`, `g`, `c` hold `n`. `h` gets `h + b` when
-/// `store_h`, else is only read; `d2` is stored only together with `d1`.
+/// `n_batch` rows of `n` values; `bias`, `g`, `c` hold `n`. Four kinds of call, as the
+/// forward pass needs them: `h + b`, `φ'` and `φ''` stored (`store_h`, both given: a
+/// training pass with tangents), `h + b` and `φ'` (`store_h`, `d1` only: training
+/// without tangents), `φ'` only (`d1` only: inference with tangents), or nothing
+/// besides `a` (inference without tangents); without `store_h`, `h` is only read.
 ///
 /// # Safety
 /// The CPU must support AVX2 and FMA.
 ///
 /// # Panics
-/// If a slice is shorter than its shape says.
+/// If a slice is shorter than its shape says, or the call is none of the four kinds.
 #[target_feature(enable = "avx2,fma")]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn primal_rows(
@@ -120,8 +123,13 @@ pub(crate) unsafe fn primal_rows(
     match (store_h, d1, d2) {
         (true, Some(d1), Some(d2)) => rows::<true, true, true>(args, h, a, d1, d2),
         (true, Some(d1), None) => rows::<true, true, false>(args, h, a, d1, &mut []),
-        (false, Some(d1), _) => rows::<false, true, false>(args, h, a, d1, &mut []),
-        (_, None, _) => rows::<false, false, false>(args, h, a, &mut [], &mut []),
+        (false, Some(d1), None) => rows::<false, true, false>(args, h, a, d1, &mut []),
+        (false, None, None) => rows::<false, false, false>(args, h, a, &mut [], &mut []),
+        (store_h, d1, d2) => panic!(
+            "tanh primal rows: store_h = {store_h} with d1 {} and d2 {} is not a kind of call the forward pass makes",
+            if d1.is_some() { "given" } else { "absent" },
+            if d2.is_some() { "given" } else { "absent" },
+        ),
     }
 }
 
