@@ -327,17 +327,22 @@ struct Tile<S> {
 unsafe fn tile<L: Lanes, const R: usize>(t: &Tile<L::S>) {
     let h = L::NR / 2;
     let mut acc = [[L::zero(); 2]; R];
-    let (mut ap, mut bp) = (t.a, t.panel);
+    // Rows 0..3 from `ap`, rows 3..6 from `ap3`, each at 0, 1 or 2 row strides: every
+    // broadcast address is a base plus a scaled index (as `[base + 2·rs]`), so no
+    // chain of additions runs through the rows at each step.
+    let (mut ap, mut ap3, mut bp) = (t.a, t.a.wrapping_add(3 * t.rs), t.panel);
     for _ in 0..t.k {
         let b0 = L::load(bp);
         let b1 = L::load(bp.add(h));
         for (r, acc_r) in acc.iter_mut().enumerate() {
-            let x = L::splat(ap.add(r * t.rs));
+            let base = if r < 3 { ap } else { ap3 };
+            let x = L::splat(base.add((r % 3) * t.rs));
             acc_r[0] = L::fma(x, b0, acc_r[0]);
             acc_r[1] = L::fma(x, b1, acc_r[1]);
         }
         // Past the last step these point one step beyond the data; never read.
         ap = ap.wrapping_add(t.cs);
+        ap3 = ap3.wrapping_add(t.cs);
         bp = bp.wrapping_add(t.ldb);
     }
     if t.n_cols == L::NR {
