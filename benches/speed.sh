@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The speed report of BENCHMARKS.md in one run (about 10 minutes on 2 cores):
+# The speed report of BENCHMARKS.md in one run (about 5 minutes on the 2-core Xeon of
+# BENCHMARKS.md, 12 on the older 2-core EPYC):
 #   1. training on 8gaussians with cnflow's defaults and with FFJORD's reference
 #      configuration: ms per iteration and per evaluation, NFE, GFLOP/s against a
 #      measured matrix-product peak, time to a KL gap of 0.1 and 0.03 nats, and the
@@ -44,6 +45,21 @@ done
 
 echo "## 3. density and sampling (default model, f32, exact trace, rtol = atol = 1e-5)"
 model="$out/default-1/model.json"
+# 10^4 points nine times each, alternating: the seconds each command reports, sorted,
+# and their median (the timings at this size move by ±10 % from run to run).
+"$cnflow" sample --model "$model" --n 10000 --output "$out/samples-10000.npy" --rtol 1e-5 --atol 1e-5 2>/dev/null
+s_times=(); d_times=()
+for r in $(seq 1 9); do
+  s_times+=("$("$cnflow" sample --model "$model" --n 10000 --output "$out/samples-10000.npy" \
+    --rtol 1e-5 --atol 1e-5 2>&1 | sed -n 's/.* in \([0-9.]*\) s .*/\1/p')")
+  d_times+=("$("$cnflow" density --model "$model" --input "$out/samples-10000.npy" --output "$out/log-p-10000.npy" \
+    --rtol 1e-5 --atol 1e-5 2>&1 | sed -n 's/.* in \([0-9.]*\) s .*/\1/p')")
+done
+for what in sample density; do
+  if [ "$what" = sample ]; then t=("${s_times[@]}"); else t=("${d_times[@]}"); fi
+  sorted=$(printf '%s\n' "${t[@]}" | sort -n)
+  echo "  $what 10000, nine runs (s): $(echo $sorted) -> median $(echo "$sorted" | sed -n 5p) s"
+done
 for n in 10000 100000 1000000; do
   /usr/bin/time -f "  sample $n: %e s, peak RSS %M KiB" \
     "$cnflow" sample --model "$model" --n "$n" --output "$out/samples-$n.npy" --rtol 1e-5 --atol 1e-5

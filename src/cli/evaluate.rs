@@ -247,7 +247,7 @@ fn density_in<T: Real>(args: &DensityArgs, file: &ModelFile) -> Result<()> {
     progress.finish();
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
-        "log p of {n_points} points in {seconds:.2} s {}",
+        "log p of {n_points} points in {seconds:.3} s {}",
         work_summary(n_points, seconds, n_evals)
     );
     Ok(())
@@ -275,7 +275,7 @@ fn sample_in<T: Real>(args: &SampleArgs, file: &ModelFile) -> Result<()> {
     progress.finish();
     let seconds = started.elapsed().as_secs_f64();
     eprintln!(
-        "{} samples in {seconds:.2} s {}",
+        "{} samples in {seconds:.3} s {}",
         args.n,
         work_summary(args.n, seconds, stats.n_evals)
     );
@@ -328,7 +328,7 @@ fn eval_in<T: Real>(args: &EvalArgs, file: &ModelFile) -> Result<()> {
             println!("KL gap      {:.4} nats", nll - h);
         }
         println!("NFE         {n_evals} (all chunks, {})", T::NAME);
-        println!("time        {seconds:.2} s");
+        println!("time        {seconds:.3} s");
     }
     Ok(())
 }
