@@ -175,56 +175,61 @@ pub(crate) unsafe fn gemm<L: Lanes>(
     let need = k.min(KC) * n.next_multiple_of(L::NR);
     let align = scratch.as_ptr().align_offset(64).min(NR_MAX);
     assert!(scratch.len() >= align + need, "gemm: scratch too short");
-    let pack = &mut scratch[align..align + need];
+    let o = Operands {
+        dims,
+        st,
+        a,
+        b,
+        accumulate,
+        pack: &mut scratch[align..align + need],
+        c,
+    };
     // SAFETY: the caller guarantees `L`'s instruction set; the asserts above bound every
     // index the kernel forms (A and B through their last element, C as m × n, the packed
     // panels within `pack`).
     if L::WIDE {
-        gemm_avx512::<L>(dims, st, a, b, accumulate, pack, c);
+        gemm_avx512::<L>(o);
     } else {
-        gemm_avx2::<L>(dims, st, a, b, accumulate, pack, c);
+        gemm_avx2::<L>(o);
     }
+}
+
+/// The operands of one product, checked by [`gemm`]: `pack` is the aligned part of the
+/// scratch the panels of `B` need.
+struct Operands<'a, S> {
+    dims: Dims,
+    st: Strides,
+    a: &'a [S],
+    b: &'a [S],
+    accumulate: bool,
+    pack: &'a mut [S],
+    c: &'a mut [S],
 }
 
 /// [`blocks`] compiled for AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gemm_avx2<L: Lanes>(
-    dims: Dims,
-    st: Strides,
-    a: &[L::S],
-    b: &[L::S],
-    accumulate: bool,
-    pack: &mut [L::S],
-    c: &mut [L::S],
-) {
-    blocks::<L>(dims, st, a, b, accumulate, pack, c);
+unsafe fn gemm_avx2<L: Lanes>(o: Operands<'_, L::S>) {
+    blocks::<L>(o);
 }
 
 /// [`blocks`] compiled for AVX-512F.
 #[target_feature(enable = "avx512f,avx2,fma")]
-unsafe fn gemm_avx512<L: Lanes>(
-    dims: Dims,
-    st: Strides,
-    a: &[L::S],
-    b: &[L::S],
-    accumulate: bool,
-    pack: &mut [L::S],
-    c: &mut [L::S],
-) {
-    blocks::<L>(dims, st, a, b, accumulate, pack, c);
+unsafe fn gemm_avx512<L: Lanes>(o: Operands<'_, L::S>) {
+    blocks::<L>(o);
 }
 
 /// The loop over blocks of `k`, tiles of rows and panels of columns.
 #[inline(always)]
-unsafe fn blocks<L: Lanes>(
-    dims: Dims,
-    st: Strides,
-    a: &[L::S],
-    b: &[L::S],
-    accumulate: bool,
-    pack: &mut [L::S],
-    c: &mut [L::S],
-) {
+unsafe fn blocks<L: Lanes>(o: Operands<'_, L::S>) {
+    let Operands {
+        dims,
+        st,
+        a,
+        b,
+        accumulate,
+        pack,
+        c,
+    } = o;
     let Dims { m, k, n } = dims;
     let nr = L::NR;
     let n_panels = n.div_ceil(nr);
