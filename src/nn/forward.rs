@@ -177,7 +177,7 @@ struct HiddenArgs<'a, T> {
 ///
 /// Dispatches at run time to an AVX2 build of the same loop when the CPU has it (the
 /// crate is compiled for baseline x86-64, whose SSE2 vectors are half as wide), and for
-/// tanh in `f32` to the hand-written kernel of [`tanh_avx2`](crate::nn::tanh_avx2).
+/// tanh in `f32` to the hand-written kernel of [`tanh_x86`](crate::nn::tanh_x86).
 fn hidden_rows<A: ActFn, T: Real>(args: &HiddenArgs<'_, T>, h: &mut [T], a: &mut [T], d1: &mut [T], d2: &mut [T]) {
     #[cfg(target_arch = "x86_64")]
     if crate::nn::has_avx2() {
@@ -223,7 +223,7 @@ fn tanh_f32_primal_rows<T: Real>(
         Keep::Nothing => (None, None, false),
     };
     // SAFETY: the caller checked AVX2 and FMA.
-    unsafe { crate::nn::tanh_avx2::primal_rows(args.n_batch, args.n_out, bias, g, c, h, a, d1, d2, store_h) };
+    unsafe { crate::nn::tanh_x86::primal_rows(args.n_batch, args.n_out, bias, g, c, h, a, d1, d2, store_h) };
     true
 }
 

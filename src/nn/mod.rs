@@ -74,7 +74,7 @@ mod mlp;
 mod probes;
 mod reverse;
 #[cfg(target_arch = "x86_64")]
-mod tanh_avx2;
+mod tanh_x86;
 mod thin;
 mod workspace;
 

@@ -86,9 +86,14 @@ fn forward_impl<T: Real>(x: &[T], w: &[T], n_in: usize, n_out: usize, wt: &mut [
     } else {
         let wt = &mut wt[..n_in * n_out];
         transpose(w, n_out, n_in, wt);
+        let (wt0, wt_rest) = wt.split_at(n_out);
         for (hr, xr) in h.chunks_exact_mut(n_out).zip(x.chunks_exact(n_in)) {
-            hr.fill(T::zero());
-            for (&xv, wtr) in xr.iter().zip(wt.chunks_exact(n_out)) {
+            // The first input's products overwrite `h`, the others add to them.
+            let x0 = xr[0];
+            for (hv, &wv) in hr.iter_mut().zip(wt0) {
+                *hv = x0 * wv;
+            }
+            for (&xv, wtr) in xr[1..].iter().zip(wt_rest.chunks_exact(n_out)) {
                 axpy(xv, wtr, hr);
             }
         }
@@ -149,6 +154,42 @@ fn input_grad_impl<T: Real>(u: &[T], w: &[T], n_in: usize, n_out: usize, wt: &mu
         for (gr, ur) in gx.chunks_exact_mut(n_in).zip(u.chunks_exact(n_out)) {
             for (gv, wtr) in gr.iter_mut().zip(wt.chunks_exact(n_out)) {
                 *gv = dot(ur, wtr);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `forward` against a plain triple loop in `f64`, for every narrow and wide width up
+    /// to [`THIN`], with row lengths that leave a scalar tail after the partial sums, and
+    /// for the general path.
+    #[test]
+    fn forward_matches_plain_product() {
+        let rows = 5;
+        let mut shapes = vec![(6, 6)];
+        for t in 1..=THIN {
+            for wide in [64, 13, 8, 5] {
+                shapes.push((wide, t));
+                shapes.push((t, wide));
+            }
+        }
+        for (n_in, n_out) in shapes {
+            let x: Vec<f64> = (0..rows * n_in).map(|i| ((i * 37) % 23) as f64 / 7.0 - 1.5).collect();
+            let w: Vec<f64> = (0..n_out * n_in).map(|i| ((i * 53) % 29) as f64 / 11.0 - 1.2).collect();
+            let (mut wt, mut h) = (vec![f64::NAN; n_in * n_out], vec![f64::NAN; rows * n_out]);
+            forward(&x, &w, n_in, n_out, &mut wt, &mut h);
+            for r in 0..rows {
+                for j in 0..n_out {
+                    let want: f64 = (0..n_in).map(|i| x[r * n_in + i] * w[j * n_in + i]).sum();
+                    let got = h[r * n_out + j];
+                    assert!(
+                        (got - want).abs() <= 1e-13 * (1.0 + want.abs()),
+                        "{n_in}→{n_out} [{r},{j}]: {got} vs {want}"
+                    );
+                }
             }
         }
     }
