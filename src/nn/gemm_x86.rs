@@ -25,7 +25,7 @@ const MR: usize = 6;
 /// and FMA otherwise); the pointer methods need `NR / 2` (or one, for `splat`) readable
 /// or writable elements at `p`.
 pub(crate) trait Lanes: 'static {
-    type S: Copy + Default + std::ops::Add<Output = Self::S> + 'static;
+    type S: Copy + Default + std::ops::Add<Output = Self::S> + std::ops::Mul<Output = Self::S> + 'static;
     type V: Copy;
     /// Panel width: two vectors.
     const NR: usize;

@@ -76,6 +76,8 @@ mod reverse;
 #[cfg(target_arch = "x86_64")]
 mod tanh_x86;
 mod thin;
+#[cfg(target_arch = "x86_64")]
+mod thin_x86;
 mod workspace;
 
 pub use activation::{fast_tanh, fast_tanh_f32, fast_tanh_f64, Activation};

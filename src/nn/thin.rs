@@ -3,8 +3,9 @@
 //! at a small fraction of its peak. All buffers are row-major; `W` is `n_out × n_in`.
 //!
 //! Dot products use eight explicit accumulators so that the compiler can vectorise
-//! them without reassociating floating-point sums; the loops are also compiled for
-//! AVX2 and chosen at run time.
+//! them without reassociating floating-point sums; the gradient loops are also compiled
+//! for AVX2 and chosen at run time. The forward product, the one sampling and density
+//! evaluation run, has intrinsic kernels on x86-64 (`thin_x86.rs`).
 
 use crate::Real;
 
@@ -68,11 +69,41 @@ macro_rules! dispatch_avx2 {
     };
 }
 
-dispatch_avx2! {
-    /// `h = x Wᵀ` (`rows × n_out`), overwriting `h`.
-    fn forward / forward_avx2 / forward_impl(
-        x: &[T], w: &[T], n_in: usize, n_out: usize, wt: &mut [T], h: &mut [T]
-    )
+/// `h = x Wᵀ` (`rows × n_out`), overwriting `h`: on the kernels of
+/// [`thin_x86`](crate::nn::thin_x86) when the CPU has AVX2 and FMA (AVX-512F: the
+/// 512-bit build), otherwise on the loops below.
+pub(crate) fn forward<T: Real>(x: &[T], w: &[T], n_in: usize, n_out: usize, wt: &mut [T], h: &mut [T]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::nn::has_avx2() {
+        use crate::nn::gemm::{cast, cast_mut};
+        use crate::nn::gemm_x86::{F32x16, F32x8, F64x4, F64x8};
+        use crate::nn::thin_x86::forward as fwd;
+        let wide = crate::nn::has_avx512();
+        // SAFETY: the CPU has AVX2 and FMA, and AVX-512F when `wide` (checked above).
+        let done = unsafe {
+            if let (Some(x), Some(w), Some(wt), Some(h)) = (cast::<T, f32>(x), cast(w), cast_mut(wt), cast_mut(h)) {
+                if wide {
+                    fwd::<F32x16>(x, w, n_in, n_out, wt, h)
+                } else {
+                    fwd::<F32x8>(x, w, n_in, n_out, wt, h)
+                }
+            } else if let (Some(x), Some(w), Some(wt), Some(h)) =
+                (cast::<T, f64>(x), cast(w), cast_mut(wt), cast_mut(h))
+            {
+                if wide {
+                    fwd::<F64x8>(x, w, n_in, n_out, wt, h)
+                } else {
+                    fwd::<F64x4>(x, w, n_in, n_out, wt, h)
+                }
+            } else {
+                false
+            }
+        };
+        if done {
+            return;
+        }
+    }
+    forward_impl(x, w, n_in, n_out, wt, h);
 }
 
 #[inline(always)]
@@ -163,11 +194,11 @@ fn input_grad_impl<T: Real>(u: &[T], w: &[T], n_in: usize, n_out: usize, wt: &mu
 mod tests {
     use super::*;
 
-    /// `forward` against a plain triple loop in `f64`, for every narrow and wide width up
-    /// to [`THIN`], with row lengths that leave a scalar tail after the partial sums, and
-    /// for the general path.
+    /// The portable loops of `forward` (x86-64 runs `thin_x86`, tested there) against a
+    /// plain triple loop in `f64`, for every narrow and wide width up to [`THIN`], with
+    /// row lengths that leave a scalar tail, and for the general path.
     #[test]
-    fn forward_matches_plain_product() {
+    fn portable_forward_matches_plain_product() {
         let rows = 5;
         let mut shapes = vec![(6, 6)];
         for t in 1..=THIN {
@@ -180,7 +211,7 @@ mod tests {
             let x: Vec<f64> = (0..rows * n_in).map(|i| ((i * 37) % 23) as f64 / 7.0 - 1.5).collect();
             let w: Vec<f64> = (0..n_out * n_in).map(|i| ((i * 53) % 29) as f64 / 11.0 - 1.2).collect();
             let (mut wt, mut h) = (vec![f64::NAN; n_in * n_out], vec![f64::NAN; rows * n_out]);
-            forward(&x, &w, n_in, n_out, &mut wt, &mut h);
+            forward_impl(&x, &w, n_in, n_out, &mut wt, &mut h);
             for r in 0..rows {
                 for j in 0..n_out {
                     let want: f64 = (0..n_in).map(|i| x[r * n_in + i] * w[j * n_in + i]).sum();
