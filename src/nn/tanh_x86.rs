@@ -9,8 +9,8 @@
 //! about a fifth faster than LLVM's vectorisation of the scalar code (which may not fuse
 //! `a·b + c`). The AVX-512 build replaces the division, whose throughput per lane does
 //! not improve with the wider vectors, by a 14-bit reciprocal estimate refined by one
-//! residual step. Results differ from the scalar form by an ulp or two (tests/nn_tanh.rs
-//! compares every build with `f64::tanh`).
+//! residual step. Results differ from the scalar form by an ulp or two (the test below
+//! compares every build with it, and tests/nn_tanh.rs the scalar form with `f64::tanh`).
 
 use std::arch::x86_64::*;
 
