@@ -84,7 +84,7 @@ impl FromStr for Activation {
 /// A statically dispatched activation: the layer kernels are monomorphised per
 /// implementation so that the element loop has no branch on the activation.
 pub(crate) trait ActFn {
-    /// Whether this is [`Tanh`], which has an AVX2 kernel of its own for `f32`.
+    /// Whether this is [`Tanh`], which has an AVX2 / AVX-512 kernel of its own for `f32`.
     const IS_TANH: bool = false;
 
     /// `(φ(y), φ'(y), φ''(y))`.

@@ -14,6 +14,8 @@ use std::arch::x86_64::*;
 use super::gemm_x86::{F32x16, F32x8, F64x4, F64x8, Lanes};
 use super::thin::THIN;
 
+const _: () = assert!(THIN == 4, "the wide kernel is instantiated for 1..=4 inputs");
+
 /// A sum across the lanes of a vector.
 ///
 /// # Safety
@@ -62,7 +64,8 @@ impl Reduce for F64x8 {
 /// otherwise.
 ///
 /// # Panics
-/// If a slice is shorter than its shape says.
+/// If a slice is shorter than its shape says (or a shape's size overflows), or `h` is
+/// not whole rows of `n_out`.
 pub(crate) unsafe fn forward<L: Reduce>(
     x: &[L::S],
     w: &[L::S],
@@ -75,9 +78,15 @@ pub(crate) unsafe fn forward<L: Reduce>(
         return false;
     }
     let rows = h.len() / n_out;
-    assert!(w.len() >= n_in * n_out && x.len() >= rows * n_in && h.len() == rows * n_out);
+    let size = |a: usize, b: usize| a.checked_mul(b).expect("thin forward: shape size overflows");
+    let w_len = size(n_in, n_out);
+    assert!(h.len() == rows * n_out, "thin forward: h is not whole rows of {n_out}");
+    assert!(
+        w.len() >= w_len && x.len() >= size(rows, n_in),
+        "thin forward: x or W shorter than its shape"
+    );
     if n_out > THIN {
-        assert!(wt.len() >= n_in * n_out);
+        assert!(wt.len() >= w_len);
         for j in 0..n_out {
             for i in 0..n_in {
                 wt[i * n_out + j] = w[j * n_in + i];
@@ -127,7 +136,8 @@ unsafe fn kernels<L: Reduce>(shape: Shape, x: &[L::S], w: &[L::S], wt: &[L::S], 
             1 => wide::<L, 1>(shape, x, wt, h),
             2 => wide::<L, 2>(shape, x, wt, h),
             3 => wide::<L, 3>(shape, x, wt, h),
-            _ => wide::<L, 4>(shape, x, wt, h),
+            4 => wide::<L, 4>(shape, x, wt, h),
+            n_in => unreachable!("a thin layer with {n_in} inputs and {} outputs", shape.n_out),
         }
     }
 }
@@ -199,7 +209,7 @@ mod tests {
     fn check<L: Reduce>(to: fn(f64) -> L::S, back: fn(L::S) -> f64, tol: f64) {
         let rows = 5;
         for t in 1..=THIN {
-            for other in [64, 53, 40, 13, 8, 5] {
+            for other in [64, 53, 40, 13, 8, 5, 3, 1] {
                 for (n_in, n_out) in [(other, t), (t, other)] {
                     let x: Vec<f64> = (0..rows * n_in).map(|i| ((i * 37) % 23) as f64 / 7.0 - 1.5).collect();
                     let w: Vec<f64> = (0..n_out * n_in).map(|i| ((i * 53) % 29) as f64 / 11.0 - 1.2).collect();
@@ -227,6 +237,10 @@ mod tests {
         let mut h = vec![to(0.0); 5];
         // SAFETY: as above; a layer that is not thin is refused before anything is read.
         assert!(!unsafe { forward::<L>(&[], &[], 5, 5, &mut [], &mut h) });
+        // No rows: nothing is read or written but `Wᵀ`.
+        let (w, mut wt) = (vec![to(1.0); 2 * 7], vec![to(0.0); 2 * 7]);
+        // SAFETY: as above.
+        assert!(unsafe { forward::<L>(&[], &w, 2, 7, &mut wt, &mut []) });
     }
 
     #[test]
