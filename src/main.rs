@@ -19,7 +19,7 @@ fn main() {
         })
         .unwrap_or_default();
     if let Err(err) = cli::run(cli, &explicit) {
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", cli::common::one_line(&err));
         std::process::exit(1);
     }
 }

@@ -362,6 +362,27 @@ fn bad_model_files_are_refused_naming_the_file_and_the_problem() {
         }
     }
     fails(&cnflow(&["sample", "--model", p(&run.dir)]), &["directory"]);
+    // A missing file: named, with the reason given once.
+    let missing = tmp.path().join("missing.json");
+    let out = cnflow(&["sample", "--model", p(&missing), "-n", "2"]);
+    fails(&out, &["missing.json", "cannot read the model file"]);
+    let err = text(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.matches("os error").count() == 1, "the reason repeated: {err}");
+    // An output that cannot be written: the same.
+    let out = cnflow(&[
+        "sample",
+        "--model",
+        p(&run.model),
+        "-n",
+        "2",
+        "--output",
+        p(&tmp.path().join("no-such-folder").join("x.csv")),
+    ]);
+    fails(&out, &["no-such-folder", "x.csv"]);
+    let err = text(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.matches("os error").count() == 1, "the reason repeated: {err}");
 }
 
 #[test]

@@ -218,3 +218,33 @@ pub fn work_summary(n_points: usize, seconds: f64, n_evals: usize) -> String {
     let memory = peak_rss_kb().map_or(String::new(), |kb| format!(", peak RSS {:.0} MB", kb as f64 / 1024.0));
     format!("({n_evals} evaluations, {rate:.0} points/s{memory})")
 }
+
+/// The error and its causes on one line, as `error: {err:#}` would print them, but
+/// leaving out a cause whose text the message already contains (most of cnflow's errors
+/// quote their underlying reason and also keep it as their source, for library users).
+pub fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.contains(&text) {
+            line = format!("{line}: {text}");
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn one_line_keeps_new_causes_and_drops_repeated_ones() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let quoted = anyhow::Error::new(io()).context("m.json: cannot read: no such file");
+        assert_eq!(one_line(&quoted), "m.json: cannot read: no such file");
+        let bare = anyhow::Error::new(io()).context("m.json: cannot read");
+        assert_eq!(one_line(&bare), "m.json: cannot read: no such file");
+    }
+}

@@ -1,7 +1,7 @@
 //! The commands of the `cnflow` program.
 
 pub mod args;
-mod common;
+pub mod common;
 mod datasets;
 mod evaluate;
 mod plot;

@@ -480,7 +480,7 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
     if problem.dim == 2 && state.iter > 0 {
         match draw_run_pictures(out, &model_path, &metrics_path, &problem, args.seed) {
             Ok(files) => eprintln!("pictures: {files}"),
-            Err(e) => eprintln!("could not draw the pictures: {e:#}"),
+            Err(e) => eprintln!("could not draw the pictures: {}", super::common::one_line(&e)),
         }
     }
     match reason {
