@@ -685,3 +685,87 @@ fn reference_selects_ffjords_configuration_and_explicit_flags_win() {
     ok(&small_run(&rk4, "2", &["--solver", "rk4"]));
     assert_eq!(args_of(&rk4)["steps"].as_u64(), Some(4));
 }
+
+/// The portable loops and the AVX2 and AVX-512 kernels (as far as the CPU has them;
+/// `CNFLOW_SIMD` narrows the choice) train, sample and evaluate alike, on a field whose
+/// products are wide (64) and ragged against both vector widths (48).
+#[test]
+fn every_kernel_level_gives_the_same_results() {
+    let tmp = tempfile::tempdir().unwrap();
+    let with = |level: &str, args: &[&str]| -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_cnflow"))
+            .env("CNFLOW_SIMD", level)
+            .args(args)
+            .output()
+            .expect("cnflow runs");
+        ok(&out)
+    };
+    let numbers = |s: &str| -> Vec<f64> { s.split([',', '\n']).filter_map(|v| v.trim().parse().ok()).collect() };
+    let levels = ["none", "avx2", "avx512"];
+    let mut losses = Vec::new();
+    for level in levels {
+        let dir = tmp.path().join(level);
+        with(
+            level,
+            &[
+                "train",
+                "--iters",
+                "5",
+                "--batch",
+                "64",
+                "--hidden",
+                "64-48",
+                "--eval-every",
+                "5",
+                "--test-size",
+                "200",
+                "--out",
+                p(&dir),
+            ],
+        );
+        let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+        let last = metrics.lines().last().unwrap();
+        losses.push(last.split(',').nth(1).unwrap().parse::<f64>().unwrap());
+    }
+    for (level, loss) in levels.iter().zip(&losses) {
+        assert!(
+            (loss - losses[2]).abs() <= 1e-6 * losses[2].abs(),
+            "{level}: loss {loss} vs {}",
+            losses[2]
+        );
+    }
+    let model = tmp.path().join("avx512").join("model.json");
+    let sample = |level| {
+        numbers(&with(
+            level,
+            &["sample", "--model", p(&model), "-n", "30", "--seed", "3"],
+        ))
+    };
+    let nll = |level| {
+        let json = with(
+            level,
+            &[
+                "eval",
+                "--model",
+                p(&model),
+                "--data",
+                "8gaussians",
+                "-n",
+                "200",
+                "--json",
+            ],
+        );
+        serde_json::from_str::<serde_json::Value>(json.trim()).unwrap()["nll"]
+            .as_f64()
+            .unwrap()
+    };
+    let (want_s, want_nll) = (sample("avx512"), nll("avx512"));
+    assert_eq!(want_s.len(), 60);
+    for level in ["none", "avx2"] {
+        let got = sample(level);
+        let worst = got.iter().zip(&want_s).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(got.len() == 60 && worst <= 1e-5, "{level}: samples differ by {worst}");
+        let got = nll(level);
+        assert!((got - want_nll).abs() <= 1e-6, "{level}: NLL {got} vs {want_nll}");
+    }
+}

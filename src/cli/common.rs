@@ -212,11 +212,12 @@ pub fn peak_rss_kb() -> Option<u64> {
         .ok()
 }
 
-/// The tail of a one-line report: "(E evaluations, R points/s, peak RSS M MB)".
+/// The tail of a one-line report: "(E evaluations, R points/s, SIMD kernels, peak RSS M MB)".
 pub fn work_summary(n_points: usize, seconds: f64, n_evals: usize) -> String {
     let rate = n_points as f64 / seconds.max(1e-9);
     let memory = peak_rss_kb().map_or(String::new(), |kb| format!(", peak RSS {:.0} MB", kb as f64 / 1024.0));
-    format!("({n_evals} evaluations, {rate:.0} points/s{memory})")
+    let simd = cnflow::nn::simd_in_use();
+    format!("({n_evals} evaluations, {rate:.0} points/s, {simd} kernels{memory})")
 }
 
 /// The error and its causes on one line, as `error: {err:#}` would print them, but

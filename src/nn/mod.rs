@@ -86,17 +86,56 @@ pub use mlp::{Cotangents, FieldEval, FieldOutputs, Gradients, Mlp, TraceMode};
 pub use probes::{fill_probes, probes, ProbeKind};
 pub use workspace::Workspace;
 
-/// Whether the CPU has AVX2 and FMA (checked once, then cached by std).
+/// The widest vector instructions the kernels may use: what the CPU has, narrowed by
+/// the environment variable `CNFLOW_SIMD` (`avx2`: no 512-bit builds; `none`: the
+/// portable loops only), which exists to compare and test the narrower paths on a
+/// machine that has the wider ones. Read once per process.
+#[cfg(target_arch = "x86_64")]
+fn simd_level() -> u8 {
+    static LEVEL: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let cpu = if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
+            0
+        } else if std::is_x86_feature_detected!("avx512f") {
+            2
+        } else {
+            1
+        };
+        let cap = match std::env::var("CNFLOW_SIMD").as_deref() {
+            Ok("none") => 0,
+            Ok("avx2") => 1,
+            _ => 2,
+        };
+        cpu.min(cap)
+    })
+}
+
+/// Whether the kernels may use AVX2 and FMA (the CPU has them and `CNFLOW_SIMD` is not
+/// `none`).
 #[cfg(target_arch = "x86_64")]
 #[inline]
 pub(crate) fn has_avx2() -> bool {
-    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    simd_level() >= 1
 }
 
-/// Whether the CPU has AVX-512F besides AVX2 and FMA (checked once, then cached by std).
+/// Whether the kernels may use AVX-512F besides AVX2 and FMA (the CPU has it and
+/// `CNFLOW_SIMD` is unset or `avx512`).
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn has_avx512() -> bool {
-    has_avx2() && std::is_x86_feature_detected!("avx512f")
+    simd_level() >= 2
+}
+
+/// The kernels this process runs: `"AVX-512"`, `"AVX2"` or `"portable"` (see the
+/// environment variable `CNFLOW_SIMD`).
+pub fn simd_in_use() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        ["portable", "AVX2", "AVX-512"][simd_level() as usize]
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        "portable"
+    }
 }
 
 /// Errors of the neural-field module: bad configurations and mismatched buffer shapes.
