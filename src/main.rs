@@ -6,6 +6,15 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 
 fn main() {
+    if let Ok(v) = std::env::var("CNFLOW_SIMD") {
+        if !cnflow::nn::SIMD_CHOICES.contains(&v.as_str()) {
+            eprintln!(
+                "error: CNFLOW_SIMD={v} is not one of {}; unset it to use the widest kernels the CPU has",
+                cnflow::nn::SIMD_CHOICES.join(", ")
+            );
+            std::process::exit(2);
+        }
+    }
     let matches = cli::args::Cli::command().get_matches();
     let cli = cli::args::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // Which train flags the user typed (a resumed run keeps the others from its checkpoint).

@@ -702,6 +702,12 @@ fn every_kernel_level_gives_the_same_results() {
     };
     let numbers = |s: &str| -> Vec<f64> { s.split([',', '\n']).filter_map(|v| v.trim().parse().ok()).collect() };
     let levels = ["none", "avx2", "avx512"];
+    let bad = Command::new(env!("CARGO_BIN_EXE_cnflow"))
+        .env("CNFLOW_SIMD", "AVX2")
+        .args(["datasets"])
+        .output()
+        .unwrap();
+    fails(&bad, &["CNFLOW_SIMD=AVX2", "avx512, avx2, none"]);
     let mut losses = Vec::new();
     for level in levels {
         let dir = tmp.path().join(level);

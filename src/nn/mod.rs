@@ -86,6 +86,10 @@ pub use mlp::{Cotangents, FieldEval, FieldOutputs, Gradients, Mlp, TraceMode};
 pub use probes::{fill_probes, probes, ProbeKind};
 pub use workspace::Workspace;
 
+/// The values `CNFLOW_SIMD` may take, widest first (others are ignored by the library;
+/// the `cnflow` program refuses them).
+pub const SIMD_CHOICES: [&str; 3] = ["avx512", "avx2", "none"];
+
 /// The widest vector instructions the kernels may use: what the CPU has, narrowed by
 /// the environment variable `CNFLOW_SIMD` (`avx2`: no 512-bit builds; `none`: the
 /// portable loops only), which exists to compare and test the narrower paths on a
@@ -101,11 +105,10 @@ fn simd_level() -> u8 {
         } else {
             1
         };
-        let cap = match std::env::var("CNFLOW_SIMD").as_deref() {
-            Ok("none") => 0,
-            Ok("avx2") => 1,
-            _ => 2,
-        };
+        let cap = std::env::var("CNFLOW_SIMD")
+            .ok()
+            .and_then(|v| SIMD_CHOICES.iter().position(|&c| c == v))
+            .map_or(2, |i| 2 - i as u8);
         cpu.min(cap)
     })
 }
