@@ -36,65 +36,72 @@ pub(crate) trait TanhLanes: Lanes<S = f32> {
     unsafe fn quotient(a: Self::V, b: Self::V) -> Self::V;
 }
 
-impl TanhLanes for F32x8 {
-    const W: usize = 8;
-    #[inline(always)]
-    unsafe fn set1(x: f32) -> __m256 {
-        _mm256_set1_ps(x)
-    }
-    #[inline(always)]
-    unsafe fn mul(a: __m256, b: __m256) -> __m256 {
-        _mm256_mul_ps(a, b)
-    }
-    #[inline(always)]
-    unsafe fn min(a: __m256, b: __m256) -> __m256 {
-        _mm256_min_ps(a, b)
-    }
-    #[inline(always)]
-    unsafe fn max(a: __m256, b: __m256) -> __m256 {
-        _mm256_max_ps(a, b)
-    }
-    #[inline(always)]
-    unsafe fn fnmadd(a: __m256, b: __m256, c: __m256) -> __m256 {
-        _mm256_fnmadd_ps(a, b, c)
-    }
-    #[inline(always)]
-    unsafe fn quotient(a: __m256, b: __m256) -> __m256 {
-        _mm256_div_ps(a, b)
-    }
+/// Implements [`TanhLanes`] for a marker type from its intrinsics and its quotient.
+macro_rules! tanh_lanes {
+    ($t:ty, $v:ty, $w:expr, $set1:ident, $mul:ident, $min:ident, $max:ident, $fnmadd:ident, $quotient:path) => {
+        impl TanhLanes for $t {
+            const W: usize = $w;
+            #[inline(always)]
+            unsafe fn set1(x: f32) -> $v {
+                $set1(x)
+            }
+            #[inline(always)]
+            unsafe fn mul(a: $v, b: $v) -> $v {
+                $mul(a, b)
+            }
+            #[inline(always)]
+            unsafe fn min(a: $v, b: $v) -> $v {
+                $min(a, b)
+            }
+            #[inline(always)]
+            unsafe fn max(a: $v, b: $v) -> $v {
+                $max(a, b)
+            }
+            #[inline(always)]
+            unsafe fn fnmadd(a: $v, b: $v, c: $v) -> $v {
+                $fnmadd(a, b, c)
+            }
+            #[inline(always)]
+            unsafe fn quotient(a: $v, b: $v) -> $v {
+                $quotient(a, b)
+            }
+        }
+    };
 }
 
-impl TanhLanes for F32x16 {
-    const W: usize = 16;
-    #[inline(always)]
-    unsafe fn set1(x: f32) -> __m512 {
-        _mm512_set1_ps(x)
-    }
-    #[inline(always)]
-    unsafe fn mul(a: __m512, b: __m512) -> __m512 {
-        _mm512_mul_ps(a, b)
-    }
-    #[inline(always)]
-    unsafe fn min(a: __m512, b: __m512) -> __m512 {
-        _mm512_min_ps(a, b)
-    }
-    #[inline(always)]
-    unsafe fn max(a: __m512, b: __m512) -> __m512 {
-        _mm512_max_ps(a, b)
-    }
-    #[inline(always)]
-    unsafe fn fnmadd(a: __m512, b: __m512, c: __m512) -> __m512 {
-        _mm512_fnmadd_ps(a, b, c)
-    }
-    /// `y₀ = a·r` with `r ≈ 1/b` to 14 bits, then `y₀ − r·(b·y₀ − a)`: the residual step
-    /// squares the estimate's relative error (2⁻²⁸, below an ulp). Written this way
-    /// round, `a = −0` gives −0 (as `a + r·(a − b·y₀)` would not), so tanh stays odd.
-    #[inline(always)]
-    unsafe fn quotient(a: __m512, b: __m512) -> __m512 {
-        let r = _mm512_rcp14_ps(b);
-        let y0 = _mm512_mul_ps(a, r);
-        _mm512_fnmadd_ps(r, _mm512_fmsub_ps(b, y0, a), y0)
-    }
+tanh_lanes!(
+    F32x8,
+    __m256,
+    8,
+    _mm256_set1_ps,
+    _mm256_mul_ps,
+    _mm256_min_ps,
+    _mm256_max_ps,
+    _mm256_fnmadd_ps,
+    _mm256_div_ps
+);
+tanh_lanes!(
+    F32x16,
+    __m512,
+    16,
+    _mm512_set1_ps,
+    _mm512_mul_ps,
+    _mm512_min_ps,
+    _mm512_max_ps,
+    _mm512_fnmadd_ps,
+    quotient_avx512
+);
+
+/// `a / b` on sixteen lanes without the division, whose throughput per lane does not
+/// grow with the vector width: `y₀ = a·r` with `r ≈ 1/b` to 14 bits, then
+/// `y₀ − r·(b·y₀ − a)`, a residual step that squares the estimate's relative error
+/// (2⁻²⁸, below an ulp). Written this way round, `a = −0` gives −0 (as
+/// `y₀ + r·(a − b·y₀)` would not), so tanh stays odd.
+#[inline(always)]
+unsafe fn quotient_avx512(a: __m512, b: __m512) -> __m512 {
+    let r = _mm512_rcp14_ps(b);
+    let y0 = _mm512_mul_ps(a, r);
+    _mm512_fnmadd_ps(r, _mm512_fmsub_ps(b, y0, a), y0)
 }
 
 /// `tanh` of one vector per entry: `x·P(x²)/Q(x²)` on `x` clamped to ±9, then clamped
