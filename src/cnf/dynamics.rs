@@ -12,7 +12,7 @@
 //! the one second-order kernel that the adjoint and backprop share.
 
 use super::field::{Cotangents, Field, FieldOutputs, TraceMode};
-use crate::ode::OdeSystem;
+use crate::ode::{OdeSystem, StepEvent};
 use crate::Real;
 
 /// Where each part of a block's augmented state lives.
@@ -116,9 +116,11 @@ pub(crate) struct Record<T, W> {
     pub raw: Vec<T>,
 }
 
-/// [`Augmented`] that keeps every evaluation on a tape, each with its own workspace, so
-/// that backprop needs no second forward pass. Past `limit` evaluations it drops the
-/// tape and keeps nothing more (backprop then recomputes).
+/// [`Augmented`] that keeps the evaluations that are stages of accepted steps on a
+/// tape, each with its own workspace, so that backprop needs no second forward pass.
+/// The driver's [`StepEvent`]s say which evaluations were stages; the slots of the
+/// others are reused. Past `limit` live records it drops the tape and keeps nothing
+/// more (backprop then recomputes).
 pub(crate) struct Taped<'a, T: Real, F: Field<T>> {
     pub field: &'a F,
     pub t_end: T,
@@ -126,6 +128,14 @@ pub(crate) struct Taped<'a, T: Real, F: Field<T>> {
     pub mode: TraceMode<'a, T>,
     pub n_tangents: usize,
     pub tape: Vec<Record<T, F::Workspace>>,
+    /// Per accepted step, the tape slots of its stages `k_1..k_s` (`s` entries a step).
+    pub steps: Vec<usize>,
+    /// Slots whose evaluations were not stages, free to be overwritten.
+    pub vacant: Vec<usize>,
+    /// Slots of the evaluations since the last step event.
+    pub pending: Vec<usize>,
+    /// Slot of the current step's first stage.
+    pub first: Option<usize>,
     /// Records of earlier solves (same shapes) to reuse before allocating new ones.
     pub free: &'a mut Vec<Record<T, F::Workspace>>,
     pub limit: usize,
@@ -134,11 +144,46 @@ pub(crate) struct Taped<'a, T: Real, F: Field<T>> {
     pub spare: Option<F::Workspace>,
 }
 
+impl<'a, T: Real, F: Field<T>> Taped<'a, T, F> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        field: &'a F,
+        t_end: T,
+        layout: Layout,
+        mode: TraceMode<'a, T>,
+        n_tangents: usize,
+        free: &'a mut Vec<Record<T, F::Workspace>>,
+        limit: usize,
+    ) -> Self {
+        Taped {
+            field,
+            t_end,
+            layout,
+            mode,
+            n_tangents,
+            tape: Vec::new(),
+            steps: Vec::new(),
+            vacant: Vec::new(),
+            pending: Vec::new(),
+            first: None,
+            free,
+            limit,
+            overflowed: false,
+            spare: None,
+        }
+    }
+
+    fn overflow(&mut self) {
+        self.overflowed = true;
+        self.free.append(&mut self.tape);
+        self.steps.clear();
+    }
+}
+
 impl<T: Real, F: Field<T>> OdeSystem<T> for Taped<'_, T, F> {
     fn rhs(&mut self, tau: T, s: &[T], ds: &mut [T]) {
-        if !self.overflowed && self.tape.len() >= self.limit {
-            self.overflowed = true;
-            self.free.append(&mut self.tape);
+        if !self.overflowed && self.vacant.is_empty() && self.tape.len() >= self.limit {
+            self.overflow();
         }
         if self.overflowed {
             let ws = self
@@ -148,10 +193,15 @@ impl<T: Real, F: Field<T>> OdeSystem<T> for Taped<'_, T, F> {
             scale_raw(&self.layout, self.t_end, ds);
             return;
         }
-        let mut rec = self.free.pop().unwrap_or_else(|| Record {
-            ws: self.field.workspace(self.layout.n_batch, self.n_tangents),
-            raw: vec![T::zero(); self.layout.len()],
+        let slot = self.vacant.pop().unwrap_or_else(|| {
+            let rec = self.free.pop().unwrap_or_else(|| Record {
+                ws: self.field.workspace(self.layout.n_batch, self.n_tangents),
+                raw: vec![T::zero(); self.layout.len()],
+            });
+            self.tape.push(rec);
+            self.tape.len() - 1
         });
+        let rec = &mut self.tape[slot];
         eval_raw(
             self.field,
             &mut rec.ws,
@@ -164,7 +214,26 @@ impl<T: Real, F: Field<T>> OdeSystem<T> for Taped<'_, T, F> {
         );
         ds.copy_from_slice(&rec.raw);
         scale_raw(&self.layout, self.t_end, ds);
-        self.tape.push(rec);
+        if self.first.is_none() {
+            self.first = Some(slot);
+        } else {
+            self.pending.push(slot);
+        }
+    }
+
+    fn step_event(&mut self, event: StepEvent) {
+        if self.overflowed {
+            return;
+        }
+        match event {
+            StepEvent::Probe => self.vacant.extend(self.pending.pop()),
+            StepEvent::Rejected => self.vacant.append(&mut self.pending),
+            StepEvent::Accepted { fsal } => {
+                self.steps.extend(self.first);
+                self.steps.append(&mut self.pending);
+                self.first = if fsal { self.steps.last().copied() } else { None };
+            }
+        }
     }
 }
 

@@ -221,7 +221,7 @@ pub fn loss_and_grad_in<T: Real, F: Field<T>, R: Rng + ?Sized>(
             grid_t,
             grid_s,
             tape,
-            step_evals,
+            steps,
         } = &mut passes[k];
         let mode = Trace::mode(probes);
         match config.grad {
@@ -270,7 +270,7 @@ pub fn loss_and_grad_in<T: Real, F: Field<T>, R: Rng + ?Sized>(
                         grid_t,
                         grid_s,
                         tape,
-                        step_evals,
+                        steps,
                     },
                     &mut eval,
                     &mut cot,
@@ -308,7 +308,8 @@ struct Steps<'a, T, W> {
     grid_t: &'a [T],
     grid_s: &'a [T],
     tape: &'a mut [Record<T, W>],
-    step_evals: &'a [(usize, usize)],
+    /// Per accepted step, the tape slots of its `s` stages.
+    steps: &'a [usize],
 }
 
 /// Reverse mode through one block's accepted steps; `cot` enters as `∂L/∂s(τ=1)` and
@@ -347,19 +348,11 @@ fn backprop_block<T: Real, F: Field<T>>(
         .map(|i| tab.b[i] != 0.0 || (i + 1..s_n).any(|l| tab.a[l][i] != 0.0))
         .collect();
     let n_steps = pass.grid_t.len() - 1;
-    // The tape holds every evaluation of the solve in order, rejected attempts included;
-    // `step_evals` says where each accepted step's stages are.
-    let tape_at = |n: usize, i: usize| {
-        let (k1, k2) = pass.step_evals[n];
-        if i == 0 {
-            k1
-        } else {
-            k2 + i - 1
-        }
-    };
+    // The tape holds the accepted steps' stages; `steps` says which slot holds which.
+    let tape_at = |n: usize, i: usize| pass.steps[n * s_n + i];
     let taped = !pass.tape.is_empty()
-        && pass.step_evals.len() == n_steps
-        && (0..n_steps).all(|n| tape_at(n, 0) < pass.tape.len() && tape_at(n, s_n - 1) < pass.tape.len());
+        && pass.steps.len() == n_steps * s_n
+        && pass.steps.iter().all(|&slot| slot < pass.tape.len());
     let mut replay: Vec<Record<T, F::Workspace>> = Vec::new();
     let mut stage_in = vec![T::zero(); len];
     let mut k_stage = vec![T::zero(); s_n * len];

@@ -126,11 +126,11 @@ pub(crate) struct BlockPass<T, W> {
     /// Accepted step grid and states (when kept).
     pub grid_t: Vec<T>,
     pub grid_s: Vec<T>,
-    /// Every evaluation of the block's forward solve, in order (when taped; empty if
-    /// it outgrew its budget).
+    /// The evaluations of the block's forward solve that are stages of accepted steps
+    /// (when taped; empty if it outgrew its budget).
     pub tape: Vec<Record<T, W>>,
-    /// Per accepted step, the tape positions of its stages (see `Solution::step_evals`).
-    pub step_evals: Vec<(usize, usize)>,
+    /// Per accepted step, the tape slots of its stages `k_1..k_s`.
+    pub steps: Vec<usize>,
 }
 
 /// What a forward pass keeps for the backward pass.
@@ -294,21 +294,12 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
                 steps: keep != Keep::Nothing,
             };
             let mut tape = Vec::new();
+            let mut steps = Vec::new();
             let sol = if let Keep::Tape(limit) = keep {
-                let mut sys = Taped {
-                    field: &block.field,
-                    t_end: block.t_end,
-                    layout,
-                    mode,
-                    n_tangents,
-                    tape: Vec::new(),
-                    free: &mut free[k],
-                    limit,
-                    overflowed: false,
-                    spare: None,
-                };
+                let mut sys = Taped::new(&block.field, block.t_end, layout, mode, n_tangents, &mut free[k], limit);
                 let sol = ode.solve(&mut sys, &s, T::zero(), T::one(), &save);
                 tape = sys.tape;
+                steps = sys.steps;
                 sol
             } else {
                 // Nothing differentiates this pass's evaluations (the adjoint solves its
@@ -338,7 +329,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
                 grid_t: sol.step_t,
                 grid_s: sol.step_y,
                 tape,
-                step_evals: sol.step_evals,
+                steps,
             });
         }
         pass.s = s;

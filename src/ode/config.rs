@@ -4,85 +4,9 @@
 //! `rtol` and `atol`. Everything is validated once, when a [`Solver`](super::Solver) is
 //! made or a solve starts; the stepping loop trusts it.
 
-use super::error::SolveError;
+use super::controller::PiController;
+use super::error::{ConfigError, SolveError};
 use super::tableau::Method;
-
-/// PI step-size controller (Gustafsson 1991; Hairer, Nørsett & Wanner, Solving ODEs I, §IV.2):
-///
-/// ```text
-/// h_new = h · clamp(safety · err_n^(-β1/k) · err_{n-1}^(β2/k), factor_min, factor_max)
-/// ```
-///
-/// where `err` is the weighted RMS error norm (accept when `err ≤ 1`) and `k` is one
-/// more than the lower order of the embedded pair. After a rejection the step never grows.
-/// The default gains `β1 = 0.85, β2 = 0.2` are those of Hairer's DOPRI5 code written per
-/// unit order (there `α = 0.17, β = 0.04` at `k = 5`); `β2 = 0` gives the I controller.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PiController {
-    /// Safety factor, in (0, 1].
-    pub safety: f64,
-    /// Smallest factor a step may shrink by, in (0, 1).
-    pub factor_min: f64,
-    /// Largest factor a step may grow by, > 1.
-    pub factor_max: f64,
-    /// Integral gain `β1`.
-    pub beta1: f64,
-    /// Proportional gain `β2` (0 gives the classical I controller).
-    pub beta2: f64,
-}
-
-impl Default for PiController {
-    fn default() -> Self {
-        PiController {
-            safety: 0.9,
-            factor_min: 0.2,
-            factor_max: 10.0,
-            beta1: 0.85,
-            beta2: 0.2,
-        }
-    }
-}
-
-impl PiController {
-    /// Step-size factor after an accepted step with error `err`, the previous accepted
-    /// step having had `err_prev`; `k` is the exponent order.
-    pub fn accept_factor(&self, err: f64, err_prev: f64, k: u32) -> f64 {
-        if err == 0.0 {
-            return self.factor_max;
-        }
-        let k = k as f64;
-        let f = self.safety * err.powf(-self.beta1 / k) * err_prev.powf(self.beta2 / k);
-        f.clamp(self.factor_min, self.factor_max)
-    }
-
-    /// Step-size factor after a rejected step with error `err > 1`.
-    pub fn reject_factor(&self, err: f64, k: u32) -> f64 {
-        if !err.is_finite() {
-            return self.factor_min;
-        }
-        (self.safety * err.powf(-1.0 / k as f64)).clamp(self.factor_min, 1.0)
-    }
-
-    fn validate(&self) -> Result<(), SolveError> {
-        let ok = self.safety > 0.0
-            && self.safety <= 1.0
-            && self.factor_min > 0.0
-            && self.factor_min < 1.0
-            && self.factor_max > 1.0
-            && self.factor_max.is_finite()
-            && self.beta1 > 0.0
-            && self.beta1.is_finite()
-            && self.beta2 >= 0.0
-            && self.beta2.is_finite();
-        if ok {
-            Ok(())
-        } else {
-            Err(SolveError::InvalidConfig(format!(
-                "controller {self:?}: need 0 < safety ≤ 1, 0 < factor_min < 1 < factor_max, beta1 > 0, beta2 ≥ 0"
-            )))
-        }
-    }
-}
 
 /// Adaptive step-size control by an embedded error estimate.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -97,7 +21,7 @@ pub struct Adaptive {
     pub h_min: f64,
     /// Largest step size allowed (magnitude).
     pub h_max: Option<f64>,
-    /// The step-size controller.
+    /// The step-size controller's gains (PI by default; I and PID are the same type).
     pub controller: PiController,
 }
 
@@ -214,53 +138,58 @@ impl SolverConfig {
 
     /// Checks every setting that does not depend on the state's dimension.
     pub fn validate(&self) -> Result<(), SolveError> {
-        let bad = |msg: String| Err(SolveError::InvalidConfig(msg));
+        if matches!(self.step, StepControl::Adaptive(_)) && !self.method.tableau().is_adaptive() {
+            return Err(ConfigError::NotAdaptive {
+                method: self.method.name(),
+            }
+            .into());
+        }
+        self.validate_steps()
+    }
+
+    /// [`SolverConfig::validate`] without the method (for a stepper or tableau of the
+    /// caller's own).
+    pub fn validate_steps(&self) -> Result<(), SolveError> {
+        let bad = |name: &'static str, value: f64, need: &'static str| {
+            Err(SolveError::InvalidConfig(ConfigError::Setting { name, value, need }))
+        };
         if self.max_steps == 0 {
-            return bad("max_steps must be at least 1".into());
+            return bad("max_steps", 0.0, "must be at least 1");
         }
         match &self.step {
             StepControl::Adaptive(a) => {
-                if !self.method.tableau().is_adaptive() {
-                    return bad(format!(
-                        "method {} has no error estimate, so it cannot adapt its step size; \
-                         use fixed steps, or choose bosh3, dopri5 or tsit5",
-                        self.method
-                    ));
-                }
                 if !(a.rtol >= 0.0 && a.rtol.is_finite()) {
-                    return bad(format!("rtol = {} must be a finite number ≥ 0", a.rtol));
+                    return bad("rtol", a.rtol, "must be a finite number ≥ 0");
                 }
                 if !(a.atol >= 0.0 && a.atol.is_finite()) {
-                    return bad(format!("atol = {} must be a finite number ≥ 0", a.atol));
+                    return bad("atol", a.atol, "must be a finite number ≥ 0");
                 }
                 if a.rtol == 0.0 && a.atol == 0.0 {
-                    return bad("rtol and atol are both 0; give at least one positive tolerance".into());
+                    return Err(ConfigError::ZeroTolerances.into());
                 }
                 if let Some(h0) = a.h0 {
                     if !(h0 > 0.0 && h0.is_finite()) {
-                        return bad(format!(
-                            "h0 = {h0} must be a finite number > 0 (its sign follows the span)"
-                        ));
+                        return bad("h0", h0, "must be a finite number > 0 (its sign follows the span)");
                     }
                 }
                 if !(a.h_min >= 0.0 && a.h_min.is_finite()) {
-                    return bad(format!("h_min = {} must be a finite number ≥ 0", a.h_min));
+                    return bad("h_min", a.h_min, "must be a finite number ≥ 0");
                 }
                 if let Some(h_max) = a.h_max {
                     if h_max.is_nan() || h_max <= 0.0 || h_max < a.h_min {
-                        return bad(format!("h_max = {h_max} must be > 0 and ≥ h_min = {}", a.h_min));
+                        return bad("h_max", h_max, "must be > 0 and ≥ h_min");
                     }
                 }
                 a.controller.validate()?;
             }
             StepControl::FixedSize(h) => {
                 if !(*h > 0.0 && h.is_finite()) {
-                    return bad(format!("fixed step size {h} must be a finite number > 0"));
+                    return bad("fixed step size", *h, "must be a finite number > 0");
                 }
             }
             StepControl::FixedSteps(n) => {
                 if *n == 0 {
-                    return bad("the number of fixed steps must be at least 1".into());
+                    return bad("the number of fixed steps", 0.0, "must be at least 1");
                 }
             }
         }

@@ -17,9 +17,9 @@ pub enum SolveError {
         /// The common time.
         t: f64,
     },
-    /// The solver configuration is unusable; the message names the field.
+    /// The solver configuration is unusable; the error names the field.
     #[error("invalid solver configuration: {0}")]
-    InvalidConfig(String),
+    InvalidConfig(#[from] ConfigError),
     /// The initial state or the error mask has the wrong length, or the state is empty.
     #[error("state dimension mismatch: {what} has {got} components, expected {expected}")]
     DimensionMismatch {
@@ -90,4 +90,55 @@ pub enum SolveError {
         /// Steps taken (accepted and rejected).
         n_steps: usize,
     },
+    /// [`Integration::step`](super::Integration::step) was called after the end time.
+    #[error("the solve already reached its end time t = {t}; start a new one")]
+    Finished {
+        /// The end time.
+        t: f64,
+    },
+}
+
+/// What is wrong with a solver configuration.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ConfigError {
+    /// A numeric setting out of its range.
+    #[error("{name} = {value} {need}")]
+    Setting {
+        /// The setting.
+        name: &'static str,
+        /// Its value.
+        value: f64,
+        /// What it must be.
+        need: &'static str,
+    },
+    /// Both tolerances are zero.
+    #[error("rtol and atol are both 0; give at least one positive tolerance")]
+    ZeroTolerances,
+    /// Adaptive steps asked of a method without an error estimate.
+    #[error(
+        "method {method} has no error estimate, so it cannot adapt its step size; \
+         use fixed steps, or choose bosh3, dopri5 or tsit5"
+    )]
+    NotAdaptive {
+        /// The method's name.
+        method: &'static str,
+    },
+    /// Controller gains out of range.
+    #[error(
+        "controller safety = {safety}, factor_min = {factor_min}, factor_max = {factor_max}, \
+         beta1 = {beta1}: need 0 < safety ≤ 1, 0 < factor_min < 1 < factor_max, beta1 > 0 and finite gains"
+    )]
+    Controller {
+        /// Safety factor.
+        safety: f64,
+        /// Smallest shrink factor.
+        factor_min: f64,
+        /// Largest growth factor.
+        factor_max: f64,
+        /// Integral gain.
+        beta1: f64,
+    },
+    /// A tableau that fails its identities ([`Tableau::check`](super::Tableau::check)).
+    #[error("tableau fails its identities: {0}")]
+    Tableau(String),
 }

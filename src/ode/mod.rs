@@ -1,13 +1,21 @@
-//! ODE integration: explicit Runge–Kutta methods, fixed and adaptive.
+//! ODE integration: systems in derivative layers, steppers, step-size controllers and
+//! the one driver loop.
 //!
 //! Solves `dy/dt = f(t, y)`, `y(t0) = y0` up to `t1` (forward or backward in time) for a
 //! flat state `y` — a batch of `B × d` points is one system of `B·d` components, as in
 //! torchdiffeq. The module knows nothing of networks.
 //!
-//! - A method is a [`Tableau`] (data); [`Method`] names the shipped ones.
+//! - A system is an [`OdeSystem`] (a closure will do), with derivative layers on top
+//!   ([`Jvp`], [`Vjp`], [`Jacobian`]); a [`GenericSystem`] gets them all from dual
+//!   numbers through [`DualSystem`].
+//! - A method is a [`Tableau`] (data), run by the [`ExplicitRk`] [`Stepper`]; [`Method`]
+//!   names the shipped ones, and [`Solver::with_tableau`] takes a caller's own.
 //! - Adaptive stepping controls the weighted RMS norm
 //!   `sqrt(mean_i (err_i / (atol + rtol·max(|y_i|, |y_new_i|)))²)` over the components
-//!   of an optional error mask (a seminorm), with a [`PiController`].
+//!   of an optional error mask (a seminorm), with a stateful [`StepSizeController`]
+//!   (I, PI or PID: [`PidController`]).
+//! - [`Solver::solve`] runs the loop; [`Solver::start`] hands it to the caller, one
+//!   [`Integration::step`] at a time.
 //! - Output at any times comes from the method's dense output and forces no extra steps.
 //! - Failures are [`SolveError`] values that carry `t`, `h` and the step count.
 //!
@@ -27,12 +35,20 @@
 //! ```
 
 mod config;
+mod controller;
+mod dual;
 mod error;
 pub mod problems;
 mod solver;
+mod stepper;
+mod system;
 mod tableau;
 
-pub use config::{Adaptive, PiController, SaveAt, SolverConfig, StepControl, DEFAULT_MAX_STEPS};
-pub use error::SolveError;
-pub use solver::{integrate, OdeSystem, Solution, Solver, Stats};
+pub use config::{Adaptive, SaveAt, SolverConfig, StepControl, DEFAULT_MAX_STEPS};
+pub use controller::{PiController, PidController, PidState, StepSizeController};
+pub use dual::DualSystem;
+pub use error::{ConfigError, SolveError};
+pub use solver::{integrate, Integration, Solution, Solver, Stats, StepOutcome};
+pub use stepper::{ExplicitRk, Stepper};
+pub use system::{GenericSystem, Jacobian, JacobianShape, Jvp, OdeSystem, StepEvent, Vjp, WithVjp};
 pub use tableau::{Interpolant, Method, Tableau, BOSH3, DOPRI5, EULER, HEUN, MIDPOINT, RK4, TSIT5};

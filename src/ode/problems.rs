@@ -6,7 +6,8 @@
 
 use super::config::{SaveAt, SolverConfig};
 use super::error::SolveError;
-use super::solver::{integrate, OdeSystem, Solution};
+use super::solver::{integrate, Solution};
+use super::system::OdeSystem;
 use crate::Real;
 
 /// Which right-hand side a [`Problem`] has.

@@ -1,29 +1,19 @@
 //! The one integration loop that drives every solve.
 //!
-//! [`Solver`] owns the stage buffers (sized once per state dimension, reused across
-//! solves); [`Solver::solve`] steps a [`OdeSystem`] from `t0` to `t1` (either direction)
-//! under fixed or adaptive step-size control, serves output times by dense output and
-//! counts its work in [`Stats`].
+//! [`Solver`] owns a [`Stepper`] (its buffers sized once per state dimension, reused
+//! across solves); [`Solver::solve`] steps an [`OdeSystem`] from `t0` to `t1` (either
+//! direction) under fixed or adaptive step-size control, serves output times by dense
+//! output and counts its work in [`Stats`]. [`Solver::start`] hands the loop to the
+//! caller instead: [`Integration::step`] takes one attempted step at a time (splitting
+//! and multiple shooting drive solves this way).
 
-use super::config::{Adaptive, SaveAt, SolverConfig, StepControl};
-use super::error::SolveError;
-use super::tableau::{Interpolant, Tableau};
+use super::config::{SaveAt, SolverConfig, StepControl};
+use super::controller::{PidState, StepSizeController};
+use super::error::{ConfigError, SolveError};
+use super::stepper::{rms, ExplicitRk, Stepper};
+use super::system::{OdeSystem, StepEvent};
+use super::tableau::Tableau;
 use crate::Real;
-
-/// A first-order system `dy/dt = f(t, y)` on a flat state.
-///
-/// A batch of `B` points in `d` dimensions is one system of `B·d` components (row-major).
-/// Closures `FnMut(t, y, dy)` implement it.
-pub trait OdeSystem<T: Real> {
-    /// Writes `f(t, y)` into `dy` (same length as `y`).
-    fn rhs(&mut self, t: T, y: &[T], dy: &mut [T]);
-}
-
-impl<T: Real, F: FnMut(T, &[T], &mut [T])> OdeSystem<T> for F {
-    fn rhs(&mut self, t: T, y: &[T], dy: &mut [T]) {
-        self(t, y, dy)
-    }
-}
 
 /// Work done by one solve.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -60,11 +50,6 @@ pub struct Solution<T> {
     pub step_t: Vec<T>,
     /// States on the step grid, row-major (when requested).
     pub step_y: Vec<T>,
-    /// Per accepted step (when the grid is requested): which calls of the right-hand
-    /// side, counted from 0 in the order made, computed its stages — `(k_1's call,
-    /// k_2's call)`, with `k_3, …, k_s` in the calls after `k_2`'s. Lets a caller that
-    /// records every call (backprop) find each accepted stage among rejected attempts.
-    pub step_evals: Vec<(usize, usize)>,
     /// Work done.
     pub stats: Stats,
 }
@@ -81,56 +66,14 @@ impl<T> Solution<T> {
     }
 }
 
-/// Tableau coefficients converted to the working float type.
-struct Coefficients<T> {
-    c: Vec<T>,
-    a: Vec<Vec<(usize, T)>>,
-    b: Vec<(usize, T)>,
-    e: Vec<(usize, T)>,
-    dense: Vec<Vec<T>>,
-}
-
-impl<T: Real> Coefficients<T> {
-    fn new(tab: &Tableau) -> Self {
-        let nonzero = |row: &[f64]| -> Vec<(usize, T)> {
-            row.iter()
-                .enumerate()
-                .filter(|(_, &x)| x != 0.0)
-                .map(|(j, &x)| (j, T::c(x)))
-                .collect()
-        };
-        let dense = match tab.interpolant {
-            Interpolant::Hermite => Vec::new(),
-            Interpolant::Polynomial(rows) => rows.iter().map(|r| r.iter().map(|&x| T::c(x)).collect()).collect(),
-        };
-        Coefficients {
-            c: tab.c.iter().map(|&x| T::c(x)).collect(),
-            a: tab.a.iter().map(|r| nonzero(r)).collect(),
-            b: nonzero(tab.b),
-            e: tab.b_err.map(nonzero).unwrap_or_default(),
-            dense,
-        }
-    }
-}
-
-/// An explicit Runge–Kutta solver with its reusable workspace.
-pub struct Solver<T: Real> {
+/// A solver: a [`Stepper`] and a [`SolverConfig`]; the loop lives in [`Integration`].
+pub struct Solver<T: Real, St: Stepper<T> = ExplicitRk<T>> {
     config: SolverConfig,
-    tab: &'static Tableau,
-    coef: Coefficients<T>,
-    n: usize,
-    /// Stage derivatives `k_1..k_s`.
-    k: Vec<Vec<T>>,
-    y: Vec<T>,
-    y_new: Vec<T>,
-    y_stage: Vec<T>,
-    /// `f(t_new, y_new)` for methods without FSAL (next step's `k_1`).
-    f_new: Vec<T>,
-    /// `Σ e_i k_i`, the error estimate divided by `h`.
-    err: Vec<T>,
-    /// Call numbers of the current `k_1` and of the current step's `k_2`.
-    k1_call: usize,
-    stage_call: usize,
+    stepper: St,
+    tab: Option<&'static Tableau>,
+    /// Buffers of the first-step heuristic.
+    probe_y: Vec<T>,
+    probe_f: Vec<T>,
 }
 
 /// Where the loop is.
@@ -140,24 +83,52 @@ struct Cursor<T> {
     stats: Stats,
 }
 
-impl<T: Real> Solver<T> {
-    /// Validates the configuration and prepares a solver.
+impl<T: Real> Solver<T, ExplicitRk<T>> {
+    /// Validates the configuration and prepares a solver for its method.
     pub fn new(config: SolverConfig) -> Result<Self, SolveError> {
         config.validate()?;
         let tab = config.method.tableau();
         Ok(Solver {
-            coef: Coefficients::new(tab),
-            tab,
             config,
-            n: 0,
-            k: Vec::new(),
-            y: Vec::new(),
-            y_new: Vec::new(),
-            y_stage: Vec::new(),
-            f_new: Vec::new(),
-            err: Vec::new(),
-            k1_call: 0,
-            stage_call: 0,
+            stepper: ExplicitRk::new(tab),
+            tab: Some(tab),
+            probe_y: Vec::new(),
+            probe_f: Vec::new(),
+        })
+    }
+
+    /// A solver for a tableau of the caller's own (checked with [`Tableau::check`]);
+    /// `config.method` is not used.
+    pub fn with_tableau(config: SolverConfig, tab: &'static Tableau) -> Result<Self, SolveError> {
+        tab.check(1e-12).map_err(ConfigError::Tableau)?;
+        if matches!(config.step, StepControl::Adaptive(_)) && !tab.is_adaptive() {
+            return Err(ConfigError::NotAdaptive { method: tab.name }.into());
+        }
+        config.validate_steps()?;
+        Ok(Solver {
+            config,
+            stepper: ExplicitRk::new(tab),
+            tab: Some(tab),
+            probe_y: Vec::new(),
+            probe_f: Vec::new(),
+        })
+    }
+}
+
+impl<T: Real, St: Stepper<T>> Solver<T, St> {
+    /// A solver on any stepper; the configuration's step control and budget apply,
+    /// `config.method` is not used.
+    pub fn with_stepper(config: SolverConfig, stepper: St) -> Result<Self, SolveError> {
+        config.validate_steps()?;
+        if matches!(config.step, StepControl::Adaptive(_)) && stepper.error_exponent().is_none() {
+            return Err(ConfigError::NotAdaptive { method: "this stepper" }.into());
+        }
+        Ok(Solver {
+            config,
+            stepper,
+            tab: None,
+            probe_y: Vec::new(),
+            probe_f: Vec::new(),
         })
     }
 
@@ -166,22 +137,14 @@ impl<T: Real> Solver<T> {
         &self.config
     }
 
-    /// The method's tableau.
-    pub fn tableau(&self) -> &'static Tableau {
+    /// The method's tableau, for a Runge–Kutta stepper.
+    pub fn tableau(&self) -> Option<&'static Tableau> {
         self.tab
     }
 
-    fn resize(&mut self, n: usize) {
-        if self.n == n {
-            return;
-        }
-        self.n = n;
-        self.k = vec![vec![T::zero(); n]; self.tab.n_stages()];
-        self.y = vec![T::zero(); n];
-        self.y_new = vec![T::zero(); n];
-        self.y_stage = vec![T::zero(); n];
-        self.f_new = vec![T::zero(); n];
-        self.err = vec![T::zero(); n];
+    /// The stepper (its stages hold the last attempt's).
+    pub fn stepper(&self) -> &St {
+        &self.stepper
     }
 
     /// Integrates `system` from `(t0, y0)` to `t1` (forward or backward in time).
@@ -193,9 +156,27 @@ impl<T: Real> Solver<T> {
         t1: T,
         save: &SaveAt<T>,
     ) -> Result<Solution<T>, SolveError> {
+        let mut run = self.start(system, y0, t0, t1, save)?;
+        while !run.is_done() {
+            run.step(system)?;
+        }
+        Ok(run.finish())
+    }
+
+    /// Starts a solve and hands its loop to the caller: [`Integration::step`] takes one
+    /// attempted step at a time until [`Integration::is_done`]; [`Integration::finish`]
+    /// returns the [`Solution`]. [`Solver::solve`] is this loop.
+    pub fn start<'s, S: OdeSystem<T> + ?Sized>(
+        &'s mut self,
+        system: &mut S,
+        y0: &[T],
+        t0: T,
+        t1: T,
+        save: &'s SaveAt<T>,
+    ) -> Result<Integration<'s, T, St>, SolveError> {
         self.check_problem(y0, t0, t1, save)?;
-        self.resize(y0.len());
         let n = y0.len();
+        self.stepper.resize(n);
         let mut sol = Solution {
             n,
             t: save.t.clone(),
@@ -204,11 +185,8 @@ impl<T: Real> Solver<T> {
             y_final: Vec::new(),
             step_t: Vec::new(),
             step_y: Vec::new(),
-            step_evals: Vec::new(),
             stats: Stats::default(),
         };
-        self.k1_call = 0;
-        self.y.copy_from_slice(y0);
         let mut cur = Cursor {
             t: t0,
             h: T::zero(),
@@ -227,40 +205,75 @@ impl<T: Real> Solver<T> {
             sol.step_t.push(t0);
             sol.step_y.extend_from_slice(y0);
         }
-        system.rhs(t0, &self.y, &mut self.k[0]);
+        self.stepper.init(system, t0, y0);
         cur.stats.n_evals += 1;
-        if !all_finite(&self.k[0]) {
+        if !all_finite(self.stepper.f()) {
             return Err(non_finite("vector field", &cur));
         }
-        match self.config.step.clone() {
-            StepControl::Adaptive(a) => self.run_adaptive(system, &a, t1, &mut cur, save, &mut sol, &mut next_out)?,
+        let dir = if t1 > t0 { T::one() } else { -T::one() };
+        let span = (t1 - t0).abs();
+        let mode = match self.config.step.clone() {
+            StepControl::Adaptive(a) => {
+                let h_max = a.h_max.map_or(span, |h| T::c(h).min(span));
+                let (rtol, atol) = (T::c(a.rtol), T::c(a.atol));
+                let h_abs = match a.h0 {
+                    Some(h0) => T::c(h0),
+                    None => {
+                        let h = self.initial_step(system, t0, dir, span, rtol, atol, &mut cur.stats);
+                        system.step_event(StepEvent::Probe);
+                        h
+                    }
+                };
+                cur.h = dir * h_abs.min(h_max);
+                Mode::Adaptive {
+                    h_max,
+                    rtol,
+                    atol,
+                    h_min: T::c(a.h_min),
+                    k_exp: self.stepper.error_exponent().unwrap_or(1),
+                    controller: a.controller.state(),
+                    non_finite_last: false,
+                }
+            }
             StepControl::FixedSize(h) => {
-                let span = (t1 - t0).abs().f64();
-                let ratio = span / h;
+                let ratio = span.f64() / h;
                 // A span that is a whole number of steps up to rounding takes that many.
                 let n_steps = if (ratio - ratio.round()).abs() < 1e-9 * ratio.max(1.0) {
                     ratio.round().max(1.0)
                 } else {
                     ratio.ceil()
-                };
-                self.run_fixed(
-                    system,
-                    n_steps as usize,
-                    Some(h),
-                    t1,
-                    &mut cur,
-                    save,
-                    &mut sol,
-                    &mut next_out,
-                )?
+                } as usize;
+                Mode::Fixed {
+                    n_steps,
+                    h_fixed: Some(h),
+                    i: 0,
+                }
             }
-            StepControl::FixedSteps(n_steps) => {
-                self.run_fixed(system, n_steps, None, t1, &mut cur, save, &mut sol, &mut next_out)?
+            StepControl::FixedSteps(n_steps) => Mode::Fixed {
+                n_steps,
+                h_fixed: None,
+                i: 0,
+            },
+        };
+        if let Mode::Fixed { n_steps, h_fixed, .. } = mode {
+            if n_steps > self.config.max_steps {
+                cur.h = h_fixed.map_or((t1 - t0) / T::c(n_steps as f64), |h| dir * T::c(h));
+                return Err(max_steps_error(&cur, self.config.max_steps));
             }
         }
-        sol.y_final = self.y.clone();
-        sol.stats = cur.stats;
-        Ok(sol)
+        Ok(Integration {
+            solver: self,
+            save,
+            sol,
+            cur,
+            next_out,
+            t0,
+            t1,
+            dir,
+            span,
+            mode,
+            done: false,
+        })
     }
 
     fn check_problem(&self, y0: &[T], t0: T, t1: T, save: &SaveAt<T>) -> Result<(), SolveError> {
@@ -305,131 +318,6 @@ impl<T: Real> Solver<T> {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn run_fixed<S: OdeSystem<T> + ?Sized>(
-        &mut self,
-        system: &mut S,
-        n_steps: usize,
-        h_fixed: Option<f64>,
-        t1: T,
-        cur: &mut Cursor<T>,
-        save: &SaveAt<T>,
-        sol: &mut Solution<T>,
-        next_out: &mut usize,
-    ) -> Result<(), SolveError> {
-        let t0 = cur.t;
-        let dir = if t1 > t0 { T::one() } else { -T::one() };
-        let h_equal = (t1 - t0) / T::c(n_steps as f64);
-        if n_steps > self.config.max_steps {
-            cur.h = h_fixed.map_or(h_equal, |h| dir * T::c(h));
-            return Err(max_steps_error(cur, self.config.max_steps));
-        }
-        for i in 1..=n_steps {
-            // Grid points are computed from t0, not accumulated.
-            let t_next = if i == n_steps {
-                t1
-            } else {
-                match h_fixed {
-                    Some(h) => t0 + dir * T::c(h * i as f64),
-                    None => t0 + h_equal * T::c(i as f64),
-                }
-            };
-            cur.h = t_next - cur.t;
-            self.stage_call = cur.stats.n_evals;
-            self.stages(system, cur.t, cur.h);
-            cur.stats.n_evals += self.tab.n_stages() - 1;
-            self.finish_step(cur.h);
-            if !all_finite(&self.y_new) {
-                return Err(non_finite("state", cur));
-            }
-            self.accept(system, cur, t_next, i == n_steps, save, sol, next_out);
-        }
-        Ok(())
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn run_adaptive<S: OdeSystem<T> + ?Sized>(
-        &mut self,
-        system: &mut S,
-        a: &Adaptive,
-        t1: T,
-        cur: &mut Cursor<T>,
-        save: &SaveAt<T>,
-        sol: &mut Solution<T>,
-        next_out: &mut usize,
-    ) -> Result<(), SolveError> {
-        let t0 = cur.t;
-        let dir = if t1 > t0 { T::one() } else { -T::one() };
-        let span = (t1 - t0).abs();
-        let h_max = a.h_max.map_or(span, |h| T::c(h).min(span));
-        let (rtol, atol) = (T::c(a.rtol), T::c(a.atol));
-        let k_exp = self.tab.order.min(self.tab.embedded_order.unwrap_or(self.tab.order)) + 1;
-        let h_abs = match a.h0 {
-            Some(h0) => T::c(h0),
-            None => self.initial_step(system, t0, dir, span, rtol, atol, &mut cur.stats),
-        };
-        cur.h = dir * h_abs.min(h_max);
-        let h_min = T::c(a.h_min);
-        let mut err_prev = 1.0;
-        let mut rejected_last = false;
-        let mut non_finite_last = false;
-        loop {
-            if cur.stats.n_steps() >= self.config.max_steps {
-                return Err(max_steps_error(cur, self.config.max_steps));
-            }
-            let remaining = t1 - cur.t;
-            let last = (cur.h - remaining) * dir >= T::zero();
-            if last {
-                cur.h = remaining;
-            }
-            // Smallest meaningful step at this time: a few ulps of the time scale.
-            let h_floor = T::c(4.0) * T::epsilon() * cur.t.abs().max(span);
-            if !last && (cur.h.abs() < h_min || cur.h.abs() <= h_floor) {
-                if non_finite_last {
-                    return Err(non_finite("vector field", cur));
-                }
-                return Err(SolveError::StepSizeTooSmall {
-                    t: cur.t.f64(),
-                    h: cur.h.f64(),
-                    h_min: h_min.max(h_floor).f64(),
-                    n_steps: cur.stats.n_steps(),
-                });
-            }
-            self.stage_call = cur.stats.n_evals;
-            self.stages(system, cur.t, cur.h);
-            cur.stats.n_evals += self.tab.n_stages() - 1;
-            self.finish_step(cur.h);
-            let err = self.error_norm(cur.h, rtol, atol);
-            if !err.is_finite() || !all_finite(&self.y_new) {
-                cur.stats.n_rejected += 1;
-                non_finite_last = true;
-                rejected_last = true;
-                cur.h *= T::c(a.controller.factor_min);
-                continue;
-            }
-            non_finite_last = false;
-            if err <= 1.0 {
-                let t_new = if last { t1 } else { cur.t + cur.h };
-                let mut factor = a.controller.accept_factor(err, err_prev, k_exp);
-                if rejected_last {
-                    factor = factor.min(1.0);
-                }
-                err_prev = err.max(1e-4);
-                rejected_last = false;
-                let h_used = cur.h;
-                self.accept(system, cur, t_new, last, save, sol, next_out);
-                if last {
-                    return Ok(());
-                }
-                cur.h = dir * (h_used.abs() * T::c(factor)).min(h_max);
-            } else {
-                cur.stats.n_rejected += 1;
-                rejected_last = true;
-                cur.h *= T::c(a.controller.reject_factor(err, k_exp));
-            }
-        }
-    }
-
     /// Hairer's starting step (Solving ODEs I, §II.4): a step whose explicit Euler error
     /// is about 1 % of the tolerance, refined by a second derivative estimate.
     #[allow(clippy::too_many_arguments)]
@@ -444,9 +332,13 @@ impl<T: Real> Solver<T> {
         stats: &mut Stats,
     ) -> T {
         let mask = self.config.error_mask.as_deref();
+        let (y, f0) = (self.stepper.y(), self.stepper.f());
+        let n = y.len();
+        self.probe_y.resize(n, T::zero());
+        self.probe_f.resize(n, T::zero());
         let scale = |y: T| atol + rtol * y.abs();
-        let d0 = rms(mask, self.y.iter().map(|&y| y / scale(y)));
-        let d1 = rms(mask, self.y.iter().zip(&self.k[0]).map(|(&y, &f)| f / scale(y)));
+        let d0 = rms(mask, y.iter().map(|&y| y / scale(y)));
+        let d1 = rms(mask, y.iter().zip(f0).map(|(&y, &f)| f / scale(y)));
         let tiny = T::c(1e-5);
         let mut h0 = if d0 < tiny || d1 < tiny {
             T::c(1e-6)
@@ -454,17 +346,17 @@ impl<T: Real> Solver<T> {
             T::c(0.01) * d0 / d1
         };
         h0 = h0.min(span);
-        for j in 0..self.n {
-            self.y_stage[j] = self.y[j] + dir * h0 * self.k[0][j];
+        for j in 0..n {
+            self.probe_y[j] = y[j] + dir * h0 * f0[j];
         }
-        system.rhs(t0 + dir * h0, &self.y_stage, &mut self.f_new);
+        system.rhs(t0 + dir * h0, &self.probe_y, &mut self.probe_f);
         stats.n_evals += 1;
+        let (y, f0) = (self.stepper.y(), self.stepper.f());
         let d2 = rms(
             mask,
-            self.y
-                .iter()
-                .zip(&self.k[0])
-                .zip(&self.f_new)
+            y.iter()
+                .zip(f0)
+                .zip(&self.probe_f)
                 .map(|((&y, &f0), &f1)| (f1 - f0) / scale(y)),
         ) / h0;
         if !d2.is_finite() {
@@ -474,142 +366,225 @@ impl<T: Real> Solver<T> {
         let h1 = if dmax <= T::c(1e-15) {
             (h0 * T::c(1e-3)).max(T::c(1e-6))
         } else {
-            (T::c(0.01) / dmax).powf(T::one() / T::c(self.tab.order as f64 + 1.0))
+            (T::c(0.01) / dmax).powf(T::one() / T::c(self.stepper.order() as f64 + 1.0))
         };
         (T::c(100.0) * h0).min(h1).min(span)
     }
+}
 
-    /// Computes stages `k_2..k_s` of a step of size `h` from `(t, y)`; `k_1` is given.
-    fn stages<S: OdeSystem<T> + ?Sized>(&mut self, system: &mut S, t: T, h: T) {
-        for i in 1..self.tab.n_stages() {
-            self.y_stage.copy_from_slice(&self.y);
-            for &(j, a) in &self.coef.a[i] {
-                axpy(h * a, &self.k[j], &mut self.y_stage);
-            }
-            system.rhs(t + self.coef.c[i] * h, &self.y_stage, &mut self.k[i]);
-        }
-    }
+/// How the steps of a running solve are chosen.
+enum Mode<T> {
+    Adaptive {
+        h_max: T,
+        rtol: T,
+        atol: T,
+        h_min: T,
+        k_exp: u32,
+        controller: PidState,
+        non_finite_last: bool,
+    },
+    Fixed {
+        n_steps: usize,
+        h_fixed: Option<f64>,
+        /// Steps taken.
+        i: usize,
+    },
+}
 
-    /// Forms `y_new = y + h Σ b_i k_i` (for FSAL methods it is the last stage's input).
-    fn finish_step(&mut self, h: T) {
-        if self.tab.fsal {
-            self.y_new.copy_from_slice(&self.y_stage);
-        } else {
-            self.y_new.copy_from_slice(&self.y);
-            for &(j, b) in &self.coef.b {
-                axpy(h * b, &self.k[j], &mut self.y_new);
-            }
-        }
-    }
-
-    /// Weighted RMS norm of the error estimate `h Σ e_i k_i`, over the masked components.
-    fn error_norm(&mut self, h: T, rtol: T, atol: T) -> f64 {
-        self.err.fill(T::zero());
-        for &(i, w) in &self.coef.e {
-            axpy(w, &self.k[i], &mut self.err);
-        }
-        let mask = self.config.error_mask.as_deref();
-        let terms = self
-            .err
-            .iter()
-            .zip(self.y.iter().zip(&self.y_new))
-            .map(|(&e, (&y, &y_new))| {
-                let scale = atol + rtol * y.abs().max(y_new.abs());
-                h * e / scale
-            });
-        rms(mask, terms).f64()
-    }
-
-    /// Accepts the step to `t_new`: serves output times inside it, records the grid,
-    /// and makes `(t_new, y_new)` the current point with its derivative in `k_1`.
-    #[allow(clippy::too_many_arguments)]
-    fn accept<S: OdeSystem<T> + ?Sized>(
-        &mut self,
-        system: &mut S,
-        cur: &mut Cursor<T>,
-        t_new: T,
+/// What one call of [`Integration::step`] did.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum StepOutcome<T> {
+    /// The step from `t_prev` to `t` was accepted; `last` when `t` is the end time.
+    Accepted {
+        /// Start of the step.
+        t_prev: T,
+        /// End of the step (the new current time).
+        t: T,
+        /// Whether the solve has reached its end time.
         last: bool,
-        save: &SaveAt<T>,
-        sol: &mut Solution<T>,
-        next_out: &mut usize,
-    ) {
-        let s = self.tab.n_stages();
-        let dir = if t_new > cur.t { T::one() } else { -T::one() };
+    },
+    /// The attempt of size `h` from `t` was rejected (error `err` > 1, or not finite).
+    Rejected {
+        /// Current time.
+        t: T,
+        /// The step size tried.
+        h: T,
+        /// Its weighted error norm.
+        err: f64,
+    },
+}
+
+/// A solve in progress, stepped by the caller (see [`Solver::start`]).
+pub struct Integration<'s, T: Real, St: Stepper<T>> {
+    solver: &'s mut Solver<T, St>,
+    save: &'s SaveAt<T>,
+    sol: Solution<T>,
+    cur: Cursor<T>,
+    next_out: usize,
+    t0: T,
+    t1: T,
+    dir: T,
+    span: T,
+    mode: Mode<T>,
+    done: bool,
+}
+
+impl<T: Real, St: Stepper<T>> Integration<'_, T, St> {
+    /// The current time.
+    pub fn t(&self) -> T {
+        self.cur.t
+    }
+
+    /// The current state.
+    pub fn y(&self) -> &[T] {
+        self.solver.stepper.y()
+    }
+
+    /// The step size the next attempt will try (adaptive), or took (fixed).
+    pub fn h(&self) -> T {
+        self.cur.h
+    }
+
+    /// Work done so far.
+    pub fn stats(&self) -> Stats {
+        self.cur.stats
+    }
+
+    /// Whether the end time has been reached.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// The stepper, whose stages are those of the last attempt.
+    pub fn stepper(&self) -> &St {
+        &self.solver.stepper
+    }
+
+    /// The solution, once [`Integration::is_done`] (or what was reached so far).
+    pub fn finish(mut self) -> Solution<T> {
+        self.sol.y_final = self.solver.stepper.y().to_vec();
+        self.sol.stats = self.cur.stats;
+        self.sol
+    }
+
+    /// Takes one attempted step (accepted or rejected), serves the output times it
+    /// passes and tells the system which evaluations were stages ([`StepEvent`]).
+    pub fn step<S: OdeSystem<T> + ?Sized>(&mut self, system: &mut S) -> Result<StepOutcome<T>, SolveError> {
+        if self.done {
+            return Err(SolveError::Finished { t: self.cur.t.f64() });
+        }
+        let max_steps = self.solver.config.max_steps;
+        let t1 = self.t1;
+        let dir = self.dir;
+        match &mut self.mode {
+            Mode::Fixed { n_steps, h_fixed, i } => {
+                *i += 1;
+                let (i, n_steps, h_fixed) = (*i, *n_steps, *h_fixed);
+                let t0 = self.t0;
+                // Grid points are computed from t0, not accumulated.
+                let t_next = if i == n_steps {
+                    t1
+                } else {
+                    match h_fixed {
+                        Some(h) => t0 + dir * T::c(h * i as f64),
+                        None => t0 + (t1 - t0) / T::c(n_steps as f64) * T::c(i as f64),
+                    }
+                };
+                self.cur.h = t_next - self.cur.t;
+                self.cur.stats.n_evals += self.solver.stepper.attempt(system, self.cur.t, self.cur.h);
+                if !all_finite(self.solver.stepper.y_new()) {
+                    return Err(non_finite("state", &self.cur));
+                }
+                Ok(self.accept(system, t_next, i == n_steps))
+            }
+            Mode::Adaptive {
+                h_max,
+                rtol,
+                atol,
+                h_min,
+                k_exp,
+                controller,
+                non_finite_last,
+            } => {
+                let cur = &mut self.cur;
+                if cur.stats.n_steps() >= max_steps {
+                    return Err(max_steps_error(cur, max_steps));
+                }
+                let remaining = t1 - cur.t;
+                let last = (cur.h - remaining) * dir >= T::zero();
+                if last {
+                    cur.h = remaining;
+                }
+                // Smallest meaningful step at this time: a few ulps of the time scale.
+                let h_floor = T::c(4.0) * T::epsilon() * cur.t.abs().max(self.span);
+                if !last && (cur.h.abs() < *h_min || cur.h.abs() <= h_floor) {
+                    if *non_finite_last {
+                        return Err(non_finite("vector field", cur));
+                    }
+                    return Err(SolveError::StepSizeTooSmall {
+                        t: cur.t.f64(),
+                        h: cur.h.f64(),
+                        h_min: h_min.max(h_floor).f64(),
+                        n_steps: cur.stats.n_steps(),
+                    });
+                }
+                let stepper = &mut self.solver.stepper;
+                cur.stats.n_evals += stepper.attempt(system, cur.t, cur.h);
+                let mask = self.solver.config.error_mask.as_deref();
+                let mut err = stepper.error_norm(cur.h, *rtol, *atol, mask);
+                if !all_finite(stepper.y_new()) {
+                    err = f64::NAN;
+                }
+                *non_finite_last = !err.is_finite();
+                let (accepted, factor) = controller.decide(err, *k_exp);
+                if !accepted {
+                    cur.stats.n_rejected += 1;
+                    system.step_event(StepEvent::Rejected);
+                    let (t, h) = (cur.t, cur.h);
+                    cur.h *= T::c(factor);
+                    return Ok(StepOutcome::Rejected { t, h, err });
+                }
+                let h_max = *h_max;
+                let t_new = if last { t1 } else { cur.t + cur.h };
+                let h_used = cur.h;
+                let outcome = self.accept(system, t_new, last);
+                if !last {
+                    self.cur.h = dir * (h_used.abs() * T::c(factor)).min(h_max);
+                }
+                Ok(outcome)
+            }
+        }
+    }
+
+    /// Accepts the attempt ending at `t_new`: tells the system, serves output times
+    /// inside the step, records the grid and moves the stepper on.
+    fn accept<S: OdeSystem<T> + ?Sized>(&mut self, system: &mut S, t_new: T, last: bool) -> StepOutcome<T> {
+        let stepper = &mut self.solver.stepper;
+        system.step_event(StepEvent::Accepted { fsal: stepper.fsal() });
+        let cur = &mut self.cur;
+        let dir = self.dir;
         let h = t_new - cur.t;
-        let mut have_f_new = self.tab.fsal;
-        // For FSAL methods the next k_1 is this step's last stage, the last call made.
-        let mut f_new_call = cur.stats.n_evals.wrapping_sub(1);
-        while *next_out < save.t.len() && (save.t[*next_out] - t_new) * dir <= T::zero() {
-            let tau = save.t[*next_out];
+        let save = self.save;
+        while self.next_out < save.t.len() && (save.t[self.next_out] - t_new) * dir <= T::zero() {
+            let tau = save.t[self.next_out];
             if tau == t_new {
-                sol.y.extend_from_slice(&self.y_new);
+                self.sol.y.extend_from_slice(stepper.y_new());
             } else {
                 let theta = (tau - cur.t) / h;
-                if self.coef.dense.is_empty() && !have_f_new {
-                    f_new_call = cur.stats.n_evals;
-                    system.rhs(t_new, &self.y_new, &mut self.f_new);
-                    cur.stats.n_evals += 1;
-                    have_f_new = true;
-                }
-                self.interpolate(theta, h, sol);
+                cur.stats.n_evals += stepper.interpolate(system, cur.t, h, theta, &mut self.sol.y);
             }
-            *next_out += 1;
+            self.next_out += 1;
         }
         if save.steps {
-            sol.step_t.push(t_new);
-            sol.step_y.extend_from_slice(&self.y_new);
-            sol.step_evals.push((self.k1_call, self.stage_call));
+            self.sol.step_t.push(t_new);
+            self.sol.step_y.extend_from_slice(stepper.y_new());
         }
         cur.stats.n_accepted += 1;
+        let t_prev = cur.t;
         cur.t = t_new;
-        std::mem::swap(&mut self.y, &mut self.y_new);
-        if self.tab.fsal {
-            self.k.swap(0, s - 1);
-        } else if !last {
-            if !have_f_new {
-                f_new_call = cur.stats.n_evals;
-                system.rhs(t_new, &self.y, &mut self.f_new);
-                cur.stats.n_evals += 1;
-            }
-            std::mem::swap(&mut self.k[0], &mut self.f_new);
-        }
-        self.k1_call = f_new_call;
-    }
-
-    /// Appends the dense-output state at `t + θh` of the step just taken to `sol.y`.
-    fn interpolate(&self, theta: T, h: T, sol: &mut Solution<T>) {
-        let start = sol.y.len();
-        sol.y.extend_from_slice(&self.y);
-        let out = &mut sol.y[start..];
-        if self.coef.dense.is_empty() {
-            // Cubic Hermite on (y, f(t, y), y_new, f(t + h, y_new)).
-            let th2 = theta * theta;
-            let th3 = th2 * theta;
-            let two = T::c(2.0);
-            let three = T::c(3.0);
-            let h01 = three * th2 - two * th3;
-            let h10 = th3 - two * th2 + theta;
-            let h11 = th3 - th2;
-            let f1 = if self.tab.fsal {
-                &self.k[self.tab.n_stages() - 1]
-            } else {
-                &self.f_new
-            };
-            for j in 0..self.n {
-                out[j] += h01 * (self.y_new[j] - self.y[j]) + h * (h10 * self.k[0][j] + h11 * f1[j]);
-            }
-        } else {
-            for (i, row) in self.coef.dense.iter().enumerate() {
-                // b_i(θ) = Σ_m row[m] θ^(m+1), by Horner.
-                let mut bi = T::zero();
-                for &cm in row.iter().rev() {
-                    bi = (bi + cm) * theta;
-                }
-                if bi != T::zero() {
-                    axpy(h * bi, &self.k[i], out);
-                }
-            }
-        }
+        cur.stats.n_evals += stepper.accept(system, t_new, !last);
+        self.done = last;
+        StepOutcome::Accepted { t_prev, t: t_new, last }
     }
 }
 
@@ -625,42 +600,8 @@ pub fn integrate<T: Real, S: OdeSystem<T> + ?Sized>(
     Solver::new(config.clone())?.solve(system, y0, t0, t1, save)
 }
 
-#[inline]
-fn axpy<T: Real>(alpha: T, x: &[T], y: &mut [T]) {
-    for (yi, &xi) in y.iter_mut().zip(x) {
-        *yi += alpha * xi;
-    }
-}
-
 fn all_finite<T: Real>(x: &[T]) -> bool {
     x.iter().all(|v| v.is_finite())
-}
-
-/// Root mean square over the components the mask keeps (all when `None`); 0 if none.
-fn rms<T: Real>(mask: Option<&[bool]>, terms: impl Iterator<Item = T>) -> T {
-    let mut sum = T::zero();
-    let mut count = 0usize;
-    match mask {
-        None => {
-            for x in terms {
-                sum += x * x;
-                count += 1;
-            }
-        }
-        Some(m) => {
-            for (x, &keep) in terms.zip(m) {
-                if keep {
-                    sum += x * x;
-                    count += 1;
-                }
-            }
-        }
-    }
-    if count == 0 {
-        T::zero()
-    } else {
-        (sum / T::c(count as f64)).sqrt()
-    }
 }
 
 fn non_finite<T: Real>(what: &'static str, cur: &Cursor<T>) -> SolveError {
