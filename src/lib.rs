@@ -48,6 +48,7 @@ pub mod ode;
 pub mod optim;
 pub mod plot;
 pub mod real;
+pub mod sensitivity;
 pub mod train;
 
 pub use real::Real;

@@ -398,6 +398,9 @@ pub enum StepOutcome<T> {
     Accepted {
         /// Start of the step.
         t_prev: T,
+        /// The step size used (stage `i` was at `t_prev + c_i h`); `t_prev + h` may differ
+        /// from `t` by rounding on the last step, which lands on the end time exactly.
+        h: T,
         /// End of the step (the new current time).
         t: T,
         /// Whether the solve has reached its end time.
@@ -565,6 +568,7 @@ impl<T: Real, St: Stepper<T>> Integration<'_, T, St> {
         let dir = self.dir;
         let h = t_new - cur.t;
         let save = self.save;
+        let h_used = cur.h;
         while self.next_out < save.t.len() && (save.t[self.next_out] - t_new) * dir <= T::zero() {
             let tau = save.t[self.next_out];
             if tau == t_new {
@@ -584,7 +588,12 @@ impl<T: Real, St: Stepper<T>> Integration<'_, T, St> {
         cur.t = t_new;
         cur.stats.n_evals += stepper.accept(system, t_new, !last);
         self.done = last;
-        StepOutcome::Accepted { t_prev, t: t_new, last }
+        StepOutcome::Accepted {
+            t_prev,
+            h: h_used,
+            t: t_new,
+            last,
+        }
     }
 }
 

@@ -1,0 +1,434 @@
+//! The discrete adjoint of an explicit Runge–Kutta solve, with a checkpoint policy.
+//!
+//! Step `n` has stages `k_i = f(t_n + c_i h, Y_i)`, `Y_i = y_n + h Σ_j a_ij k_j`, and
+//! `y_{n+1} = y_n + h Σ_i b_i k_i`. Given `ȳ = ∂L/∂y_{n+1}`, the stage cotangents are
+//! `k̄_i = h (b_i ȳ + Σ_{l>i} a_li Ȳ_l)` with `Ȳ_l = k̄_lᵀ ∂f/∂y (Y_l)`; then
+//! `∂L/∂y_n = ȳ + Σ_i Ȳ_i` and `∂L/∂p += Σ_i k̄_iᵀ ∂f/∂p (Y_i)`.
+
+use super::revolve::split_point;
+use super::{Checkpointing, Loss, Sensitivity, SensitivityError};
+use crate::ode::{OdeSystem, SaveAt, Solver, SolverConfig, StepEvent, StepOutcome, Tableau, Vjp};
+use crate::Real;
+
+/// Records the stage inputs `(t_i, Y_i)` of accepted steps, from the driver's
+/// [`StepEvent`]s (the [`Checkpointing::All`] policy).
+struct StageRecorder<'a, T, S: ?Sized> {
+    system: &'a mut S,
+    /// Every evaluation kept so far: time and input.
+    evals: Vec<(T, Vec<T>)>,
+    /// Slots free for reuse (evaluations that were not stages).
+    vacant: Vec<usize>,
+    pending: Vec<usize>,
+    first: Option<usize>,
+    /// Per accepted step, the slots of its stages.
+    steps: Vec<usize>,
+}
+
+impl<T: Real, S: OdeSystem<T> + ?Sized> OdeSystem<T> for StageRecorder<'_, T, S> {
+    fn rhs(&mut self, t: T, y: &[T], dy: &mut [T]) {
+        self.system.rhs(t, y, dy);
+        let slot = match self.vacant.pop() {
+            Some(slot) => {
+                let e = &mut self.evals[slot];
+                e.0 = t;
+                e.1.copy_from_slice(y);
+                slot
+            }
+            None => {
+                self.evals.push((t, y.to_vec()));
+                self.evals.len() - 1
+            }
+        };
+        if self.first.is_none() {
+            self.first = Some(slot);
+        } else {
+            self.pending.push(slot);
+        }
+    }
+
+    fn step_event(&mut self, event: StepEvent) {
+        match event {
+            StepEvent::Probe => self.vacant.extend(self.pending.pop()),
+            StepEvent::Rejected => self.vacant.append(&mut self.pending),
+            StepEvent::Accepted { fsal } => {
+                self.steps.extend(self.first);
+                self.steps.append(&mut self.pending);
+                self.first = if fsal { self.steps.last().copied() } else { None };
+            }
+        }
+    }
+}
+
+/// The tableau in the working type, with the stages that matter for the reverse pass.
+struct Rk<T> {
+    c: Vec<T>,
+    a: Vec<Vec<(usize, T)>>,
+    b: Vec<(usize, T)>,
+    b_full: Vec<T>,
+    a_full: Vec<Vec<T>>,
+    fsal: bool,
+    /// Whether stage `i` feeds the result or a later stage.
+    used: Vec<bool>,
+}
+
+impl<T: Real> Rk<T> {
+    fn new(tab: &Tableau) -> Self {
+        let coef = crate::ode::Coefficients::<T>::new(tab);
+        let s = tab.n_stages();
+        Rk {
+            c: coef.c,
+            a: coef.a,
+            b: coef.b,
+            b_full: tab.b.iter().map(|&v| T::c(v)).collect(),
+            a_full: (0..s)
+                .map(|l| (0..s).map(|i| T::c(tab.a[l].get(i).copied().unwrap_or(0.0))).collect())
+                .collect(),
+            fsal: tab.fsal,
+            used: (0..s)
+                .map(|i| tab.b[i] != 0.0 || (i + 1..s).any(|l| tab.a[l][i] != 0.0))
+                .collect(),
+        }
+    }
+
+    fn n_stages(&self) -> usize {
+        self.c.len()
+    }
+}
+
+/// Working buffers of one step's replay and reverse.
+struct Work<T> {
+    k: Vec<Vec<T>>,
+    y_stage: Vec<Vec<T>>,
+    stage_cot: Vec<Vec<T>>,
+    kbar: Vec<T>,
+}
+
+impl<T: Real> Work<T> {
+    fn new(s: usize, n: usize) -> Self {
+        Work {
+            k: vec![vec![T::zero(); n]; s],
+            y_stage: vec![vec![T::zero(); n]; s],
+            stage_cot: vec![vec![T::zero(); n]; s],
+            kbar: vec![T::zero(); n],
+        }
+    }
+}
+
+/// Recomputes step `(t, h)` from `y` exactly as the stepper computed it: stage inputs
+/// into `w.y_stage`, the end state into `y_next`. Returns the evaluations made.
+fn replay<T: Real, S: OdeSystem<T> + ?Sized>(
+    system: &mut S,
+    rk: &Rk<T>,
+    t: T,
+    h: T,
+    y: &[T],
+    w: &mut Work<T>,
+    y_next: Option<&mut [T]>,
+) -> usize {
+    let s = rk.n_stages();
+    for i in 0..s {
+        w.y_stage[i].copy_from_slice(y);
+        for &(j, a) in &rk.a[i] {
+            let (ks, ys) = (&w.k[j], &mut w.y_stage[i]);
+            for (v, &kv) in ys.iter_mut().zip(ks) {
+                *v += h * a * kv;
+            }
+        }
+        let ti = if i == 0 { t } else { t + rk.c[i] * h };
+        system.rhs(ti, &w.y_stage[i], &mut w.k[i]);
+    }
+    if let Some(out) = y_next {
+        if rk.fsal {
+            out.copy_from_slice(&w.y_stage[s - 1]);
+        } else {
+            out.copy_from_slice(y);
+            for &(j, b) in &rk.b {
+                for (v, &kv) in out.iter_mut().zip(&w.k[j]) {
+                    *v += h * b * kv;
+                }
+            }
+        }
+    }
+    s
+}
+
+/// Reverses one step whose stage inputs are `stage(i)`: `ybar` enters as `∂L/∂y_{n+1}`
+/// and leaves as `∂L/∂y_n`; `grad_p` accumulates. Returns the VJPs made.
+#[allow(clippy::too_many_arguments)]
+fn reverse_step<'y, T: Real, S: Vjp<T> + ?Sized>(
+    system: &mut S,
+    rk: &Rk<T>,
+    t: T,
+    h: T,
+    stage: impl Fn(usize) -> &'y [T],
+    w: &mut Work<T>,
+    ybar: &mut [T],
+    grad_p: &mut [T],
+) -> usize {
+    let s = rk.n_stages();
+    let mut n_vjp = 0;
+    for i in (0..s).rev() {
+        if !rk.used[i] {
+            w.stage_cot[i].fill(T::zero());
+            continue;
+        }
+        for (kb, &yb) in w.kbar.iter_mut().zip(ybar.iter()) {
+            *kb = h * rk.b_full[i] * yb;
+        }
+        for l in i + 1..s {
+            let ali = rk.a_full[l][i];
+            if ali != T::zero() {
+                for (kb, &yl) in w.kbar.iter_mut().zip(&w.stage_cot[l]) {
+                    *kb += h * ali * yl;
+                }
+            }
+        }
+        let ti = if i == 0 { t } else { t + rk.c[i] * h };
+        let (kbar, cot) = (&w.kbar, &mut w.stage_cot[i]);
+        system.vjp(ti, stage(i), kbar, cot, grad_p);
+        n_vjp += 1;
+    }
+    for i in 0..s {
+        for (v, &c) in ybar.iter_mut().zip(&w.stage_cot[i]) {
+            *v += c;
+        }
+    }
+    n_vjp
+}
+
+/// One segment of the forward solve, between two observation times.
+struct Segment<T> {
+    /// `(t_n, h_n)` of each accepted step.
+    grid: Vec<(T, T)>,
+    /// State at the segment's start (an observation).
+    y_start: Vec<T>,
+    /// [`Checkpointing::StepStarts`]: the state at every step start, row-major.
+    starts: Vec<T>,
+    /// [`Checkpointing::All`]: the stage inputs, `s` per step.
+    stages: Vec<(T, Vec<T>)>,
+    stage_slots: Vec<usize>,
+}
+
+pub(super) fn backprop<T: Real, S: Vjp<T> + ?Sized, L: Loss<T>>(
+    system: &mut S,
+    y0: &[T],
+    times: &[T],
+    loss: &mut L,
+    solver: &SolverConfig,
+    policy: Checkpointing,
+) -> Result<Sensitivity<T>, SensitivityError> {
+    let forward_err = |source| SensitivityError::Solve {
+        direction: "forward",
+        source,
+    };
+    let n = y0.len();
+    let m = system.n_params();
+    let mut ode = Solver::new(solver.clone()).map_err(forward_err)?;
+    let tab = ode.tableau().expect("a Runge–Kutta solver has a tableau");
+    let rk = Rk::<T>::new(tab);
+    let s = rk.n_stages();
+    let none = SaveAt::default();
+
+    // Forward, one segment per pair of observations.
+    let mut segments: Vec<Segment<T>> = Vec::with_capacity(times.len() - 1);
+    let mut y = y0.to_vec();
+    let mut y_obs = y0.to_vec();
+    let mut n_evals_forward = 0;
+    for i in 1..times.len() {
+        let mut seg = Segment {
+            grid: Vec::new(),
+            y_start: y.clone(),
+            starts: Vec::new(),
+            stages: Vec::new(),
+            stage_slots: Vec::new(),
+        };
+        let mut rec = StageRecorder {
+            system: &mut *system,
+            evals: Vec::new(),
+            vacant: Vec::new(),
+            pending: Vec::new(),
+            first: None,
+            steps: Vec::new(),
+        };
+        let keep_all = policy == Checkpointing::All;
+        let stats;
+        {
+            let run = if keep_all {
+                ode.start(&mut rec, &y, times[i - 1], times[i], &none)
+            } else {
+                ode.start(&mut *rec.system, &y, times[i - 1], times[i], &none)
+            };
+            let mut run = run.map_err(forward_err)?;
+            while !run.is_done() {
+                if policy == Checkpointing::StepStarts && seg.starts.len() == seg.grid.len() * n {
+                    seg.starts.extend_from_slice(run.y());
+                }
+                let outcome = if keep_all {
+                    run.step(&mut rec)
+                } else {
+                    run.step(&mut *rec.system)
+                }
+                .map_err(forward_err)?;
+                if let StepOutcome::Accepted { t_prev, h, .. } = outcome {
+                    seg.grid.push((t_prev, h));
+                }
+            }
+            stats = run.stats();
+            y = run.finish().y_final;
+        }
+        n_evals_forward += stats.n_evals;
+        if keep_all {
+            seg.stages = rec.evals;
+            seg.stage_slots = rec.steps;
+        }
+        y_obs.extend_from_slice(&y);
+        segments.push(seg);
+    }
+
+    // The loss and its cotangents.
+    let n_obs = times.len();
+    let mut total = 0.0;
+    let mut g = vec![T::zero(); n_obs * n];
+    for i in 0..n_obs {
+        total += loss.eval(i, times[i], &y_obs[i * n..(i + 1) * n], &mut g[i * n..(i + 1) * n]);
+    }
+
+    // Backward through the segments.
+    let mut ybar = vec![T::zero(); n];
+    let mut grad_p = vec![T::zero(); m];
+    let mut w = Work::new(s, n);
+    let mut n_evals_backward = 0;
+    let mut peak = 0usize;
+    for (k, seg) in segments.iter().enumerate().rev() {
+        for (v, &gi) in ybar.iter_mut().zip(&g[(k + 1) * n..(k + 2) * n]) {
+            *v += gi;
+        }
+        match policy {
+            Checkpointing::All => {
+                peak = peak.max(seg.stages.len());
+                for (step, &(t, h)) in seg.grid.iter().enumerate().rev() {
+                    let slots = &seg.stage_slots[step * s..(step + 1) * s];
+                    let stage = |i: usize| seg.stages[slots[i]].1.as_slice();
+                    n_evals_backward += reverse_step(system, &rk, t, h, stage, &mut w, &mut ybar, &mut grad_p);
+                }
+            }
+            Checkpointing::StepStarts => {
+                peak = peak.max(seg.grid.len());
+                for (step, &(t, h)) in seg.grid.iter().enumerate().rev() {
+                    let y_n = &seg.starts[step * n..(step + 1) * n];
+                    n_evals_backward += replay(system, &rk, t, h, y_n, &mut w, None);
+                    let stages = std::mem::take(&mut w.y_stage);
+                    n_evals_backward += reverse_step(
+                        system,
+                        &rk,
+                        t,
+                        h,
+                        |i| stages[i].as_slice(),
+                        &mut w,
+                        &mut ybar,
+                        &mut grad_p,
+                    );
+                    w.y_stage = stages;
+                }
+            }
+            Checkpointing::Revolve { budget } => {
+                let mut ctx = Revolve {
+                    system: &mut *system,
+                    rk: &rk,
+                    grid: &seg.grid,
+                    w: &mut w,
+                    ybar: &mut ybar,
+                    grad_p: &mut grad_p,
+                    n_evals: 0,
+                    held: 0,
+                    peak: 0,
+                };
+                ctx.reverse(0, seg.grid.len(), &seg.y_start, budget);
+                n_evals_backward += ctx.n_evals;
+                peak = peak.max(ctx.peak);
+            }
+        }
+    }
+    for (v, &gi) in ybar.iter_mut().zip(&g[..n]) {
+        *v += gi;
+    }
+    Ok(Sensitivity {
+        loss: total,
+        y: y_obs,
+        grad_y0: ybar,
+        grad_params: grad_p,
+        grad_t0: None,
+        grad_t1: None,
+        n_evals_forward,
+        n_evals_backward,
+        peak_stored_states: peak,
+    })
+}
+
+/// Binomial checkpointing over one segment's steps.
+struct Revolve<'a, T, S: ?Sized> {
+    system: &'a mut S,
+    rk: &'a Rk<T>,
+    grid: &'a [(T, T)],
+    w: &'a mut Work<T>,
+    ybar: &'a mut [T],
+    grad_p: &'a mut [T],
+    n_evals: usize,
+    /// Checkpoints held now, and at most.
+    held: usize,
+    peak: usize,
+}
+
+impl<T: Real, S: Vjp<T> + ?Sized> Revolve<'_, T, S> {
+    /// The state after steps `from..to`, starting from `y` at step `from`.
+    fn advance(&mut self, from: usize, to: usize, y: &[T]) -> Vec<T> {
+        let mut cur = y.to_vec();
+        let mut next = vec![T::zero(); y.len()];
+        for step in from..to {
+            let (t, h) = self.grid[step];
+            self.n_evals += replay(self.system, self.rk, t, h, &cur, self.w, Some(&mut next));
+            std::mem::swap(&mut cur, &mut next);
+        }
+        cur
+    }
+
+    /// Reverses steps `a..b`, given the state `y_a` at step `a`, with `c` free checkpoints.
+    fn reverse(&mut self, a: usize, b: usize, y_a: &[T], c: usize) {
+        let len = b - a;
+        if len == 0 {
+            return;
+        }
+        if len == 1 {
+            let (t, h) = self.grid[a];
+            self.n_evals += replay(self.system, self.rk, t, h, y_a, self.w, None);
+            let stages = std::mem::take(&mut self.w.y_stage);
+            self.n_evals += reverse_step(
+                self.system,
+                self.rk,
+                t,
+                h,
+                |i| stages[i].as_slice(),
+                self.w,
+                self.ybar,
+                self.grad_p,
+            );
+            self.w.y_stage = stages;
+            return;
+        }
+        if c == 0 {
+            for j in (a..b).rev() {
+                let y_j = self.advance(a, j, y_a);
+                self.reverse(j, j + 1, &y_j, 0);
+            }
+            return;
+        }
+        let mid = a + split_point(len, c);
+        let y_mid = self.advance(a, mid, y_a);
+        self.held += 1;
+        self.peak = self.peak.max(self.held);
+        self.reverse(mid, b, &y_mid, c - 1);
+        drop(y_mid);
+        self.held -= 1;
+        self.reverse(a, mid, y_a, c);
+    }
+}
