@@ -173,6 +173,31 @@ fn resumed_training_equals_uninterrupted_training() {
 }
 
 #[test]
+fn a_seed_gives_the_same_model_on_any_number_of_threads() {
+    // Threads only schedule the batch parts; the parts (default 2) fix the result.
+    let tmp = tempfile::tempdir().unwrap();
+    let weights = |dir: &Path| -> serde_json::Value {
+        let s = std::fs::read_to_string(dir.join("model.json")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&s).unwrap()["blocks"].clone()
+    };
+    let runs: Vec<serde_json::Value> = ["1", "2", "4"]
+        .iter()
+        .map(|threads| {
+            let dir = tmp.path().join(format!("threads-{threads}"));
+            ok(&small_run(&dir, "12", &["--threads", threads]));
+            weights(&dir)
+        })
+        .collect();
+    assert!(!runs[0].is_null());
+    assert_eq!(runs[0], runs[1], "1 vs 2 threads");
+    assert_eq!(runs[0], runs[2], "1 vs 4 threads");
+    // The number of parts is a setting of the run: another one is another model.
+    let dir = tmp.path().join("parts-1");
+    ok(&small_run(&dir, "12", &["--parts", "1"]));
+    assert_ne!(weights(&dir), runs[0], "--parts 1 vs the default 2");
+}
+
+#[test]
 fn density_reads_csv_npy_and_stdin_and_keeps_the_order() {
     let run = trained();
     let tmp = tempfile::tempdir().unwrap();

@@ -169,9 +169,14 @@ fn positive_usize(s: &str) -> Result<usize, String> {
     }
 }
 
-/// Checkpoints written before `--threads` existed trained on one part.
-fn one_thread() -> Option<usize> {
-    Some(1)
+/// Parts of a batch by default: two, whatever the machine, so that a seed gives the
+/// same model everywhere (the defaults were measured with two on two cores).
+pub const DEFAULT_PARTS: usize = 2;
+
+/// Checkpoints written before `--parts` existed: `--threads` was the number of parts
+/// (read from it when the checkpoint is loaded), and before that there was one.
+fn parts_of_old_checkpoints() -> usize {
+    0
 }
 
 /// Flags of `cnflow train`.
@@ -261,10 +266,16 @@ pub struct TrainArgs {
     /// Evaluate on the test set every this many iterations.
     #[arg(long, value_parser = positive_usize, default_value_t = 100)]
     pub eval_every: usize,
-    /// Split every batch into this many parts trained in parallel [default: the number of
-    /// cores; kept in the checkpoint so a resumed run continues identically].
+    /// Split every batch into this many parts, each solved with its own adaptive steps
+    /// (the result depends on it, not on the machine; kept in the checkpoint so a
+    /// resumed run continues identically).
+    #[arg(long, value_parser = positive_usize, default_value_t = DEFAULT_PARTS)]
+    #[serde(default = "parts_of_old_checkpoints")]
+    pub parts: usize,
+    /// Threads that schedule the parts and evaluations [default: all cores]; never
+    /// changes a result.
     #[arg(long, value_parser = positive_usize)]
-    #[serde(default = "one_thread")]
+    #[serde(default)]
     pub threads: Option<usize>,
     /// Test-set size (built-in datasets; files hold out 10 % up to this many points).
     #[arg(long, value_parser = positive_usize, default_value_t = 5000)]

@@ -154,9 +154,11 @@ pub fn run(mut args: TrainArgs, explicit: &[String]) -> Result<()> {
         if !explicit.iter().any(|e| e == "eval_every") {
             resumed.eval_every = ck.args.eval_every;
         }
-        if explicit.iter().any(|e| e == "threads") {
-            resumed.threads = args.threads;
+        if resumed.parts == 0 {
+            // A checkpoint from before --parts: --threads was the number of parts.
+            resumed.parts = ck.args.threads.unwrap_or(1);
         }
+        resumed.threads = args.threads;
         args = TrainArgs {
             out: Some(out.clone()),
             resume: true,
@@ -173,10 +175,13 @@ pub fn run(mut args: TrainArgs, explicit: &[String]) -> Result<()> {
         apply_defaults(&mut args, explicit);
     }
     args.iters = Some(args.iters.unwrap_or(DEFAULT_ITERS));
-    args.threads = Some(
-        args.threads
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-    );
+    if let Some(n) = args.threads {
+        // Threads only schedule the parts: the result is the same for any count.
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+            .with_context(|| format!("starting {n} threads"))?;
+    }
     fs::create_dir_all(&out).with_context(|| format!("creating the run folder {}", out.display()))?;
     match args.precision {
         PrecisionArg::F32 => run_typed::<f32>(&args, &out, checkpoint),
@@ -363,7 +368,7 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
         eval_trace: Trace::Exact,
         eval_every: args.eval_every,
         seed: args.seed,
-        n_parts: args.threads.unwrap_or(1),
+        n_parts: args.parts,
     };
     let mut state = match &checkpoint {
         Some(ck) => {
