@@ -39,7 +39,7 @@ for grad in adjoint backprop; do
   for tol in 1e-1 1e-10; do
     echo "--grad $grad, rtol = atol = $tol:"
     "$cnflow" train --out "$out/memory-$grad-$tol" --force --iters 100 --eval-every 100 --test-size 500 \
-      --threads 1 --grad "$grad" --rtol "$tol" --atol "$tol" 2>&1 | grep -E "^iter +100 |best test NLL"
+      --parts 1 --threads 1 --grad "$grad" --rtol "$tol" --atol "$tol" 2>&1 | grep -E "^iter +100 |best test NLL"
   done
 done
 
