@@ -274,7 +274,6 @@ fn a_hand_written_vjp_and_the_dual_number_one_give_the_same_gradient() {
             gp[1] -= w[0] * y[0] * y[1];
             gp[2] -= w[1] * y[1];
             gp[3] += w[1] * y[0] * y[1];
-            0.0
         },
         n_params: 4,
     };

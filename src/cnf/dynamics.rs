@@ -12,7 +12,7 @@
 //! the one second-order kernel that the adjoint and backprop share.
 
 use super::field::{Cotangents, Field, FieldOutputs, TraceMode};
-use crate::ode::{OdeSystem, StepEvent};
+use crate::ode::{OdeSystem, StepEvent, Vjp};
 use crate::Real;
 
 /// Where each part of a block's augmented state lives.
@@ -142,6 +142,13 @@ pub(crate) struct Taped<'a, T: Real, F: Field<T>> {
     pub overflowed: bool,
     /// Workspace for the evaluations after an overflow.
     pub spare: Option<F::Workspace>,
+    /// Stages per step of the method (to find a step's slots).
+    pub n_stages: usize,
+    /// The VJP kernel, and a full workspace for VJPs of evaluations not on the tape.
+    pub eval: GradEval<T>,
+    pub recompute: Option<Record<T, F::Workspace>>,
+    /// Forward passes recomputed for VJPs of evaluations not on the tape.
+    pub n_recomputed: usize,
 }
 
 impl<'a, T: Real, F: Field<T>> Taped<'a, T, F> {
@@ -154,6 +161,7 @@ impl<'a, T: Real, F: Field<T>> Taped<'a, T, F> {
         n_tangents: usize,
         free: &'a mut Vec<Record<T, F::Workspace>>,
         limit: usize,
+        n_stages: usize,
     ) -> Self {
         Taped {
             field,
@@ -170,7 +178,40 @@ impl<'a, T: Real, F: Field<T>> Taped<'a, T, F> {
             limit,
             overflowed: false,
             spare: None,
+            n_stages,
+            eval: GradEval::new(layout),
+            recompute: None,
+            n_recomputed: 0,
         }
+    }
+
+    /// The tape slot of stage `stage` of accepted step `step`, if it is on the tape.
+    fn slot(&self, step: usize, stage: usize) -> Option<usize> {
+        if self.overflowed {
+            return None;
+        }
+        self.steps.get(step * self.n_stages + stage).copied()
+    }
+
+    /// The VJP of `g` for the evaluation kept in `rec`: `grad_s` gets `cᵀ∂g/∂s` (only
+    /// its `z` part is non-zero), `grad_p` accumulates `cᵀ∂g/∂(θ, T)`.
+    #[allow(clippy::too_many_arguments)]
+    fn vjp_of(
+        eval: &mut GradEval<T>,
+        field: &F,
+        rec: &mut Record<T, F::Workspace>,
+        t_end: T,
+        tau: T,
+        cot: &[T],
+        grad_s: &mut [T],
+        grad_p: &mut [T],
+    ) {
+        let n_theta = field.n_params();
+        let (gp, gt) = grad_p.split_at_mut(n_theta);
+        gt[0] += eval.vjp_recorded(field, &mut rec.ws, t_end, tau, &rec.raw, cot, gp);
+        let nz = eval.grad_z().len();
+        grad_s[..nz].copy_from_slice(eval.grad_z());
+        grad_s[nz..].fill(T::zero());
     }
 
     fn overflow(&mut self) {
@@ -233,6 +274,42 @@ impl<T: Real, F: Field<T>> OdeSystem<T> for Taped<'_, T, F> {
                 self.steps.append(&mut self.pending);
                 self.first = if fsal { self.steps.last().copied() } else { None };
             }
+        }
+    }
+}
+
+/// The block's parameters for the sensitivity module are `(θ, T)`.
+impl<T: Real, F: Field<T>> Vjp<T> for Taped<'_, T, F> {
+    fn n_params(&self) -> usize {
+        self.field.n_params() + 1
+    }
+
+    fn vjp(&mut self, tau: T, s: &[T], cot: &[T], grad_s: &mut [T], grad_p: &mut [T]) {
+        let rec = self.recompute.get_or_insert_with(|| Record {
+            ws: self.field.workspace(self.layout.n_batch, self.n_tangents),
+            raw: vec![T::zero(); self.layout.len()],
+        });
+        eval_raw(
+            self.field,
+            &mut rec.ws,
+            self.mode,
+            &self.layout,
+            self.t_end,
+            tau,
+            s,
+            &mut rec.raw,
+        );
+        self.n_recomputed += 1;
+        Self::vjp_of(&mut self.eval, self.field, rec, self.t_end, tau, cot, grad_s, grad_p);
+    }
+
+    fn vjp_stage(&mut self, step: usize, stage: usize, tau: T, s: &[T], cot: &[T], grad_s: &mut [T], grad_p: &mut [T]) {
+        match self.slot(step, stage) {
+            Some(slot) => {
+                let rec = &mut self.tape[slot];
+                Self::vjp_of(&mut self.eval, self.field, rec, self.t_end, tau, cot, grad_s, grad_p);
+            }
+            None => self.vjp(tau, s, cot, grad_s, grad_p),
         }
     }
 }

@@ -10,18 +10,20 @@
 //!   is approximate (it is only as good as the backward solve). With `seminorm` the
 //!   parameter adjoints are left out of step-size control (Kidger et al. 2021).
 //! - **Backprop** (discretise-then-optimise): the exact gradient of the discrete solution
-//!   for the step sizes taken (they are held fixed). The forward solve keeps every
-//!   evaluation's workspace on a tape (up to [`TAPE_BUDGET`] sample-evaluations), so
-//!   each stage costs one forward pass and one VJP; a solve too long for the tape keeps
-//!   the state at every accepted step instead and recomputes each step's stages (one
-//!   more forward pass per stage), holding one workspace per stage.
+//!   for the step sizes taken (they are held fixed), by the discrete adjoint of
+//!   [`crate::sensitivity`]. Each block's system keeps the workspace of every stage of an
+//!   accepted step on a tape (up to [`TAPE_BUDGET`] sample-evaluations; the driver's
+//!   step events say which evaluations were stages), so each stage costs one forward
+//!   pass and one VJP; stages past the budget are recomputed for their VJPs (one more
+//!   forward pass each).
 
 use rand::Rng;
 
-use super::dynamics::{eval_raw, scale_raw, AdjointSystem, GradEval, Layout, Record};
+use super::dynamics::{AdjointSystem, GradEval, Layout, Record, Taped};
 use super::field::Field;
-use super::model::{log_normal, solve_error, BlockPass, Cnf, CnfError, Keep, Trace};
+use super::model::{log_normal, solve_error, BlockPass, Cnf, CnfError, ForwardPass, Trace};
 use crate::ode::{SaveAt, Solver, SolverConfig};
+use crate::sensitivity::{discrete_forward, Checkpointing, SensitivityError};
 use crate::Real;
 
 /// How the gradient is computed.
@@ -153,13 +155,6 @@ pub fn loss_and_grad_in<T: Real, F: Field<T>, R: Rng + ?Sized>(
         jacobian: config.jacobian > 0.0,
     };
     let n_tangents = config.trace.n_tangents(d);
-    let keep = match config.grad {
-        GradMethod::Adjoint { .. } => Keep::Nothing,
-        GradMethod::Backprop => match config.tape_budget / (n_batch * model.blocks.len()) {
-            0 => Keep::Steps,
-            limit => Keep::Tape(limit),
-        },
-    };
     let shape = (
         n_batch,
         n_tangents,
@@ -172,14 +167,23 @@ pub fn loss_and_grad_in<T: Real, F: Field<T>, R: Rng + ?Sized>(
             records: Vec::new(),
         };
     }
-    let started = std::time::Instant::now();
-    let mut pass = model.forward_pass(x, &config.solver, config.trace, layout, keep, &mut scratch.records, rng)?;
-    let seconds_forward = started.elapsed().as_secs_f64();
-    let started = std::time::Instant::now();
-    let (passes, s, delta_sum) = (&mut pass.blocks, &pass.s, &pass.delta_sum);
-    let (kin_sum, jac_sum, n_evals_forward) = (pass.kin_sum, pass.jac_sum, pass.n_evals);
+    match config.grad {
+        GradMethod::Adjoint { seminorm } => adjoint_loss(model, x, config, layout, seminorm, rng),
+        GradMethod::Backprop => backprop_loss(model, x, config, layout, rng, scratch),
+    }
+}
 
-    // The loss and its cotangent at the end of the last block.
+/// The loss of a forward pass and its cotangent at the end of the last block:
+/// `(loss, nll, kinetic, jacobian, ∂L/∂s)`.
+fn loss_and_cotangent<T: Real>(
+    layout: &Layout,
+    config: &LossConfig,
+    s: &[T],
+    delta_sum: &[T],
+    kin_sum: T,
+    jac_sum: T,
+) -> (f64, f64, f64, f64, Vec<T>) {
+    let (n_batch, d) = (layout.n_batch, layout.dim);
     let inv_b = T::one() / T::c(n_batch as f64);
     let z_end = &s[..layout.n_z()];
     let log_p_sum: T = z_end
@@ -202,8 +206,26 @@ pub fn loss_and_grad_in<T: Real, F: Field<T>, R: Rng + ?Sized>(
     if let Some(at) = layout.jacobian_at() {
         cot[at..at + n_batch].fill(T::c(config.jacobian) * inv_b);
     }
+    (loss, nll, kinetic, jacobian, cot)
+}
 
-    // Backward through the blocks.
+/// The continuous adjoint: each block's [`AdjointSystem`] from `τ = 1` back to `0`.
+fn adjoint_loss<T: Real, F: Field<T>, R: Rng + ?Sized>(
+    model: &Cnf<T, F>,
+    x: &[T],
+    config: &LossConfig,
+    layout: Layout,
+    seminorm: bool,
+    rng: &mut R,
+) -> Result<LossGrad<T>, CnfError> {
+    let n_batch = layout.n_batch;
+    let n_tangents = config.trace.n_tangents(layout.dim);
+    let started = std::time::Instant::now();
+    let pass = model.forward_pass(x, &config.solver, config.trace, layout, rng)?;
+    let seconds_forward = started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
+    let (loss, nll, kinetic, jacobian, mut cot) =
+        loss_and_cotangent(&layout, config, &pass.s, &pass.delta_sum, pass.kin_sum, pass.jac_sum);
     let n_blocks = model.blocks.len();
     let mut grad_params: Vec<Vec<T>> = model
         .blocks
@@ -215,73 +237,39 @@ pub fn loss_and_grad_in<T: Real, F: Field<T>, R: Rng + ?Sized>(
     let mut eval = GradEval::new(layout);
     for k in (0..n_blocks).rev() {
         let block = &model.blocks[k];
-        let BlockPass {
-            probes,
-            s_end,
-            grid_t,
-            grid_s,
-            tape,
-            steps,
-        } = &mut passes[k];
+        let BlockPass { probes, s_end } = &pass.blocks[k];
         let mode = Trace::mode(probes);
-        match config.grad {
-            GradMethod::Adjoint { seminorm } => {
-                let nz = layout.n_z();
-                let n_p = block.field.n_params();
-                let len = AdjointSystem::<T, F>::state_len(&layout, n_p);
-                let mut y0 = vec![T::zero(); len];
-                y0[..nz].copy_from_slice(&s_end[..nz]);
-                y0[nz..2 * nz].copy_from_slice(&cot[..nz]);
-                let mut mask = vec![true; len];
-                if seminorm {
-                    mask[2 * nz..].fill(false);
-                }
-                let back_config = SolverConfig {
-                    error_mask: Some(mask),
-                    ..config.solver.clone()
-                };
-                let mut ws = block.field.workspace(n_batch, n_tangents);
-                let mut sys = AdjointSystem {
-                    field: &block.field,
-                    ws: &mut ws,
-                    t_end: block.t_end,
-                    mode,
-                    eval: &mut eval,
-                    cot: &mut cot,
-                };
-                let sol = Solver::new(back_config)
-                    .and_then(|mut o| o.solve(&mut sys, &y0, T::one(), T::zero(), &SaveAt::default()))
-                    .map_err(solve_error(k, "adjoint"))?;
-                n_evals_backward += sol.stats.n_evals;
-                let y = sol.y_final;
-                cot[..nz].copy_from_slice(&y[nz..2 * nz]);
-                grad_params[k].copy_from_slice(&y[2 * nz..2 * nz + n_p]);
-                grad_t_end[k] = y[2 * nz + n_p];
-            }
-            GradMethod::Backprop => {
-                n_evals_backward += backprop_block(
-                    &block.field,
-                    n_tangents,
-                    mode,
-                    block.t_end,
-                    &config.solver,
-                    &layout,
-                    Steps {
-                        grid_t,
-                        grid_s,
-                        tape,
-                        steps,
-                    },
-                    &mut eval,
-                    &mut cot,
-                    &mut grad_params[k],
-                    &mut grad_t_end[k],
-                );
-            }
+        let nz = layout.n_z();
+        let n_p = block.field.n_params();
+        let len = AdjointSystem::<T, F>::state_len(&layout, n_p);
+        let mut y0 = vec![T::zero(); len];
+        y0[..nz].copy_from_slice(&s_end[..nz]);
+        y0[nz..2 * nz].copy_from_slice(&cot[..nz]);
+        let mut mask = vec![true; len];
+        if seminorm {
+            mask[2 * nz..].fill(false);
         }
-    }
-    for (pool, block) in scratch.records.iter_mut().zip(passes.iter_mut()) {
-        pool.append(&mut block.tape);
+        let back_config = SolverConfig {
+            error_mask: Some(mask),
+            ..config.solver.clone()
+        };
+        let mut ws = block.field.workspace(n_batch, n_tangents);
+        let mut sys = AdjointSystem {
+            field: &block.field,
+            ws: &mut ws,
+            t_end: block.t_end,
+            mode,
+            eval: &mut eval,
+            cot: &mut cot,
+        };
+        let sol = Solver::new(back_config)
+            .and_then(|mut o| o.solve(&mut sys, &y0, T::one(), T::zero(), &SaveAt::default()))
+            .map_err(solve_error(k, "adjoint"))?;
+        n_evals_backward += sol.stats.n_evals;
+        let y = sol.y_final;
+        cot[..nz].copy_from_slice(&y[nz..2 * nz]);
+        grad_params[k].copy_from_slice(&y[2 * nz..2 * nz + n_p]);
+        grad_t_end[k] = y[2 * nz + n_p];
     }
     Ok(LossGrad {
         loss,
@@ -291,7 +279,103 @@ pub fn loss_and_grad_in<T: Real, F: Field<T>, R: Rng + ?Sized>(
         grad_params,
         grad_t_end,
         grad_x: cot[..layout.n_z()].to_vec(),
-        n_evals_forward,
+        n_evals_forward: pass.n_evals,
+        n_evals_backward,
+        seconds_forward,
+        seconds_backward: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Backprop: each block is solved by the sensitivity module's discrete adjoint, the
+/// block's [`Taped`] system keeping each stage's forward pass for its VJP.
+fn backprop_loss<T: Real, F: Field<T>, R: Rng + ?Sized>(
+    model: &Cnf<T, F>,
+    x: &[T],
+    config: &LossConfig,
+    layout: Layout,
+    rng: &mut R,
+    scratch: &mut GradScratch<T, F>,
+) -> Result<LossGrad<T>, CnfError> {
+    let (n_batch, d) = (layout.n_batch, layout.dim);
+    let n_blocks = model.blocks.len();
+    let n_tangents = config.trace.n_tangents(d);
+    let started = std::time::Instant::now();
+    // Probes are drawn block by block before any solve, as the forward pass draws them.
+    let probes: Vec<Vec<T>> = (0..n_blocks)
+        .map(|_| config.trace.draw::<T, _>(n_batch, d, rng))
+        .collect();
+    let fwd_config = SolverConfig {
+        error_mask: Some(layout.error_mask()),
+        ..config.solver.clone()
+    };
+    let n_stages = config.solver.method.tableau().n_stages();
+    let limit = config.tape_budget / (n_batch * n_blocks);
+    scratch.records.resize_with(n_blocks, Vec::new);
+    let mut systems = Vec::with_capacity(n_blocks);
+    let mut forwards = Vec::with_capacity(n_blocks);
+    let mut pass = ForwardPass::new(n_batch, n_blocks);
+    let mut s = vec![T::zero(); layout.len()];
+    s[..layout.n_z()].copy_from_slice(x);
+    let span = [T::zero(), T::one()];
+    for (k, (block, (probes, free))) in model
+        .blocks
+        .iter()
+        .zip(probes.iter().zip(scratch.records.iter_mut()))
+        .enumerate()
+    {
+        s[layout.n_z()..].fill(T::zero());
+        let mode = Trace::mode(probes);
+        let mut sys = Taped::new(
+            &block.field,
+            block.t_end,
+            layout,
+            mode,
+            n_tangents,
+            free,
+            limit,
+            n_stages,
+        );
+        let fwd = discrete_forward(&mut sys, &s, &span, &fwd_config, Checkpointing::All).map_err(sens_error(k))?;
+        pass.n_evals += fwd.n_evals;
+        s.copy_from_slice(fwd.y_at(1));
+        pass.add_block(&layout, &s);
+        systems.push(sys);
+        forwards.push(fwd);
+    }
+    let seconds_forward = started.elapsed().as_secs_f64();
+    let started = std::time::Instant::now();
+    let (loss, nll, kinetic, jacobian, mut cot) =
+        loss_and_cotangent(&layout, config, &s, &pass.delta_sum, pass.kin_sum, pass.jac_sum);
+    let mut grad_params = Vec::with_capacity(n_blocks);
+    let mut grad_t_end = vec![T::zero(); n_blocks];
+    let mut n_evals_backward = 0;
+    let len = layout.len();
+    let mut cot_both = vec![T::zero(); 2 * len];
+    for k in (0..n_blocks).rev() {
+        let sys = &mut systems[k];
+        let n_theta = sys.field.n_params();
+        let mut grad_p = vec![T::zero(); n_theta + 1];
+        cot_both[len..].copy_from_slice(&cot);
+        let back = forwards[k].backward(sys, &cot_both, &mut grad_p);
+        n_evals_backward += back.n_evals + sys.n_recomputed;
+        cot = back.grad_y0;
+        grad_t_end[k] = grad_p[n_theta];
+        grad_p.truncate(n_theta);
+        grad_params.push(grad_p);
+    }
+    grad_params.reverse();
+    for sys in &mut systems {
+        sys.free.append(&mut sys.tape);
+    }
+    Ok(LossGrad {
+        loss,
+        nll,
+        kinetic,
+        jacobian,
+        grad_params,
+        grad_t_end,
+        grad_x: cot[..layout.n_z()].to_vec(),
+        n_evals_forward: pass.n_evals,
         n_evals_backward,
         seconds_forward,
         seconds_backward: started.elapsed().as_secs_f64(),
@@ -299,141 +383,19 @@ pub fn loss_and_grad_in<T: Real, F: Field<T>, R: Rng + ?Sized>(
 }
 
 /// Most sample-evaluations (evaluations × batch size, over all blocks) that backprop
-/// keeps on its tape, rejected steps included: about 8 KiB each for the reference field
-/// in f32, so 128 MiB. A solve that needs more recomputes its stages instead.
+/// keeps on its tape: about 8 KiB each for the reference field in f32, so 128 MiB. The
+/// stages of a solve that needs more are recomputed for their VJPs instead.
 pub const TAPE_BUDGET: usize = 1 << 14;
 
-/// What backprop reads of a block's forward solve.
-struct Steps<'a, T, W> {
-    grid_t: &'a [T],
-    grid_s: &'a [T],
-    tape: &'a mut [Record<T, W>],
-    /// Per accepted step, the tape slots of its `s` stages.
-    steps: &'a [usize],
-}
-
-/// Reverse mode through one block's accepted steps; `cot` enters as `∂L/∂s(τ=1)` and
-/// leaves as `∂L/∂s(τ=0)`. Returns the evaluations done: forward passes recomputed
-/// plus vector-Jacobian products.
-///
-/// Step `n` has stages `k_i = g(Y_i, τ_n + c_i h)` with `Y_i = y_n + h Σ_j a_ij k_j` and
-/// `y_{n+1} = y_n + h Σ_i b_i k_i`. Given `ȳ = ∂L/∂y_{n+1}`, the stage cotangents are
-/// `k̄_i = h (b_i ȳ + Σ_{l>i} a_li Ȳ_l)` with `Ȳ_l = k̄_lᵀ ∂g/∂Y_l`, and
-/// `∂L/∂y_n = ȳ + Σ_i Ȳ_i` (`g` depends on `z` alone, so only the `z` part of each
-/// `Ȳ_i` is non-zero).
-#[allow(clippy::too_many_arguments)]
-fn backprop_block<T: Real, F: Field<T>>(
-    field: &F,
-    n_tangents: usize,
-    mode: super::field::TraceMode<'_, T>,
-    t_end: T,
-    solver: &SolverConfig,
-    layout: &Layout,
-    pass: Steps<'_, T, F::Workspace>,
-    eval: &mut GradEval<T>,
-    cot: &mut [T],
-    grad_params: &mut [T],
-    grad_t_end: &mut T,
-) -> usize {
-    let tab = solver.method.tableau();
-    let s_n = tab.n_stages();
-    let len = layout.len();
-    let nz = layout.n_z();
-    let a: Vec<Vec<T>> = tab.a.iter().map(|r| r.iter().map(|&v| T::c(v)).collect()).collect();
-    let b: Vec<T> = tab.b.iter().map(|&v| T::c(v)).collect();
-    let c: Vec<T> = tab.c.iter().map(|&v| T::c(v)).collect();
-    // A stage whose derivative feeds neither the result nor a later stage needs no VJP
-    // (nor, when recomputing, an evaluation).
-    let used: Vec<bool> = (0..s_n)
-        .map(|i| tab.b[i] != 0.0 || (i + 1..s_n).any(|l| tab.a[l][i] != 0.0))
-        .collect();
-    let n_steps = pass.grid_t.len() - 1;
-    // The tape holds the accepted steps' stages; `steps` says which slot holds which.
-    let tape_at = |n: usize, i: usize| pass.steps[n * s_n + i];
-    let taped = !pass.tape.is_empty()
-        && pass.steps.len() == n_steps * s_n
-        && pass.steps.iter().all(|&slot| slot < pass.tape.len());
-    let mut replay: Vec<Record<T, F::Workspace>> = Vec::new();
-    let mut stage_in = vec![T::zero(); len];
-    let mut k_stage = vec![T::zero(); s_n * len];
-    let mut stage_cot = vec![T::zero(); s_n * nz];
-    let mut kbar = vec![T::zero(); len];
-    let mut n_evals = 0;
-    for n in (0..n_steps).rev() {
-        let tau = pass.grid_t[n];
-        let h = pass.grid_t[n + 1] - tau;
-        if !taped {
-            // Recompute the stages of this step, each into its own workspace.
-            if replay.is_empty() {
-                replay = (0..s_n)
-                    .map(|_| Record {
-                        ws: field.workspace(layout.n_batch, n_tangents),
-                        raw: vec![T::zero(); len],
-                    })
-                    .collect();
-            }
-            let y = &pass.grid_s[n * len..(n + 1) * len];
-            for i in 0..s_n {
-                if !used[i] {
-                    continue;
-                }
-                stage_in.copy_from_slice(y);
-                for (j, &aij) in a[i].iter().enumerate() {
-                    if aij != T::zero() {
-                        for (v, &kv) in stage_in.iter_mut().zip(&k_stage[j * len..(j + 1) * len]) {
-                            *v += h * aij * kv;
-                        }
-                    }
-                }
-                let rec = &mut replay[i];
-                eval_raw(
-                    field,
-                    &mut rec.ws,
-                    mode,
-                    layout,
-                    t_end,
-                    tau + c[i] * h,
-                    &stage_in,
-                    &mut rec.raw,
-                );
-                let k_i = &mut k_stage[i * len..(i + 1) * len];
-                k_i.copy_from_slice(&rec.raw);
-                scale_raw(layout, t_end, k_i);
-                n_evals += 1;
-            }
-        }
-        for i in (0..s_n).rev() {
-            if !used[i] {
-                stage_cot[i * nz..(i + 1) * nz].fill(T::zero());
-                continue;
-            }
-            for (kb, &cv) in kbar.iter_mut().zip(cot.iter()) {
-                *kb = h * b[i] * cv;
-            }
-            for l in i + 1..s_n {
-                let ali = a[l][i];
-                if ali != T::zero() {
-                    for (kb, &yl) in kbar[..nz].iter_mut().zip(&stage_cot[l * nz..(l + 1) * nz]) {
-                        *kb += h * ali * yl;
-                    }
-                }
-            }
-            let rec = if taped {
-                &mut pass.tape[tape_at(n, i)]
-            } else {
-                &mut replay[i]
-            };
-            *grad_t_end += eval.vjp_recorded(field, &mut rec.ws, t_end, tau + c[i] * h, &rec.raw, &kbar, grad_params);
-            n_evals += 1;
-            stage_cot[i * nz..(i + 1) * nz].copy_from_slice(eval.grad_z());
-        }
-        for i in 0..s_n {
-            for (cv, &yb) in cot[..nz].iter_mut().zip(&stage_cot[i * nz..(i + 1) * nz]) {
-                *cv += yb;
-            }
-        }
+fn sens_error(block: usize) -> impl FnOnce(SensitivityError) -> CnfError {
+    move |e| match e {
+        SensitivityError::Solve { direction, source } => CnfError::Solve {
+            block: block + 1,
+            direction,
+            source,
+        },
+        other => CnfError::Invalid(other.to_string()),
     }
-    n_evals
 }
 
 /// [`loss_and_grad`] with the batch split into `n_parts` contiguous parts that are solved

@@ -7,7 +7,7 @@
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use super::dynamics::{split_state, Augmented, Flow, Layout, Record, Taped};
+use super::dynamics::{split_state, Augmented, Flow, Layout};
 use super::field::{Field, TraceMode};
 use crate::nn::{probes, ProbeKind};
 use crate::ode::{SaveAt, SolveError, Solver, SolverConfig, Stats};
@@ -118,36 +118,16 @@ pub struct LogProb<T> {
 }
 
 /// What the forward pass keeps of one block.
-pub(crate) struct BlockPass<T, W> {
+pub(crate) struct BlockPass<T> {
     /// The block's Hutchinson probes (empty for the exact trace).
     pub probes: Vec<T>,
     /// State at the block's end (`τ = 1`).
     pub s_end: Vec<T>,
-    /// Accepted step grid and states (when kept).
-    pub grid_t: Vec<T>,
-    pub grid_s: Vec<T>,
-    /// The evaluations of the block's forward solve that are stages of accepted steps
-    /// (when taped; empty if it outgrew its budget).
-    pub tape: Vec<Record<T, W>>,
-    /// Per accepted step, the tape slots of its stages `k_1..k_s`.
-    pub steps: Vec<usize>,
-}
-
-/// What a forward pass keeps for the backward pass.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Keep {
-    /// Nothing (log-density, adjoint).
-    Nothing,
-    /// The accepted step grid and states (backprop with recomputed stages).
-    Steps,
-    /// The step grid and every evaluation's workspace, up to this many evaluations per
-    /// block (backprop without recomputation).
-    Tape(usize),
 }
 
 /// The forward pass through all blocks.
-pub(crate) struct ForwardPass<T, W> {
-    pub blocks: Vec<BlockPass<T, W>>,
+pub(crate) struct ForwardPass<T> {
+    pub blocks: Vec<BlockPass<T>>,
     /// Augmented state at the end of the last block.
     pub s: Vec<T>,
     /// `Σ_k Δ_k` per point.
@@ -157,6 +137,31 @@ pub(crate) struct ForwardPass<T, W> {
     pub jac_sum: T,
     /// Function evaluations of all solves.
     pub n_evals: usize,
+}
+
+impl<T: Real> ForwardPass<T> {
+    /// An empty pass for a batch of `n_batch`.
+    pub fn new(n_batch: usize, n_blocks: usize) -> Self {
+        ForwardPass {
+            blocks: Vec::with_capacity(n_blocks),
+            s: Vec::new(),
+            delta_sum: vec![T::zero(); n_batch],
+            kin_sum: T::zero(),
+            jac_sum: T::zero(),
+            n_evals: 0,
+        }
+    }
+
+    /// Adds a block's `Δ`, `E` and `R` (from its end state `s`) to the sums.
+    pub fn add_block(&mut self, layout: &Layout, s: &[T]) {
+        let mut s = s.to_vec();
+        let (_, delta, kin, jac) = split_state(layout, &mut s);
+        for (acc, &v) in self.delta_sum.iter_mut().zip(delta.iter()) {
+            *acc += v;
+        }
+        self.kin_sum += kin.map_or(T::zero(), |v| v.iter().copied().sum());
+        self.jac_sum += jac.map_or(T::zero(), |v| v.iter().copied().sum());
+    }
 }
 
 /// `log N(z; 0, I)` of one point.
@@ -239,7 +244,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
             kinetic: false,
             jacobian: false,
         };
-        let pass = self.forward_pass(x, solver, trace, layout, Keep::Nothing, &mut Vec::new(), rng)?;
+        let pass = self.forward_pass(x, solver, trace, layout, rng)?;
         let z = pass.s[..layout.n_z()].to_vec();
         let log_p = z
             .chunks_exact(d)
@@ -254,19 +259,16 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
     }
 
     /// Integrates the augmented state of `x` through every block (the forward pass of
-    /// both [`Cnf::log_prob`] and the training gradient). Hutchinson probes are drawn
-    /// from `rng` once per block; `keep` says what is kept for backprop.
-    #[allow(clippy::too_many_arguments)]
+    /// [`Cnf::log_prob`] and of the adjoint's gradient). Hutchinson probes are drawn
+    /// from `rng` once per block.
     pub(crate) fn forward_pass<R: Rng + ?Sized>(
         &self,
         x: &[T],
         solver: &SolverConfig,
         trace: Trace,
         layout: Layout,
-        keep: Keep,
-        free: &mut Vec<Vec<Record<T, F::Workspace>>>,
         rng: &mut R,
-    ) -> Result<ForwardPass<T, F::Workspace>, CnfError> {
+    ) -> Result<ForwardPass<T>, CnfError> {
         let (n_batch, d) = (layout.n_batch, layout.dim);
         let config = SolverConfig {
             error_mask: Some(layout.error_mask()),
@@ -275,61 +277,31 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         let mut ode = Solver::new(config).map_err(solve_error(0, "forward"))?;
         let mut s = vec![T::zero(); layout.len()];
         s[..layout.n_z()].copy_from_slice(x);
-        let mut pass = ForwardPass {
-            blocks: Vec::with_capacity(self.blocks.len()),
-            s: Vec::new(),
-            delta_sum: vec![T::zero(); n_batch],
-            kin_sum: T::zero(),
-            jac_sum: T::zero(),
-            n_evals: 0,
-        };
-        free.resize_with(self.blocks.len(), Vec::new);
+        let mut pass = ForwardPass::new(n_batch, self.blocks.len());
         for (k, block) in self.blocks.iter().enumerate() {
             s[layout.n_z()..].fill(T::zero());
             let probes = trace.draw::<T, _>(n_batch, d, rng);
             let n_tangents = trace.n_tangents(d);
             let mode = Trace::mode(&probes);
-            let save = SaveAt {
-                t: Vec::new(),
-                steps: keep != Keep::Nothing,
+            // Nothing differentiates this pass's evaluations (the adjoint solves its own
+            // backward problem), so they keep only what the forward needs.
+            let mut ws = block.field.inference_workspace(n_batch, n_tangents);
+            let mut sys = Augmented {
+                field: &block.field,
+                ws: &mut ws,
+                t_end: block.t_end,
+                layout,
+                mode,
             };
-            let mut tape = Vec::new();
-            let mut steps = Vec::new();
-            let sol = if let Keep::Tape(limit) = keep {
-                let mut sys = Taped::new(&block.field, block.t_end, layout, mode, n_tangents, &mut free[k], limit);
-                let sol = ode.solve(&mut sys, &s, T::zero(), T::one(), &save);
-                tape = sys.tape;
-                steps = sys.steps;
-                sol
-            } else {
-                // Nothing differentiates this pass's evaluations (the adjoint solves its
-                // own backward problem), so they keep only what the forward needs.
-                let mut ws = block.field.inference_workspace(n_batch, n_tangents);
-                let mut sys = Augmented {
-                    field: &block.field,
-                    ws: &mut ws,
-                    t_end: block.t_end,
-                    layout,
-                    mode,
-                };
-                ode.solve(&mut sys, &s, T::zero(), T::one(), &save)
-            }
-            .map_err(solve_error(k, "forward"))?;
+            let sol = ode
+                .solve(&mut sys, &s, T::zero(), T::one(), &SaveAt::default())
+                .map_err(solve_error(k, "forward"))?;
             pass.n_evals += sol.stats.n_evals;
             s = sol.y_final;
-            let (_, delta, kin, jac) = split_state(&layout, &mut s);
-            for (acc, &v) in pass.delta_sum.iter_mut().zip(delta.iter()) {
-                *acc += v;
-            }
-            pass.kin_sum += kin.map_or(T::zero(), |v| v.iter().copied().sum());
-            pass.jac_sum += jac.map_or(T::zero(), |v| v.iter().copied().sum());
+            pass.add_block(&layout, &s);
             pass.blocks.push(BlockPass {
                 probes,
                 s_end: s.clone(),
-                grid_t: sol.step_t,
-                grid_s: sol.step_y,
-                tape,
-                steps,
             });
         }
         pass.s = s;

@@ -97,7 +97,7 @@ impl<S: GenericSystem> Vjp<f64> for DualSystem<S> {
         self.params.len()
     }
 
-    fn vjp(&mut self, t: f64, y: &[f64], w: &[f64], grad_y: &mut [f64], grad_p: &mut [f64]) -> f64 {
+    fn vjp(&mut self, t: f64, y: &[f64], w: &[f64], grad_y: &mut [f64], grad_p: &mut [f64]) {
         let (n, m) = (self.y.len(), self.p.len());
         self.load(y);
         let dot = |dy: &[Dual64]| dy.iter().zip(w).map(|(d, &wi)| d.eps * wi).sum::<f64>();
@@ -109,8 +109,6 @@ impl<S: GenericSystem> Vjp<f64> for DualSystem<S> {
             self.column(t, n + j);
             grad_p[j] += dot(&self.dy);
         }
-        self.column(t, n + m);
-        dot(&self.dy)
     }
 }
 

@@ -68,8 +68,19 @@ pub trait Vjp<T: Real>: OdeSystem<T> {
     fn n_params(&self) -> usize;
 
     /// At `(t, y)`: writes `wᵀ ∂f/∂y` into `grad_y` (overwritten) and adds `wᵀ ∂f/∂p`
-    /// into `grad_p` (accumulated, length [`Vjp::n_params`]). Returns `wᵀ ∂f/∂t`.
-    fn vjp(&mut self, t: T, y: &[T], w: &[T], grad_y: &mut [T], grad_p: &mut [T]) -> T;
+    /// into `grad_p` (accumulated, length [`Vjp::n_params`]).
+    fn vjp(&mut self, t: T, y: &[T], w: &[T], grad_y: &mut [T], grad_p: &mut [T]);
+
+    /// [`Vjp::vjp`] at stage `stage` of accepted step `step` (counted from 0 over the
+    /// whole forward solve) whose input was `(t, y)`. A system that kept that
+    /// evaluation's intermediate values on a tape of its own (told which evaluations
+    /// were stages by [`StepEvent`]s) answers from them without recomputing; the
+    /// default recomputes.
+    #[allow(clippy::too_many_arguments)]
+    fn vjp_stage(&mut self, step: usize, stage: usize, t: T, y: &[T], w: &[T], grad_y: &mut [T], grad_p: &mut [T]) {
+        let _ = (step, stage);
+        self.vjp(t, y, w, grad_y, grad_p)
+    }
 }
 
 /// The shape of a system's Jacobian.
@@ -99,7 +110,7 @@ pub trait Jacobian<T: Real>: OdeSystem<T> {
 }
 
 /// A right-hand side with a hand-written VJP, from two closures:
-/// `rhs(t, y, dy)` and `vjp(t, y, w, grad_y, grad_p) -> wᵀ∂f/∂t`.
+/// `rhs(t, y, dy)` and `vjp(t, y, w, grad_y, grad_p)` (see [`Vjp::vjp`]).
 pub struct WithVjp<R, V> {
     /// The right-hand side.
     pub rhs: R,
@@ -113,7 +124,7 @@ impl<T, R, V> OdeSystem<T> for WithVjp<R, V>
 where
     T: Real,
     R: FnMut(T, &[T], &mut [T]),
-    V: FnMut(T, &[T], &[T], &mut [T], &mut [T]) -> T,
+    V: FnMut(T, &[T], &[T], &mut [T], &mut [T]),
 {
     fn rhs(&mut self, t: T, y: &[T], dy: &mut [T]) {
         (self.rhs)(t, y, dy)
@@ -124,13 +135,13 @@ impl<T, R, V> Vjp<T> for WithVjp<R, V>
 where
     T: Real,
     R: FnMut(T, &[T], &mut [T]),
-    V: FnMut(T, &[T], &[T], &mut [T], &mut [T]) -> T,
+    V: FnMut(T, &[T], &[T], &mut [T], &mut [T]),
 {
     fn n_params(&self) -> usize {
         self.n_params
     }
 
-    fn vjp(&mut self, t: T, y: &[T], w: &[T], grad_y: &mut [T], grad_p: &mut [T]) -> T {
+    fn vjp(&mut self, t: T, y: &[T], w: &[T], grad_y: &mut [T], grad_p: &mut [T]) {
         (self.vjp)(t, y, w, grad_y, grad_p)
     }
 }

@@ -47,6 +47,7 @@ impl<T: Real, S: OdeSystem<T> + ?Sized> OdeSystem<T> for StageRecorder<'_, T, S>
     }
 
     fn step_event(&mut self, event: StepEvent) {
+        self.system.step_event(event);
         match event {
             StepEvent::Probe => self.vacant.extend(self.pending.pop()),
             StepEvent::Rejected => self.vacant.append(&mut self.pending),
@@ -153,13 +154,15 @@ fn replay<T: Real, S: OdeSystem<T> + ?Sized>(
 }
 
 /// Reverses one step whose stage inputs are `stage(i)`: `ybar` enters as `∂L/∂y_{n+1}`
-/// and leaves as `∂L/∂y_n`; `grad_p` accumulates. Returns the VJPs made.
+/// and leaves as `∂L/∂y_n`; `grad_p` accumulates. `at` is the step's index when the
+/// system may answer from a tape of its own ([`Vjp::vjp_stage`]). Returns the VJPs made.
 #[allow(clippy::too_many_arguments)]
 fn reverse_step<'y, T: Real, S: Vjp<T> + ?Sized>(
     system: &mut S,
     rk: &Rk<T>,
     t: T,
     h: T,
+    at: Option<usize>,
     stage: impl Fn(usize) -> &'y [T],
     w: &mut Work<T>,
     ybar: &mut [T],
@@ -185,7 +188,10 @@ fn reverse_step<'y, T: Real, S: Vjp<T> + ?Sized>(
         }
         let ti = if i == 0 { t } else { t + rk.c[i] * h };
         let (kbar, cot) = (&w.kbar, &mut w.stage_cot[i]);
-        system.vjp(ti, stage(i), kbar, cot, grad_p);
+        match at {
+            Some(step) => system.vjp_stage(step, i, ti, stage(i), kbar, cot, grad_p),
+            None => system.vjp(ti, stage(i), kbar, cot, grad_p),
+        };
         n_vjp += 1;
     }
     for i in 0..s {
@@ -200,6 +206,8 @@ fn reverse_step<'y, T: Real, S: Vjp<T> + ?Sized>(
 struct Segment<T> {
     /// `(t_n, h_n)` of each accepted step.
     grid: Vec<(T, T)>,
+    /// Accepted steps before this segment.
+    first_step: usize,
     /// State at the segment's start (an observation).
     y_start: Vec<T>,
     /// [`Checkpointing::StepStarts`]: the state at every step start, row-major.
@@ -209,34 +217,65 @@ struct Segment<T> {
     stage_slots: Vec<usize>,
 }
 
-pub(super) fn backprop<T: Real, S: Vjp<T> + ?Sized, L: Loss<T>>(
+/// What the forward solve of the discrete adjoint kept, under its [`Checkpointing`]
+/// policy: the states at the observation times and what the reverse pass needs.
+pub struct DiscreteForward<T> {
+    rk: Rk<T>,
+    policy: Checkpointing,
+    n: usize,
+    segments: Vec<Segment<T>>,
+    /// States at the observation times, row-major.
+    pub y: Vec<T>,
+    /// Evaluations of the forward solve.
+    pub n_evals: usize,
+    /// Accepted steps over all segments.
+    pub n_steps: usize,
+}
+
+/// What [`DiscreteForward::backward`] returns besides the parameter gradient.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DiscreteBackward<T> {
+    /// `dL/dy₀`.
+    pub grad_y0: Vec<T>,
+    /// VJPs plus right-hand sides recomputed.
+    pub n_evals: usize,
+    /// Most states held at once (see [`Sensitivity::peak_stored_states`]).
+    pub peak_stored_states: usize,
+}
+
+/// The forward half of the discrete adjoint: solves from `times[0]` through every
+/// observation time, keeping what `policy` asks. A system that keeps a tape of its own
+/// hears every [`StepEvent`] (under [`Checkpointing::All`]).
+pub fn discrete_forward<T: Real, S: OdeSystem<T> + ?Sized>(
     system: &mut S,
     y0: &[T],
     times: &[T],
-    loss: &mut L,
     solver: &SolverConfig,
     policy: Checkpointing,
-) -> Result<Sensitivity<T>, SensitivityError> {
+) -> Result<DiscreteForward<T>, SensitivityError> {
+    super::check_times(times)?;
+    if let Checkpointing::Revolve { budget: 0 } = policy {
+        return Err(SensitivityError::Budget { budget: 0 });
+    }
     let forward_err = |source| SensitivityError::Solve {
         direction: "forward",
         source,
     };
     let n = y0.len();
-    let m = system.n_params();
     let mut ode = Solver::new(solver.clone()).map_err(forward_err)?;
     let tab = ode.tableau().expect("a Runge–Kutta solver has a tableau");
     let rk = Rk::<T>::new(tab);
-    let s = rk.n_stages();
     let none = SaveAt::default();
-
-    // Forward, one segment per pair of observations.
     let mut segments: Vec<Segment<T>> = Vec::with_capacity(times.len() - 1);
     let mut y = y0.to_vec();
     let mut y_obs = y0.to_vec();
-    let mut n_evals_forward = 0;
+    let mut n_evals = 0;
+    let mut n_steps = 0;
+    let keep_all = policy == Checkpointing::All;
     for i in 1..times.len() {
         let mut seg = Segment {
             grid: Vec::new(),
+            first_step: n_steps,
             y_start: y.clone(),
             starts: Vec::new(),
             stages: Vec::new(),
@@ -250,7 +289,6 @@ pub(super) fn backprop<T: Real, S: Vjp<T> + ?Sized, L: Loss<T>>(
             first: None,
             steps: Vec::new(),
         };
-        let keep_all = policy == Checkpointing::All;
         let stats;
         {
             let run = if keep_all {
@@ -276,7 +314,8 @@ pub(super) fn backprop<T: Real, S: Vjp<T> + ?Sized, L: Loss<T>>(
             stats = run.stats();
             y = run.finish().y_final;
         }
-        n_evals_forward += stats.n_evals;
+        n_evals += stats.n_evals;
+        n_steps += seg.grid.len();
         if keep_all {
             seg.stages = rec.evals;
             seg.stage_slots = rec.steps;
@@ -284,84 +323,124 @@ pub(super) fn backprop<T: Real, S: Vjp<T> + ?Sized, L: Loss<T>>(
         y_obs.extend_from_slice(&y);
         segments.push(seg);
     }
+    Ok(DiscreteForward {
+        rk,
+        policy,
+        n,
+        segments,
+        y: y_obs,
+        n_evals,
+        n_steps,
+    })
+}
 
-    // The loss and its cotangents.
+impl<T: Real> DiscreteForward<T> {
+    /// The state at observation `i`.
+    pub fn y_at(&self, i: usize) -> &[T] {
+        &self.y[i * self.n..(i + 1) * self.n]
+    }
+
+    /// The reverse pass: `cot` holds `∂L/∂y(tᵢ)` for every observation (row-major, as
+    /// [`DiscreteForward::y`]); `grad_p` accumulates `dL/dp`.
+    pub fn backward<S: Vjp<T> + ?Sized>(&self, system: &mut S, cot: &[T], grad_p: &mut [T]) -> DiscreteBackward<T> {
+        let n = self.n;
+        let rk = &self.rk;
+        let s = rk.n_stages();
+        let mut ybar = vec![T::zero(); n];
+        let mut w = Work::new(s, n);
+        let mut n_evals = 0;
+        let mut peak = 0usize;
+        for (k, seg) in self.segments.iter().enumerate().rev() {
+            for (v, &gi) in ybar.iter_mut().zip(&cot[(k + 1) * n..(k + 2) * n]) {
+                *v += gi;
+            }
+            match self.policy {
+                Checkpointing::All => {
+                    peak = peak.max(seg.stages.len());
+                    for (step, &(t, h)) in seg.grid.iter().enumerate().rev() {
+                        let slots = &seg.stage_slots[step * s..(step + 1) * s];
+                        let stage = |i: usize| seg.stages[slots[i]].1.as_slice();
+                        let at = Some(seg.first_step + step);
+                        n_evals += reverse_step(system, rk, t, h, at, stage, &mut w, &mut ybar, grad_p);
+                    }
+                }
+                Checkpointing::StepStarts => {
+                    peak = peak.max(seg.grid.len());
+                    for (step, &(t, h)) in seg.grid.iter().enumerate().rev() {
+                        let y_n = &seg.starts[step * n..(step + 1) * n];
+                        n_evals += replay(system, rk, t, h, y_n, &mut w, None);
+                        let stages = std::mem::take(&mut w.y_stage);
+                        n_evals += reverse_step(
+                            system,
+                            rk,
+                            t,
+                            h,
+                            None,
+                            |i| stages[i].as_slice(),
+                            &mut w,
+                            &mut ybar,
+                            grad_p,
+                        );
+                        w.y_stage = stages;
+                    }
+                }
+                Checkpointing::Revolve { budget } => {
+                    let mut ctx = Revolve {
+                        system: &mut *system,
+                        rk,
+                        grid: &seg.grid,
+                        w: &mut w,
+                        ybar: &mut ybar,
+                        grad_p: &mut *grad_p,
+                        n_evals: 0,
+                        held: 0,
+                        peak: 0,
+                    };
+                    ctx.reverse(0, seg.grid.len(), &seg.y_start, budget);
+                    n_evals += ctx.n_evals;
+                    peak = peak.max(ctx.peak);
+                }
+            }
+        }
+        for (v, &gi) in ybar.iter_mut().zip(&cot[..n]) {
+            *v += gi;
+        }
+        DiscreteBackward {
+            grad_y0: ybar,
+            n_evals,
+            peak_stored_states: peak,
+        }
+    }
+}
+
+pub(super) fn backprop<T: Real, S: Vjp<T> + ?Sized, L: Loss<T>>(
+    system: &mut S,
+    y0: &[T],
+    times: &[T],
+    loss: &mut L,
+    solver: &SolverConfig,
+    policy: Checkpointing,
+) -> Result<Sensitivity<T>, SensitivityError> {
+    let fwd = discrete_forward(system, y0, times, solver, policy)?;
+    let n = y0.len();
     let n_obs = times.len();
     let mut total = 0.0;
     let mut g = vec![T::zero(); n_obs * n];
     for i in 0..n_obs {
-        total += loss.eval(i, times[i], &y_obs[i * n..(i + 1) * n], &mut g[i * n..(i + 1) * n]);
+        total += loss.eval(i, times[i], fwd.y_at(i), &mut g[i * n..(i + 1) * n]);
     }
-
-    // Backward through the segments.
-    let mut ybar = vec![T::zero(); n];
-    let mut grad_p = vec![T::zero(); m];
-    let mut w = Work::new(s, n);
-    let mut n_evals_backward = 0;
-    let mut peak = 0usize;
-    for (k, seg) in segments.iter().enumerate().rev() {
-        for (v, &gi) in ybar.iter_mut().zip(&g[(k + 1) * n..(k + 2) * n]) {
-            *v += gi;
-        }
-        match policy {
-            Checkpointing::All => {
-                peak = peak.max(seg.stages.len());
-                for (step, &(t, h)) in seg.grid.iter().enumerate().rev() {
-                    let slots = &seg.stage_slots[step * s..(step + 1) * s];
-                    let stage = |i: usize| seg.stages[slots[i]].1.as_slice();
-                    n_evals_backward += reverse_step(system, &rk, t, h, stage, &mut w, &mut ybar, &mut grad_p);
-                }
-            }
-            Checkpointing::StepStarts => {
-                peak = peak.max(seg.grid.len());
-                for (step, &(t, h)) in seg.grid.iter().enumerate().rev() {
-                    let y_n = &seg.starts[step * n..(step + 1) * n];
-                    n_evals_backward += replay(system, &rk, t, h, y_n, &mut w, None);
-                    let stages = std::mem::take(&mut w.y_stage);
-                    n_evals_backward += reverse_step(
-                        system,
-                        &rk,
-                        t,
-                        h,
-                        |i| stages[i].as_slice(),
-                        &mut w,
-                        &mut ybar,
-                        &mut grad_p,
-                    );
-                    w.y_stage = stages;
-                }
-            }
-            Checkpointing::Revolve { budget } => {
-                let mut ctx = Revolve {
-                    system: &mut *system,
-                    rk: &rk,
-                    grid: &seg.grid,
-                    w: &mut w,
-                    ybar: &mut ybar,
-                    grad_p: &mut grad_p,
-                    n_evals: 0,
-                    held: 0,
-                    peak: 0,
-                };
-                ctx.reverse(0, seg.grid.len(), &seg.y_start, budget);
-                n_evals_backward += ctx.n_evals;
-                peak = peak.max(ctx.peak);
-            }
-        }
-    }
-    for (v, &gi) in ybar.iter_mut().zip(&g[..n]) {
-        *v += gi;
-    }
+    let mut grad_p = vec![T::zero(); system.n_params()];
+    let back = fwd.backward(system, &g, &mut grad_p);
     Ok(Sensitivity {
         loss: total,
-        y: y_obs,
-        grad_y0: ybar,
+        y: fwd.y,
+        grad_y0: back.grad_y0,
         grad_params: grad_p,
         grad_t0: None,
         grad_t1: None,
-        n_evals_forward,
-        n_evals_backward,
-        peak_stored_states: peak,
+        n_evals_forward: fwd.n_evals,
+        n_evals_backward: back.n_evals,
+        peak_stored_states: back.peak_stored_states,
     })
 }
 
@@ -407,6 +486,7 @@ impl<T: Real, S: Vjp<T> + ?Sized> Revolve<'_, T, S> {
                 self.rk,
                 t,
                 h,
+                None,
                 |i| stages[i].as_slice(),
                 self.w,
                 self.ybar,

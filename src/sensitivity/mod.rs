@@ -34,6 +34,7 @@ mod revolve;
 use crate::ode::{SolveError, Vjp};
 use crate::Real;
 
+pub use discrete::{discrete_forward, DiscreteBackward, DiscreteForward};
 pub use revolve::split_point;
 
 /// How the gradient is computed.
@@ -177,11 +178,6 @@ pub fn gradient<T: Real, S: Vjp<T> + ?Sized, L: Loss<T>>(
     }
     match method {
         SensitivityMethod::Adjoint { seminorm } => adjoint::continuous(system, y0, times, loss, solver, seminorm),
-        SensitivityMethod::Backprop(policy) => {
-            if let Checkpointing::Revolve { budget: 0 } = policy {
-                return Err(SensitivityError::Budget { budget: 0 });
-            }
-            discrete::backprop(system, y0, times, loss, solver, policy)
-        }
+        SensitivityMethod::Backprop(policy) => discrete::backprop(system, y0, times, loss, solver, policy),
     }
 }
