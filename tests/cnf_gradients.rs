@@ -5,6 +5,7 @@
 use cnflow::cnf::{loss_and_grad, Block, Cnf, Field, GradMethod, LinearField, LossConfig, Trace, TAPE_BUDGET};
 use cnflow::nn::{Activation, LayerKind, Mlp, MlpConfig};
 use cnflow::ode::{Method, SolverConfig};
+use cnflow::sensitivity::Checkpointing;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
@@ -73,6 +74,7 @@ fn check<F: Field<f64>>(model: &Cnf<f64, F>, trace: Trace, kinetic: f64, jacobia
         jacobian,
         grad: GradMethod::Backprop,
         tape_budget: TAPE_BUDGET,
+        checkpointing: Checkpointing::All,
     };
     let (fd_p, fd_t) = finite_difference(model, &backprop);
     let mut rng = ChaCha8Rng::seed_from_u64(SEED);
@@ -199,6 +201,7 @@ fn adaptive_backprop_agrees_with_the_adjoint_for_every_embedded_pair() {
                 jacobian,
                 grad: GradMethod::Backprop,
                 tape_budget: TAPE_BUDGET,
+                checkpointing: Checkpointing::All,
             };
             let adjoint = LossConfig {
                 grad: GradMethod::Adjoint { seminorm: true },
@@ -226,6 +229,7 @@ fn hutchinson_without_probes_is_refused() {
         jacobian: 0.0,
         grad: GradMethod::Backprop,
         tape_budget: TAPE_BUDGET,
+        checkpointing: Checkpointing::All,
     };
     let err = loss_and_grad(&linear_model(1), &batch(), &config, &mut ChaCha8Rng::seed_from_u64(0)).unwrap_err();
     assert!(err.to_string().contains("at least one probe"), "{err}");
@@ -233,9 +237,9 @@ fn hutchinson_without_probes_is_refused() {
 
 #[test]
 fn taped_and_recomputed_backprop_agree_for_every_tableau() {
-    // The tape keeps every evaluation of the forward solve, rejected adaptive attempts
-    // included, and finds each accepted stage on it; with no tape budget each step's
-    // stages are recomputed. Both are the gradient of one discrete solution.
+    // The tape keeps the forward pass of every stage of an accepted step (the driver's
+    // step events say which evaluations those were); with no tape budget each stage's
+    // forward pass is recomputed for its VJP. Both are the gradient of one discrete solution.
     let m = mlp_model(2, Activation::Tanh, LayerKind::ConcatSquash);
     let methods = [
         (Method::Euler, false),
@@ -264,9 +268,11 @@ fn taped_and_recomputed_backprop_agree_for_every_tableau() {
                 jacobian,
                 grad: GradMethod::Backprop,
                 tape_budget: TAPE_BUDGET,
+                checkpointing: Checkpointing::All,
             };
             let recomputed = LossConfig {
                 tape_budget: 0,
+                checkpointing: Checkpointing::All,
                 ..taped.clone()
             };
             let a = loss_and_grad(&m, &batch(), &taped, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
@@ -330,5 +336,44 @@ fn reused_scratch_gives_the_same_gradient_as_a_fresh_one() {
         assert_eq!(fresh.grad_params, reused.grad_params);
         assert_eq!(fresh.grad_t_end, reused.grad_t_end);
         assert_eq!(fresh.grad_x, reused.grad_x);
+    }
+}
+
+#[test]
+fn every_checkpoint_policy_gives_the_taped_gradient_bit_for_bit() {
+    // An MLP field, two blocks, Hutchinson with regularizers, adaptive steps with
+    // rejections: the tape, the step starts and binomial checkpoints at several budgets
+    // reverse the same discrete solution.
+    let m = mlp_model(2, Activation::Tanh, LayerKind::ConcatSquash);
+    for method in [Method::Dopri5, Method::Bosh3] {
+        let taped = LossConfig {
+            solver: SolverConfig::adaptive(method, 1e-6, 1e-6),
+            trace: Trace::Rademacher(1),
+            kinetic: 0.2,
+            jacobian: 0.1,
+            grad: GradMethod::Backprop,
+            tape_budget: TAPE_BUDGET,
+            checkpointing: Checkpointing::All,
+        };
+        let a = loss_and_grad(&m, &batch(), &taped, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
+        for policy in [
+            Checkpointing::StepStarts,
+            Checkpointing::Revolve { budget: 1 },
+            Checkpointing::Revolve { budget: 3 },
+        ] {
+            let config = LossConfig {
+                checkpointing: policy,
+                ..taped.clone()
+            };
+            let b = loss_and_grad(&m, &batch(), &config, &mut ChaCha8Rng::seed_from_u64(3)).unwrap();
+            assert_eq!(a.loss, b.loss, "{method} {policy:?}");
+            assert_eq!(a.grad_params, b.grad_params, "{method} {policy:?}");
+            assert_eq!(a.grad_t_end, b.grad_t_end, "{method} {policy:?}");
+            assert_eq!(a.grad_x, b.grad_x, "{method} {policy:?}");
+            assert!(
+                b.n_evals_backward > a.n_evals_backward,
+                "{method} {policy:?} recomputes"
+            );
+        }
     }
 }

@@ -6,6 +6,7 @@ use std::ops::ControlFlow;
 use cnflow::cnf::{Block, Cnf, Field, GradMethod, LinearField, LossConfig, Trace, TAPE_BUDGET};
 use cnflow::ode::{Method, SolverConfig};
 use cnflow::optim::{AdamConfig, LrSchedule};
+use cnflow::sensitivity::Checkpointing;
 use cnflow::train::{train, EvalMetrics, IterMetrics, Observer, StopReason, TrainConfig, TrainState};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -40,6 +41,7 @@ fn config(n_iters: usize, grad: GradMethod) -> TrainConfig {
             jacobian: 0.0,
             grad,
             tape_budget: TAPE_BUDGET,
+            checkpointing: Checkpointing::All,
         },
         eval_solver: SolverConfig::adaptive(Method::Dopri5, 1e-8, 1e-8),
         eval_trace: Trace::Exact,

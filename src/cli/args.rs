@@ -162,6 +162,54 @@ fn non_negative_f64(s: &str) -> Result<f64, String> {
     }
 }
 
+/// `--checkpoints`: backprop's memory policy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckpointsArg {
+    /// Every stage, on the tape.
+    #[default]
+    All,
+    /// The step starts.
+    Steps,
+    /// Binomial checkpointing with this many stored states.
+    Revolve(usize),
+}
+
+impl CheckpointsArg {
+    /// The sensitivity module's policy.
+    pub fn policy(self) -> cnflow::sensitivity::Checkpointing {
+        use cnflow::sensitivity::Checkpointing;
+        match self {
+            CheckpointsArg::All => Checkpointing::All,
+            CheckpointsArg::Steps => Checkpointing::StepStarts,
+            CheckpointsArg::Revolve(budget) => Checkpointing::Revolve { budget },
+        }
+    }
+}
+
+impl std::fmt::Display for CheckpointsArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckpointsArg::All => f.write_str("all"),
+            CheckpointsArg::Steps => f.write_str("steps"),
+            CheckpointsArg::Revolve(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+fn parse_checkpoints(s: &str) -> Result<CheckpointsArg, String> {
+    match s {
+        "all" => Ok(CheckpointsArg::All),
+        "steps" => Ok(CheckpointsArg::Steps),
+        _ => match s.parse::<usize>() {
+            Ok(n) if n >= 1 => Ok(CheckpointsArg::Revolve(n)),
+            _ => Err(format!(
+                "'{s}' is not a checkpoint policy: give all, steps, or a number of stored states ≥ 1"
+            )),
+        },
+    }
+}
+
 fn positive_usize(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(v) if v > 0 => Ok(v),
@@ -232,6 +280,13 @@ pub struct TrainArgs {
     /// Gradient method.
     #[arg(long, value_enum, default_value_t = GradArg::Backprop)]
     pub grad: GradArg,
+    /// What backprop keeps of the forward solve: `all` (every stage's forward pass, up
+    /// to 128 MiB, then recomputed), `steps` (the state at each step start), or a number
+    /// N (binomial checkpointing: at most N stored states per block, steps recomputed
+    /// from the nearest). The gradient is the same whichever; memory and time are not.
+    #[arg(long, default_value_t = CheckpointsArg::All, value_parser = parse_checkpoints)]
+    #[serde(default)]
+    pub checkpoints: CheckpointsArg,
     /// Weight of the RNODE kinetic-energy regularizer ∫‖f‖² (0 = off).
     #[arg(long, allow_hyphen_values = true, value_parser = non_negative_f64, default_value_t = 0.01)]
     pub kinetic: f64,

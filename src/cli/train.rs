@@ -60,7 +60,8 @@ struct Checkpoint {
 }
 
 /// Flags that may change when a run is resumed; every other flag must match the run's.
-const RESUMABLE: [&str; 9] = [
+const RESUMABLE: [&str; 10] = [
+    "checkpoints",
     "iters",
     "lr",
     "weight_decay",
@@ -159,6 +160,8 @@ pub fn run(mut args: TrainArgs, explicit: &[String]) -> Result<()> {
             resumed.parts = ck.args.threads.unwrap_or(1);
         }
         resumed.threads = args.threads;
+        // Every policy gives the same gradient: it may change on resume.
+        resumed.checkpoints = args.checkpoints;
         args = TrainArgs {
             out: Some(out.clone()),
             resume: true,
@@ -363,6 +366,7 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
                 GradArg::Backprop => GradMethod::Backprop,
             },
             tape_budget: TAPE_BUDGET,
+            checkpointing: args.checkpoints.policy(),
         },
         eval_solver: SolverConfig::adaptive(eval_solver().method, eval_solver().rtol, eval_solver().atol),
         eval_trace: Trace::Exact,

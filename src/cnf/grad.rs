@@ -54,6 +54,10 @@ pub struct LossConfig {
     /// Sample-evaluations (evaluations × batch size, over all blocks) that backprop may
     /// keep on its tape; [`TAPE_BUDGET`] by default, 0 to always recompute the stages.
     pub tape_budget: usize,
+    /// What backprop keeps of each block's forward solve: every stage (on the tape, up
+    /// to `tape_budget`), the step starts, or binomial checkpoints under a budget of
+    /// stored states. Every policy gives the same gradient, bit for bit.
+    pub checkpointing: Checkpointing,
 }
 
 impl LossConfig {
@@ -66,6 +70,7 @@ impl LossConfig {
             jacobian: 0.0,
             grad: GradMethod::Adjoint { seminorm: true },
             tape_budget: TAPE_BUDGET,
+            checkpointing: Checkpointing::All,
         }
     }
 }
@@ -309,7 +314,11 @@ fn backprop_loss<T: Real, F: Field<T>, R: Rng + ?Sized>(
         ..config.solver.clone()
     };
     let n_stages = config.solver.method.tableau().n_stages();
-    let limit = config.tape_budget / (n_batch * n_blocks);
+    // Only the all-stages policy keeps a tape; the others recompute for every VJP.
+    let limit = match config.checkpointing {
+        Checkpointing::All => config.tape_budget / (n_batch * n_blocks),
+        _ => 0,
+    };
     scratch.records.resize_with(n_blocks, Vec::new);
     let mut systems = Vec::with_capacity(n_blocks);
     let mut forwards = Vec::with_capacity(n_blocks);
@@ -335,7 +344,7 @@ fn backprop_loss<T: Real, F: Field<T>, R: Rng + ?Sized>(
             limit,
             n_stages,
         );
-        let fwd = discrete_forward(&mut sys, &s, &span, &fwd_config, Checkpointing::All).map_err(sens_error(k))?;
+        let fwd = discrete_forward(&mut sys, &s, &span, &fwd_config, config.checkpointing).map_err(sens_error(k))?;
         pass.n_evals += fwd.n_evals;
         s.copy_from_slice(fwd.y_at(1));
         pass.add_block(&layout, &s);
