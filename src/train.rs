@@ -1,7 +1,7 @@
 //! The training loop: problem (a model and a data source), optimizer state, observers.
 //!
 //! Each iteration draws a batch, computes the loss and its gradient
-//! ([`loss_and_grad`]), and takes an Adam step on the flat vector
+//! ([`loss_and_grad`]), and takes an optimizer step ([`Optimizer`]) on the flat vector
 //! `(θ_1, …, θ_K, √T_k for learned T_k)` — FFJORD's parametrisation of a learned end
 //! time. Every `eval_every` iterations the model is scored on a fixed test set with the
 //! (tighter) evaluation solver and the best one is kept. Observers see every
@@ -19,7 +19,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::cnf::{loss_and_grad_par_in, Cnf, Field, GradScratch, LossConfig, Trace};
 use crate::ode::SolverConfig;
-use crate::optim::{Adam, AdamConfig, LrSchedule};
+use crate::optim::{LrSchedule, Optimizer, OptimizerConfig, OptimizerState};
 use crate::Real;
 
 /// Settings of a training run.
@@ -30,9 +30,9 @@ pub struct TrainConfig {
     /// Batch size.
     pub batch: usize,
     /// Optimizer settings.
-    pub adam: AdamConfig,
+    pub optimizer: OptimizerConfig,
     /// Learning-rate schedule over the `n_iters` iterations (a factor on the state's
-    /// Adam learning rate).
+    /// optimizer's learning rate).
     pub lr_schedule: LrSchedule,
     /// Loss, training solver, trace estimator, regularizers and gradient method.
     pub loss: LossConfig,
@@ -50,14 +50,14 @@ pub struct TrainConfig {
 }
 
 impl TrainConfig {
-    /// `n_iters` iterations of batch `batch` with `adam` and `loss`; evaluation with
+    /// `n_iters` iterations of batch `batch` with `optimizer` and `loss`; evaluation with
     /// Dopri5 at rtol = atol = 1e-6 and the exact trace at the end only; seed 0; one
     /// solve per batch. Set the public fields to change the rest.
-    pub fn new(n_iters: usize, batch: usize, adam: AdamConfig, loss: LossConfig) -> Self {
+    pub fn new(n_iters: usize, batch: usize, optimizer: impl Into<OptimizerConfig>, loss: LossConfig) -> Self {
         TrainConfig {
             n_iters,
             batch,
-            adam,
+            optimizer: optimizer.into(),
             lr_schedule: LrSchedule::Constant,
             loss,
             eval_solver: SolverConfig::adaptive(crate::ode::Method::Dopri5, 1e-6, 1e-6),
@@ -174,7 +174,7 @@ pub struct TrainState<T, F> {
     /// The model being trained.
     pub model: Cnf<T, F>,
     /// Optimizer state.
-    pub adam: Adam,
+    pub optimizer: OptimizerState,
     /// Iterations done.
     pub iter: usize,
     /// Wall time so far, seconds.
@@ -185,11 +185,11 @@ pub struct TrainState<T, F> {
 
 impl<T: Real, F: Field<T>> TrainState<T, F> {
     /// A fresh run of `model`.
-    pub fn new(model: Cnf<T, F>, adam: AdamConfig) -> Self {
+    pub fn new(model: Cnf<T, F>, optimizer: impl Into<OptimizerConfig>) -> Self {
         let n = flat_len(&model);
         TrainState {
             model,
-            adam: Adam::new(adam, n),
+            optimizer: optimizer.into().build(n),
             iter: 0,
             elapsed: 0.0,
             best: None,
@@ -294,8 +294,8 @@ where
         if !lg.loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
             return StopReason::NonFinite { iter };
         }
-        let lr = state.adam.config.lr * config.lr_schedule.factor(iter, config.n_iters);
-        state.adam.step_with_lr(&mut flat, &grad, lr);
+        let lr = state.optimizer.lr() * config.lr_schedule.factor(iter, config.n_iters);
+        state.optimizer.step_with_lr(&mut flat, &grad, lr);
         let mut at = 0;
         for block in state.model.blocks.iter_mut() {
             let n = block.field.n_params();

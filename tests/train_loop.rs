@@ -32,7 +32,7 @@ fn config(n_iters: usize, grad: GradMethod) -> TrainConfig {
     TrainConfig {
         n_iters,
         batch: 256,
-        adam: AdamConfig::new(0.05, 0.0),
+        optimizer: AdamConfig::new(0.05, 0.0).into(),
         lr_schedule: LrSchedule::Constant,
         loss: LossConfig {
             solver: SolverConfig::adaptive(Method::Dopri5, 1e-6, 1e-6),
@@ -145,7 +145,7 @@ fn resumed_run_matches_the_uninterrupted_run() {
         StopReason::Finished
     );
     assert_eq!(resumed.model, straight.model);
-    assert_eq!(resumed.adam, straight.adam);
+    assert_eq!(resumed.optimizer, straight.optimizer);
 }
 
 #[test]

@@ -210,6 +210,28 @@ fn parse_checkpoints(s: &str) -> Result<CheckpointsArg, String> {
     }
 }
 
+/// `--optimizer`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerArg {
+    /// Adam with L2 weight decay.
+    #[default]
+    Adam,
+    /// Adam with decoupled weight decay.
+    Adamw,
+    /// RMSprop.
+    Rmsprop,
+    /// SGD with momentum.
+    Sgd,
+}
+
+fn unit_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..1.0).contains(&v) => Ok(v),
+        _ => Err(format!("'{s}' must be a number in [0, 1)")),
+    }
+}
+
 fn positive_usize(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(v) if v > 0 => Ok(v),
@@ -293,14 +315,22 @@ pub struct TrainArgs {
     /// Weight of the RNODE Jacobian-Frobenius regularizer ∫‖J ε‖² (0 = off).
     #[arg(long, allow_hyphen_values = true, value_parser = non_negative_f64, default_value_t = 0.01)]
     pub jacobian: f64,
-    /// Adam learning rate.
+    /// Optimizer (adam: L2 weight decay as PyTorch's Adam; adamw: decoupled decay).
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
+    #[serde(default)]
+    pub optimizer: OptimizerArg,
+    /// Momentum of sgd [default: 0.9] and rmsprop [default: 0].
+    #[arg(long, value_parser = unit_interval)]
+    #[serde(default)]
+    pub momentum: Option<f64>,
+    /// Learning rate.
     #[arg(long, allow_hyphen_values = true, value_parser = positive_f64, default_value_t = 5e-3)]
     pub lr: f64,
     /// Learning-rate schedule over the --iters iterations.
     #[arg(long, value_enum, default_value_t = LrScheduleArg::Cosine)]
     #[serde(default)]
     pub lr_schedule: LrScheduleArg,
-    /// Adam weight decay.
+    /// Weight decay.
     #[arg(long, allow_hyphen_values = true, value_parser = non_negative_f64, default_value_t = 1e-5)]
     pub weight_decay: f64,
     /// Float type for training.

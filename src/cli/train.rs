@@ -19,7 +19,7 @@ use cnflow::data::{Dataset, Standardizer};
 use cnflow::model_file::{EvalSolver, ModelFile};
 use cnflow::nn::{Activation, LayerKind, Mlp, MlpConfig};
 use cnflow::ode::{Method, SolverConfig};
-use cnflow::optim::{Adam, AdamConfig, LrSchedule};
+use cnflow::optim::{AdamConfig, LrSchedule, OptimizerConfig, OptimizerState, RmsPropConfig, SgdConfig};
 use cnflow::train::{test_set_rng, train, EvalMetrics, IterMetrics, Observer, StopReason, TrainConfig, TrainState};
 use cnflow::Real;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -28,7 +28,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::args::{ActivationArg, GradArg, LayerArg, LrScheduleArg, PrecisionArg, SolverArg, TraceArg, TrainArgs};
+use super::args::{
+    ActivationArg, GradArg, LayerArg, LrScheduleArg, OptimizerArg, PrecisionArg, SolverArg, TraceArg, TrainArgs,
+};
 use super::common::{to_flat, DataSource};
 
 /// Iterations of `cnflow train` without --iters.
@@ -55,8 +57,33 @@ struct Checkpoint {
     iter: usize,
     elapsed: f64,
     model: ModelFile,
-    adam: Adam,
+    /// The optimizer's state (named `adam` and untagged before there were others).
+    #[serde(alias = "adam", deserialize_with = "optimizer_state")]
+    optimizer: OptimizerState,
     best: Option<(ModelFile, f64, usize)>,
+}
+
+fn optimizer_state<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<OptimizerState, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    OptimizerState::from_json_value(v).map_err(serde::de::Error::custom)
+}
+
+/// The optimizer the flags ask for.
+fn optimizer_config(args: &TrainArgs) -> OptimizerConfig {
+    let adam = AdamConfig::new(args.lr, args.weight_decay);
+    match args.optimizer {
+        OptimizerArg::Adam => OptimizerConfig::Adam(adam),
+        OptimizerArg::Adamw => OptimizerConfig::AdamW(adam),
+        OptimizerArg::Rmsprop => OptimizerConfig::RmsProp(RmsPropConfig {
+            momentum: args.momentum.unwrap_or(0.0),
+            weight_decay: args.weight_decay,
+            ..RmsPropConfig::new(args.lr)
+        }),
+        OptimizerArg::Sgd => OptimizerConfig::Sgd(SgdConfig {
+            weight_decay: args.weight_decay,
+            ..SgdConfig::new(args.lr, args.momentum.unwrap_or(0.9))
+        }),
+    }
 }
 
 /// Flags that may change when a run is resumed; every other flag must match the run's.
@@ -343,11 +370,12 @@ fn mlp_config(args: &TrainArgs, dim: usize) -> Result<MlpConfig> {
 fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoint>) -> Result<()> {
     let problem = Problem::new(args)?;
     let solver = solver_config(args)?;
-    let adam = AdamConfig::new(args.lr, args.weight_decay);
+    let optimizer = optimizer_config(args);
+    optimizer.validate()?;
     let config = TrainConfig {
         n_iters: args.iters.unwrap_or(DEFAULT_ITERS),
         batch: args.batch,
-        adam,
+        optimizer,
         lr_schedule: match args.lr_schedule {
             LrScheduleArg::Constant => LrSchedule::Constant,
             LrScheduleArg::Cosine => LrSchedule::Cosine { final_frac: 0.05 },
@@ -383,13 +411,10 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
             };
             TrainState {
                 model,
-                adam: Adam {
-                    config: AdamConfig {
-                        lr: args.lr,
-                        weight_decay: args.weight_decay,
-                        ..ck.adam.config
-                    },
-                    ..ck.adam.clone()
+                optimizer: {
+                    let mut o = ck.optimizer.clone();
+                    o.set_lr_and_decay(args.lr, args.weight_decay);
+                    o
                 },
                 iter: ck.iter,
                 elapsed: ck.elapsed,
@@ -406,7 +431,7 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
                     learn_t: true,
                 })
                 .collect();
-            TrainState::new(Cnf::new(blocks)?, adam)
+            TrainState::new(Cnf::new(blocks)?, optimizer)
         }
     };
     let test: Vec<T> = problem.test.iter().map(|&v| T::c(v)).collect();
@@ -578,7 +603,7 @@ impl Saver {
             iter: state.iter,
             elapsed: state.elapsed,
             model: self.model_file(&state.model, state.iter, eval.map(|e| e.test_nll), entropy),
-            adam: state.adam.clone(),
+            optimizer: state.optimizer.clone(),
             best: best.clone(),
         };
         let path = self.out.join("checkpoint.json");
