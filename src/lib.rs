@@ -42,6 +42,7 @@
 
 pub mod cnf;
 pub mod data;
+pub mod loss;
 pub mod model_file;
 pub mod nn;
 pub mod ode;

@@ -330,7 +330,7 @@ fn log_prob_stream_runs_inside_a_one_thread_pool_and_stops_at_the_first_error() 
     let result = cnf.log_prob_stream(chunks(), &solver, Trace::Exact, 0, 2, |_| {
         n_calls += 1;
         if n_calls == 2 {
-            Err(CnfError::Invalid("stop".into()))
+            Err(CnfError::EmptyBatch)
         } else {
             Ok(())
         }

@@ -150,7 +150,7 @@ pub fn loss_and_grad_in<T: Real, F: Field<T>, R: Rng + ?Sized>(
     let n_batch = model.n_points(x)?;
     let d = model.dim();
     if n_batch == 0 {
-        return Err(CnfError::Invalid("the training batch is empty".into()));
+        return Err(CnfError::EmptyBatch);
     }
     config.trace.validate()?;
     let layout = Layout {
@@ -398,12 +398,15 @@ pub const TAPE_BUDGET: usize = 1 << 14;
 
 fn sens_error(block: usize) -> impl FnOnce(SensitivityError) -> CnfError {
     move |e| match e {
-        SensitivityError::Solve { direction, source } => CnfError::Solve {
+        SensitivityError::Solve { direction, error } => CnfError::Solve {
             block: block + 1,
             direction,
-            source,
+            error,
         },
-        other => CnfError::Invalid(other.to_string()),
+        error => CnfError::Backprop {
+            block: block + 1,
+            error,
+        },
     }
 }
 

@@ -45,9 +45,7 @@ impl Trace {
     /// Refuses a Hutchinson estimator without probes.
     pub fn validate(self) -> Result<(), CnfError> {
         match self {
-            Trace::Rademacher(0) | Trace::Gaussian(0) => Err(CnfError::Invalid(
-                "Hutchinson's estimator needs at least one probe".into(),
-            )),
+            Trace::Rademacher(0) | Trace::Gaussian(0) => Err(CnfError::NoProbes),
             _ => Ok(()),
         }
     }
@@ -73,19 +71,51 @@ pub enum CnfError {
         /// The model's dimension.
         dim: usize,
     },
-    /// An ODE solve failed.
-    #[error("block {block} ({direction}): {source}")]
+    /// An ODE solve failed (its reason is quoted, not chained).
+    #[error("block {block} ({direction}): {error}")]
     Solve {
         /// 1-based block index.
         block: usize,
         /// "forward", "adjoint", "sampling".
         direction: &'static str,
         /// The solver's reason.
-        source: SolveError,
+        error: SolveError,
     },
-    /// The model has no blocks or a non-positive end time.
-    #[error("invalid model: {0}")]
-    Invalid(String),
+    /// A model needs at least one block.
+    #[error("invalid model: a CNF needs at least one block")]
+    NoBlocks,
+    /// Blocks of different dimensions.
+    #[error("invalid model: block {block} has dimension {dim}, block 1 has {first}")]
+    DimensionMismatch {
+        /// 1-based block index.
+        block: usize,
+        /// Its dimension.
+        dim: usize,
+        /// Block 1's.
+        first: usize,
+    },
+    /// An end time that is not a positive number.
+    #[error("invalid model: block {block} has end time {t_end}; it must be > 0")]
+    EndTime {
+        /// 1-based block index.
+        block: usize,
+        /// Its end time.
+        t_end: f64,
+    },
+    /// Hutchinson's estimator with no probe.
+    #[error("Hutchinson's estimator needs at least one probe")]
+    NoProbes,
+    /// A training batch of no points.
+    #[error("the training batch is empty")]
+    EmptyBatch,
+    /// Backprop's setup was refused (a checkpoint budget of 0).
+    #[error("block {block} (backprop): {error}")]
+    Backprop {
+        /// 1-based block index.
+        block: usize,
+        /// Why.
+        error: crate::sensitivity::SensitivityError,
+    },
 }
 
 /// One block: a field and its end time `T`.
@@ -172,10 +202,10 @@ pub fn log_normal<T: Real>(z: &[T]) -> T {
 }
 
 pub(crate) fn solve_error(block: usize, direction: &'static str) -> impl FnOnce(SolveError) -> CnfError {
-    move |source| CnfError::Solve {
+    move |error| CnfError::Solve {
         block: block + 1,
         direction,
-        source,
+        error,
     }
 }
 
@@ -183,23 +213,22 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
     /// A model from its blocks; all fields must share one dimension and `T > 0`.
     pub fn new(blocks: Vec<Block<T, F>>) -> Result<Self, CnfError> {
         let Some(first) = blocks.first() else {
-            return Err(CnfError::Invalid("a CNF needs at least one block".into()));
+            return Err(CnfError::NoBlocks);
         };
         let d = first.field.dim();
         for (k, b) in blocks.iter().enumerate() {
             if b.field.dim() != d {
-                return Err(CnfError::Invalid(format!(
-                    "block {} has dimension {}, block 1 has {d}",
-                    k + 1,
-                    b.field.dim()
-                )));
+                return Err(CnfError::DimensionMismatch {
+                    block: k + 1,
+                    dim: b.field.dim(),
+                    first: d,
+                });
             }
             if !(b.t_end > T::zero() && b.t_end.is_finite()) {
-                return Err(CnfError::Invalid(format!(
-                    "block {} has end time {}; it must be > 0",
-                    k + 1,
-                    b.t_end
-                )));
+                return Err(CnfError::EndTime {
+                    block: k + 1,
+                    t_end: b.t_end.f64(),
+                });
             }
         }
         Ok(Cnf { blocks })

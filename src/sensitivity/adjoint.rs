@@ -43,9 +43,9 @@ pub(super) fn continuous<T: Real, S: Vjp<T> + ?Sized, L: Loss<T>>(
     solver: &SolverConfig,
     seminorm: bool,
 ) -> Result<Sensitivity<T>, SensitivityError> {
-    let forward_err = |source| SensitivityError::Solve {
+    let forward_err = |error| SensitivityError::Solve {
         direction: "forward",
-        source,
+        error,
     };
     let n = y0.len();
     let m = system.n_params();
@@ -90,9 +90,9 @@ pub(super) fn continuous<T: Real, S: Vjp<T> + ?Sized, L: Loss<T>>(
         }
         let sol = back
             .solve(&mut rhs, &u, times[i], times[i - 1], &SaveAt::default())
-            .map_err(|source| SensitivityError::Solve {
+            .map_err(|error| SensitivityError::Solve {
                 direction: "adjoint",
-                source,
+                error,
             })?;
         n_evals_backward += sol.stats.n_evals;
         u.copy_from_slice(&sol.y_final);

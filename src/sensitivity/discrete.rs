@@ -257,9 +257,9 @@ pub fn discrete_forward<T: Real, S: OdeSystem<T> + ?Sized>(
     if let Checkpointing::Revolve { budget: 0 } = policy {
         return Err(SensitivityError::Budget { budget: 0 });
     }
-    let forward_err = |source| SensitivityError::Solve {
+    let forward_err = |error| SensitivityError::Solve {
         direction: "forward",
-        source,
+        error,
     };
     let n = y0.len();
     let mut ode = Solver::new(solver.clone()).map_err(forward_err)?;

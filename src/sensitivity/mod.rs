@@ -106,14 +106,13 @@ pub struct Sensitivity<T> {
 /// Why a gradient could not be computed.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum SensitivityError {
-    /// The forward or backward solve failed.
-    #[error("{direction} solve failed: {source}")]
+    /// The forward or backward solve failed (its reason quoted, not chained).
+    #[error("{direction} solve failed: {error}")]
     Solve {
         /// "forward" or "adjoint".
         direction: &'static str,
         /// What went wrong.
-        #[source]
-        source: SolveError,
+        error: SolveError,
     },
     /// Fewer than two observation times, or times not strictly increasing.
     #[error(

@@ -17,10 +17,14 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::cnf::{loss_and_grad_par_in, Cnf, Field, GradScratch, LossConfig, Trace};
+use crate::cnf::{loss_and_grad_par_in, Cnf, CnfError, Field, GradScratch, LossConfig, LossGrad, Trace};
 use crate::ode::SolverConfig;
 use crate::optim::{LrSchedule, Optimizer, OptimizerConfig, OptimizerState};
+
+mod problem;
+
 use crate::Real;
+pub use problem::{minimise, take_step, Outcome, Problem, StepBuffers, StepFailure, StepInfo};
 
 /// Settings of a training run.
 #[derive(Clone, Debug, PartialEq)]
@@ -131,8 +135,8 @@ pub enum StopReason {
     SolverFailed {
         /// The iteration.
         iter: usize,
-        /// What the solver said.
-        message: String,
+        /// Why.
+        error: CnfError,
     },
 }
 
@@ -146,10 +150,10 @@ impl std::fmt::Display for StopReason {
                 "the loss or its gradient became NaN or infinite at iteration {iter}; the last good model is kept \
                  (try a lower learning rate or tighter solver tolerances)"
             ),
-            StopReason::SolverFailed { iter, message } => {
+            StopReason::SolverFailed { iter, error } => {
                 write!(
                     f,
-                    "the ODE solver failed at iteration {iter}: {message}; the last good model is kept"
+                    "the ODE solver failed at iteration {iter}: {error}; the last good model is kept"
                 )
             }
         }
@@ -197,6 +201,79 @@ impl<T: Real, F: Field<T>> TrainState<T, F> {
     }
 }
 
+/// One CNF training iteration as a [`Problem`]: the flat parameters are
+/// `(θ_1, …, θ_K, √T_k for learned T_k)`, the loss that of a batch drawn from the
+/// iteration's RNG.
+pub struct CnfProblem<'a, T: Real, F: Field<T>, D> {
+    /// The model.
+    pub model: &'a mut Cnf<T, F>,
+    /// Loss, solver, trace, regularizers, gradient method.
+    pub loss: &'a LossConfig,
+    /// Batch size.
+    pub batch: usize,
+    /// Parts the batch is split into.
+    pub n_parts: usize,
+    /// Draws a batch (flat `n × d`).
+    pub sample_batch: &'a mut D,
+    /// Backprop's tapes, reused across iterations.
+    pub scratch: &'a mut Vec<GradScratch<T, F>>,
+}
+
+impl<T, F, D> Problem for CnfProblem<'_, T, F, D>
+where
+    T: Real,
+    F: Field<T>,
+    D: FnMut(usize, &mut ChaCha8Rng) -> Vec<T>,
+{
+    type T = T;
+    type Report = LossGrad<T>;
+    type Error = CnfError;
+    type Rng = ChaCha8Rng;
+
+    fn params(&self, out: &mut Vec<T>) {
+        out.clear();
+        for block in &self.model.blocks {
+            out.extend_from_slice(block.field.params());
+            if block.learn_t {
+                out.push(block.t_end.sqrt());
+            }
+        }
+    }
+
+    fn set_params(&mut self, flat: &[T]) {
+        let mut at = 0;
+        for block in self.model.blocks.iter_mut() {
+            let n = block.field.n_params();
+            block.field.params_mut().copy_from_slice(&flat[at..at + n]);
+            at += n;
+            if block.learn_t {
+                // T = s², kept away from zero so that a block never collapses.
+                block.t_end = (flat[at] * flat[at]).max(T::c(1e-4));
+                at += 1;
+            }
+        }
+    }
+
+    fn loss_and_grad(
+        &mut self,
+        _iter: usize,
+        rng: &mut ChaCha8Rng,
+        grad: &mut Vec<T>,
+    ) -> Result<(f64, LossGrad<T>), CnfError> {
+        let x = (self.sample_batch)(self.batch, rng);
+        let lg = loss_and_grad_par_in(self.model, &x, self.loss, rng, self.n_parts, self.scratch)?;
+        // dL/d√T = 2 √T dL/dT.
+        grad.clear();
+        for (k, block) in self.model.blocks.iter().enumerate() {
+            grad.extend_from_slice(&lg.grad_params[k]);
+            if block.learn_t {
+                grad.push(T::c(2.0) * block.t_end.sqrt() * lg.grad_t_end[k]);
+            }
+        }
+        Ok((lg.loss, lg))
+    }
+}
+
 fn flat_len<T: Real, F: Field<T>>(model: &Cnf<T, F>) -> usize {
     model
         .blocks
@@ -237,11 +314,9 @@ pub fn test_nll<T: Real, F: Field<T>>(
     solver: &SolverConfig,
     trace: Trace,
     seed: u64,
-) -> Result<(f64, usize), String> {
+) -> Result<(f64, usize), CnfError> {
     // Chunks of the test set on all cores, each with its own steps (and probes).
-    let lp = model
-        .log_prob_par(test, solver, trace, TEST_CHUNK, seed ^ (u64::MAX - 1))
-        .map_err(|e| e.to_string())?;
+    let lp = model.log_prob_par(test, solver, trace, TEST_CHUNK, seed ^ (u64::MAX - 1))?;
     let n = lp.log_p.len().max(1) as f64;
     Ok((-lp.log_p.iter().map(|v| v.f64()).sum::<f64>() / n, lp.n_evals))
 }
@@ -261,52 +336,27 @@ where
     F: Field<T>,
     D: FnMut(usize, &mut ChaCha8Rng) -> Vec<T>,
 {
-    let mut flat = Vec::with_capacity(flat_len(&state.model));
-    let mut grad = Vec::with_capacity(flat.capacity());
     // Backprop's tape of field workspaces, reused from one iteration to the next.
     let mut scratch: Vec<GradScratch<T, F>> = Vec::new();
+    let mut buf = StepBuffers::default();
     while state.iter < config.n_iters {
         let iter = state.iter + 1;
         let started = Instant::now();
         let mut rng = iteration_rng(config.seed, iter);
-        let x = sample_batch(config.batch, &mut rng);
-        let lg = match loss_and_grad_par_in(&state.model, &x, &config.loss, &mut rng, config.n_parts, &mut scratch) {
-            Ok(lg) => lg,
-            Err(e) => {
-                return StopReason::SolverFailed {
-                    iter,
-                    message: e.to_string(),
-                }
-            }
-        };
-        // Gather (θ, √T) and the gradient; dL/d√T = 2 √T dL/dT.
-        flat.clear();
-        grad.clear();
-        for (k, block) in state.model.blocks.iter().enumerate() {
-            flat.extend_from_slice(block.field.params());
-            grad.extend_from_slice(&lg.grad_params[k]);
-            if block.learn_t {
-                let s = block.t_end.sqrt();
-                flat.push(s);
-                grad.push(T::c(2.0) * s * lg.grad_t_end[k]);
-            }
-        }
-        if !lg.loss.is_finite() || grad.iter().any(|g| !g.is_finite()) {
-            return StopReason::NonFinite { iter };
-        }
         let lr = state.optimizer.lr() * config.lr_schedule.factor(iter, config.n_iters);
-        state.optimizer.step_with_lr(&mut flat, &grad, lr);
-        let mut at = 0;
-        for block in state.model.blocks.iter_mut() {
-            let n = block.field.n_params();
-            block.field.params_mut().copy_from_slice(&flat[at..at + n]);
-            at += n;
-            if block.learn_t {
-                // T = s², kept away from zero so that a block never collapses.
-                block.t_end = (flat[at] * flat[at]).max(T::c(1e-4));
-                at += 1;
-            }
-        }
+        let mut problem = CnfProblem {
+            model: &mut state.model,
+            loss: &config.loss,
+            batch: config.batch,
+            n_parts: config.n_parts,
+            sample_batch: &mut sample_batch,
+            scratch: &mut scratch,
+        };
+        let lg = match take_step(&mut problem, &mut state.optimizer, lr, iter, &mut rng, &mut buf) {
+            Ok((_, lg)) => lg,
+            Err(StepFailure::NonFinite) => return StopReason::NonFinite { iter },
+            Err(StepFailure::Failed(error)) => return StopReason::SolverFailed { iter, error },
+        };
         state.iter = iter;
         let seconds = started.elapsed().as_secs_f64();
         state.elapsed += seconds;
@@ -335,7 +385,7 @@ where
             let (nll, n_evals) = match test_nll(&state.model, test, &config.eval_solver, config.eval_trace, config.seed)
             {
                 Ok(v) => v,
-                Err(message) => return StopReason::SolverFailed { iter, message },
+                Err(error) => return StopReason::SolverFailed { iter, error },
             };
             let is_best = nll.is_finite() && state.best.as_ref().is_none_or(|(_, b, _)| nll < *b);
             if is_best {
