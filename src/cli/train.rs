@@ -6,27 +6,22 @@
 //! and saves a checkpoint that `--resume` continues from, and a NaN or a solver failure
 //! stops the run with the last good model kept and the reason said.
 
-use std::fs::{self, File};
-use std::io::{BufWriter, IsTerminal, Write};
-use std::ops::ControlFlow;
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use cnflow::cnf::{Block, Cnf, GradMethod, LossConfig, Trace, TAPE_BUDGET};
-use cnflow::data::{Dataset, Standardizer};
-use cnflow::model_file::{EvalSolver, ModelFile};
+use cnflow::data::{train_test_split, Dataset, Standardizer};
+use cnflow::model_file::{EvalSolver, CHECKPOINT_FORMAT, CHECKPOINT_VERSION};
+
+use super::observers::{Checkpoints, Interrupt, Metrics, Progress};
 use cnflow::nn::{Activation, LayerKind, Mlp, MlpConfig};
 use cnflow::ode::{Method, SolverConfig};
-use cnflow::optim::{AdamConfig, LrSchedule, OptimizerConfig, OptimizerState, RmsPropConfig, SgdConfig};
-use cnflow::train::{test_set_rng, train, EvalMetrics, IterMetrics, Observer, StopReason, TrainConfig, TrainState};
+use cnflow::optim::{AdamConfig, LrSchedule, OptimizerConfig, RmsPropConfig, SgdConfig};
+use cnflow::train::{test_set_rng, train, StopReason, TrainConfig, TrainState};
 use cnflow::Real;
-use indicatif::{ProgressBar, ProgressStyle};
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 
 use super::args::{
     ActivationArg, GradArg, LayerArg, LrScheduleArg, OptimizerArg, PrecisionArg, SolverArg, TraceArg, TrainArgs,
@@ -35,9 +30,6 @@ use super::common::{to_flat, DataSource};
 
 /// Iterations of `cnflow train` without --iters.
 const DEFAULT_ITERS: usize = 2000;
-const CHECKPOINT_FORMAT: &str = "cnflow-checkpoint";
-const METRICS_HEADER: &str =
-    "iter,loss,nll,kinetic,jacobian,nfe_forward,nfe_backward,seconds,elapsed,t_end,test_nll,kl_gap,seconds_forward,seconds_backward";
 
 /// Evaluation solver written into every model file.
 fn eval_solver() -> EvalSolver {
@@ -49,24 +41,7 @@ fn eval_solver() -> EvalSolver {
 }
 
 /// Everything needed to continue a run.
-#[derive(Serialize, Deserialize)]
-struct Checkpoint {
-    format: String,
-    version: u32,
-    args: TrainArgs,
-    iter: usize,
-    elapsed: f64,
-    model: ModelFile,
-    /// The optimizer's state (named `adam` and untagged before there were others).
-    #[serde(alias = "adam", deserialize_with = "optimizer_state")]
-    optimizer: OptimizerState,
-    best: Option<(ModelFile, f64, usize)>,
-}
-
-fn optimizer_state<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<OptimizerState, D::Error> {
-    let v = serde_json::Value::deserialize(d)?;
-    OptimizerState::from_json_value(v).map_err(serde::de::Error::custom)
-}
+type Checkpoint = cnflow::model_file::Checkpoint<TrainArgs>;
 
 /// The optimizer the flags ask for.
 fn optimizer_config(args: &TrainArgs) -> OptimizerConfig {
@@ -129,7 +104,7 @@ pub fn run(mut args: TrainArgs, explicit: &[String]) -> Result<()> {
         })?;
         let ck: Checkpoint = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a valid cnflow checkpoint", checkpoint_path.display()))?;
-        if ck.format != CHECKPOINT_FORMAT || ck.version != 1 {
+        if ck.format != CHECKPOINT_FORMAT || ck.version != CHECKPOINT_VERSION {
             bail!("{}: not a cnflow checkpoint of version 1", checkpoint_path.display());
         }
         let given = serde_json::to_value(&args)?;
@@ -250,12 +225,7 @@ impl Problem {
                     );
                 }
                 // Hold out 10 % (at most --test-size) as the test set, by a seeded shuffle.
-                let mut order: Vec<usize> = (0..n).collect();
-                order.shuffle(&mut test_set_rng(args.seed));
-                let n_test = (n / 10).clamp(1, args.test_size);
-                let pick = |idx: &[usize]| points.select(ndarray::Axis(0), idx);
-                let train = pick(&order[n_test..]);
-                let test = pick(&order[..n_test]);
+                let (train, test) = train_test_split(points.view(), args.test_size, &mut test_set_rng(args.seed));
                 let standardizer = Standardizer::fit(train.view())?;
                 let train = standardizer.forward(train.view())?;
                 let test = standardizer.forward(test.view())?;
@@ -438,22 +408,12 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
     let started_at = state.iter;
 
     let metrics_path = out.join("metrics.csv");
-    let metrics = MetricsCsv::open(&metrics_path, state.iter)?;
-    let interrupted = install_interrupt_handler();
-    let mut saver = Saver {
-        out: out.to_path_buf(),
-        args: args.clone(),
-        standardizer: problem.standardizer.clone(),
-        nll_offset: problem.nll_offset(),
-    };
-    let mut observer = RunObserver::new(
-        args,
-        metrics,
-        saver.clone_ref(),
-        Arc::clone(&interrupted),
-        state.iter,
-        problem.nll_offset(),
-    );
+    let offset = problem.nll_offset();
+    let mut metrics = Metrics::open(&metrics_path, state.iter, offset)?;
+    let mut interrupt = Interrupt::install();
+    let mut progress = Progress::new(config.n_iters, state.iter, offset);
+    let mut checkpoints = Checkpoints::new(out, args, problem.standardizer.clone(), eval_solver(), offset);
+    checkpoints.bar = progress.bar.clone();
     eprintln!(
         "training on {} ({} dims) for {} iterations{}; run folder {}",
         args.data,
@@ -472,13 +432,14 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
         |n, rng| problem.batch::<T>(n, rng),
         &test,
         problem.entropy(),
-        &mut [&mut observer],
+        &mut [&mut progress, &mut metrics, &mut checkpoints, &mut interrupt],
     );
     // Peak memory of training (and its test evaluations), before the pictures.
     let peak_rss = super::common::peak_rss_kb();
     // Save first: a failure to finish metrics.csv must not cost the checkpoint.
-    let saved = saver.save(&state, observer.last_eval.as_ref());
-    let finished = observer.finish();
+    let saved = checkpoints.save(&state, checkpoints.last_eval.as_ref());
+    let finished = metrics.finish();
+    progress.finish();
     saved?;
     finished?;
     let model_path = out.join("model.json");
@@ -544,294 +505,4 @@ fn draw_run_pictures(out: &Path, model: &Path, metrics: &Path, problem: &Problem
         flow.display(),
         curves.display()
     ))
-}
-
-/// Writes the checkpoint and the best model (both atomically).
-struct Saver {
-    out: PathBuf,
-    args: TrainArgs,
-    standardizer: Option<Standardizer>,
-    /// Added to the best model's (standardised) test NLL for the model file.
-    nll_offset: f64,
-}
-
-impl Saver {
-    fn clone_ref(&self) -> Saver {
-        Saver {
-            out: self.out.clone(),
-            args: self.args.clone(),
-            standardizer: self.standardizer.clone(),
-            nll_offset: self.nll_offset,
-        }
-    }
-
-    /// The model file of `model` after `iter` iterations, with its test NLL if known;
-    /// `entropy` turns that into a KL gap.
-    fn model_file<T: Real>(
-        &self,
-        model: &Cnf<T, Mlp<T>>,
-        iter: usize,
-        test_nll: Option<f64>,
-        entropy: Option<f64>,
-    ) -> ModelFile {
-        let training = serde_json::json!({
-            "data": self.args.data,
-            "iterations": iter,
-            "seed": self.args.seed,
-            "test_nll": test_nll,
-            "kl_gap": test_nll.zip(entropy).map(|(nll, h)| nll - h),
-            "args": self.args,
-            "cnflow_version": env!("CARGO_PKG_VERSION"),
-        });
-        ModelFile::new(model, self.standardizer.clone(), eval_solver(), training)
-    }
-
-    fn save<T: Real>(&mut self, state: &TrainState<T, Mlp<T>>, eval: Option<&EvalMetrics>) -> Result<()> {
-        // The entropy is what separates a KL gap from its test NLL.
-        let entropy = eval.and_then(|e| e.kl_gap.map(|g| e.test_nll - g));
-        let best = state.best.as_ref().map(|(m, nll, it)| {
-            (
-                self.model_file(m, *it, Some(*nll + self.nll_offset), entropy),
-                *nll,
-                *it,
-            )
-        });
-        let ck = Checkpoint {
-            format: CHECKPOINT_FORMAT.into(),
-            version: 1,
-            args: self.args.clone(),
-            iter: state.iter,
-            elapsed: state.elapsed,
-            model: self.model_file(&state.model, state.iter, eval.map(|e| e.test_nll), entropy),
-            optimizer: state.optimizer.clone(),
-            best: best.clone(),
-        };
-        let path = self.out.join("checkpoint.json");
-        let json = serde_json::to_vec(&ck)?;
-        cnflow::data::write_atomic(&path, |w: &mut BufWriter<File>| {
-            w.write_all(&json).map_err(|source| cnflow::data::DataError::Io {
-                file: path.display().to_string(),
-                action: "writing",
-                source,
-            })
-        })?;
-        // The model users evaluate is the best one seen on the test set.
-        let model = match best {
-            Some((m, _, _)) => m,
-            None => ck.model,
-        };
-        model.save(&self.out.join("model.json"))?;
-        Ok(())
-    }
-}
-
-/// metrics.csv: one row per iteration; evaluation columns filled where one ran.
-struct MetricsCsv {
-    writer: BufWriter<File>,
-    path: PathBuf,
-}
-
-impl MetricsCsv {
-    /// Opens the file, keeping the rows of iterations up to `keep_until` (a resumed run).
-    fn open(path: &Path, keep_until: usize) -> Result<Self> {
-        let mut kept = vec![METRICS_HEADER.to_string()];
-        if keep_until > 0 {
-            if let Ok(text) = fs::read_to_string(path) {
-                kept.extend(
-                    text.lines()
-                        .skip(1)
-                        .filter(|l| {
-                            l.split(',')
-                                .next()
-                                .and_then(|i| i.parse::<usize>().ok())
-                                .is_some_and(|i| i <= keep_until)
-                        })
-                        // Rows from before a column was added get empty cells.
-                        .map(|l| {
-                            let missing = METRICS_HEADER.split(',').count().saturating_sub(l.split(',').count());
-                            format!("{l}{}", ",".repeat(missing))
-                        }),
-                );
-            }
-        }
-        let mut writer = BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?);
-        for line in kept {
-            writeln!(writer, "{line}")?;
-        }
-        Ok(MetricsCsv {
-            writer,
-            path: path.to_path_buf(),
-        })
-    }
-
-    fn row(&mut self, m: &IterMetrics, eval: Option<&EvalMetrics>) -> std::io::Result<()> {
-        let t_end: Vec<String> = m.t_end.iter().map(|t| format!("{t:.5}")).collect();
-        writeln!(
-            self.writer,
-            "{},{},{},{},{},{},{},{:.6},{:.3},{},{},{},{:.6},{:.6}",
-            m.iter,
-            m.loss,
-            m.nll,
-            m.kinetic,
-            m.jacobian,
-            m.n_evals_forward,
-            m.n_evals_backward,
-            m.seconds,
-            m.elapsed,
-            t_end.join(";"),
-            eval.map_or(String::new(), |e| e.test_nll.to_string()),
-            eval.and_then(|e| e.kl_gap).map_or(String::new(), |g| g.to_string()),
-            m.seconds_forward,
-            m.seconds_backward,
-        )
-    }
-}
-
-fn install_interrupt_handler() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    let presses = Arc::new(AtomicUsize::new(0));
-    let (f, p) = (Arc::clone(&flag), Arc::clone(&presses));
-    // A second Ctrl-C ends the program at once; the last checkpoint stays on disk.
-    let _ = ctrlc::set_handler(move || {
-        if p.fetch_add(1, Ordering::SeqCst) > 0 {
-            eprintln!("\nsecond interrupt: exiting without a new checkpoint");
-            std::process::exit(130);
-        }
-        eprintln!("\ninterrupt: stopping after this iteration and saving a checkpoint (Ctrl-C again to quit now)");
-        f.store(true, Ordering::SeqCst);
-    });
-    flag
-}
-
-/// Progress, metrics, checkpoints and Ctrl-C, as one observer.
-struct RunObserver {
-    bar: Option<ProgressBar>,
-    log_every: usize,
-    metrics: MetricsCsv,
-    pending: Option<IterMetrics>,
-    saver: Saver,
-    interrupted: Arc<AtomicBool>,
-    last_eval: Option<EvalMetrics>,
-    /// Added to test NLL to report it in the user's units (−log-det of the standardisation).
-    nll_offset: f64,
-}
-
-impl RunObserver {
-    fn new(
-        args: &TrainArgs,
-        metrics: MetricsCsv,
-        saver: Saver,
-        interrupted: Arc<AtomicBool>,
-        start: usize,
-        nll_offset: f64,
-    ) -> Self {
-        let n_iters = args.iters.unwrap_or(DEFAULT_ITERS);
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(n_iters as u64);
-            bar.set_style(
-                ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            bar.set_position(start as u64);
-            bar
-        });
-        RunObserver {
-            bar,
-            log_every: (n_iters / 20).max(10),
-            metrics,
-            pending: None,
-            saver,
-            interrupted,
-            last_eval: None,
-            nll_offset,
-        }
-    }
-
-    fn flush_pending(&mut self, eval: Option<&EvalMetrics>) -> Result<()> {
-        if let Some(m) = self.pending.take() {
-            self.metrics
-                .row(&m, eval)
-                .with_context(|| format!("writing {}", self.metrics.path.display()))?;
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self) -> Result<()> {
-        self.flush_pending(None)?;
-        self.metrics
-            .writer
-            .flush()
-            .with_context(|| format!("writing {}", self.metrics.path.display()))?;
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
-        Ok(())
-    }
-
-    fn say(&self, line: String) {
-        match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("{line}")),
-            None => eprintln!("{line}"),
-        }
-    }
-}
-
-impl<T: Real> Observer<T, Mlp<T>> for RunObserver {
-    fn iteration(&mut self, m: &IterMetrics, _state: &TrainState<T, Mlp<T>>) -> ControlFlow<()> {
-        if self.flush_pending(None).is_err() {
-            return ControlFlow::Break(());
-        }
-        let per_eval = |s: f64, n: usize| 1e3 * s / n.max(1) as f64;
-        let summary = format!(
-            "loss {:.4}  NFE {}/{}  {:.1} ms/iter ({:.2}/{:.2} ms per fwd/bwd eval)",
-            m.loss,
-            m.n_evals_forward,
-            m.n_evals_backward,
-            1e3 * m.seconds,
-            per_eval(m.seconds_forward, m.n_evals_forward),
-            per_eval(m.seconds_backward, m.n_evals_backward),
-        );
-        match &self.bar {
-            Some(bar) => {
-                bar.set_position(m.iter as u64);
-                bar.set_message(summary);
-            }
-            None if m.iter.is_multiple_of(self.log_every) => {
-                eprintln!("iter {:6}  {summary}  ({:.1} s)", m.iter, m.elapsed)
-            }
-            None => {}
-        }
-        self.pending = Some(m.clone());
-        if self.interrupted.load(Ordering::SeqCst) {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    }
-
-    fn evaluation(&mut self, e: &EvalMetrics, state: &TrainState<T, Mlp<T>>) -> ControlFlow<()> {
-        // The loop scores standardised data; report NLL in the user's units.
-        let e = &EvalMetrics {
-            test_nll: e.test_nll + self.nll_offset,
-            ..e.clone()
-        };
-        if self.flush_pending(Some(e)).is_err() {
-            return ControlFlow::Break(());
-        }
-        let gap = e.kl_gap.map(|g| format!("  KL gap {g:.4}")).unwrap_or_default();
-        self.say(format!(
-            "eval {:6}  test NLL {:.4}{gap}{}  ({:.1} s)",
-            e.iter,
-            e.test_nll,
-            if e.is_best { "  (best)" } else { "" },
-            state.elapsed
-        ));
-        self.last_eval = Some(e.clone());
-        let saved = self.metrics.writer.flush().is_ok() && self.saver.save(state, Some(e)).is_ok();
-        if !saved {
-            self.say("could not write the checkpoint; stopping".into());
-            return ControlFlow::Break(());
-        }
-        ControlFlow::Continue(())
-    }
 }

@@ -44,6 +44,7 @@ mod error;
 pub mod io;
 pub mod npy_io;
 pub mod npy_stream;
+mod split;
 pub mod standardize;
 pub mod toy;
 
@@ -52,5 +53,6 @@ pub use error::DataError;
 pub use io::{read_points, write_atomic, write_points, PointFormat};
 pub use npy_io::{read_npy, write_npy};
 pub use npy_stream::{NpyChunks, NpyDtype, NpyHeader, NpyRowWriter};
+pub use split::train_test_split;
 pub use standardize::Standardizer;
 pub use toy::Dataset;

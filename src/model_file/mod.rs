@@ -18,6 +18,10 @@ use crate::nn::{Mlp, MlpConfig};
 use crate::ode::Method;
 use crate::Real;
 
+mod checkpoint;
+
+pub use checkpoint::{Checkpoint, CHECKPOINT_FORMAT, CHECKPOINT_VERSION};
+
 /// The format name written in every model file.
 pub const FORMAT: &str = "cnflow-model";
 /// The newest format version this build reads and the one it writes.
