@@ -303,6 +303,30 @@ impl<T: Real, F: Field<T>> Vjp<T> for Taped<'_, T, F> {
         Self::vjp_of(&mut self.eval, self.field, rec, self.t_end, tau, cot, grad_s, grad_p);
     }
 
+    fn n_quadratures(&self) -> usize {
+        self.layout.len() - self.layout.n_z()
+    }
+
+    fn rhs_and_vjp(&mut self, tau: T, s: &[T], cot: &[T], ds: &mut [T], grad_s: &mut [T], grad_p: &mut [T]) {
+        let rec = self.recompute.get_or_insert_with(|| Record {
+            ws: self.field.workspace(self.layout.n_batch, self.n_tangents),
+            raw: vec![T::zero(); self.layout.len()],
+        });
+        eval_raw(
+            self.field,
+            &mut rec.ws,
+            self.mode,
+            &self.layout,
+            self.t_end,
+            tau,
+            s,
+            &mut rec.raw,
+        );
+        ds.copy_from_slice(&rec.raw);
+        scale_raw(&self.layout, self.t_end, ds);
+        Self::vjp_of(&mut self.eval, self.field, rec, self.t_end, tau, cot, grad_s, grad_p);
+    }
+
     fn vjp_stage(&mut self, step: usize, stage: usize, tau: T, s: &[T], cot: &[T], grad_s: &mut [T], grad_p: &mut [T]) {
         match self.slot(step, stage) {
             Some(slot) => {
@@ -481,68 +505,5 @@ impl<T: Real> GradEval<T> {
         let grad_t = field.vjp(ws, &field_cot, &mut bufs.grad_z, grad_params);
         // ∂/∂T of T·F(z, τT) = F + τ T ∂F/∂t; the field returned T cᵀ∂F/∂t.
         dg_dt_end + tau * grad_t
-    }
-}
-
-/// The continuous adjoint of one block, integrated from `τ = 1` back to `0`, on the
-/// state `(z, a_z, a_θ, a_T)`:
-///
-/// ```text
-/// dz/dτ   = g_z                         da_z/dτ = −cᵀ ∂g/∂z
-/// da_θ/dτ = −cᵀ ∂g/∂θ                   da_T/dτ = −cᵀ ∂g/∂T
-/// ```
-///
-/// with `c = (a_z, a_Δ, a_E, a_R)`; `a_Δ, a_E, a_R` are constant because `g` does not
-/// depend on `Δ, E, R`. Then `dL/dθ = a_θ(0)`, `dL/dT = a_T(0)`, `dL/dx = a_z(0)`.
-pub struct AdjointSystem<'a, T: Real, F: Field<T>> {
-    /// The block's field.
-    pub field: &'a F,
-    /// Its scratch.
-    pub ws: &'a mut F::Workspace,
-    /// The block's end time `T`.
-    pub t_end: T,
-    /// Trace estimator (the forward solve's probes).
-    pub mode: TraceMode<'a, T>,
-    /// The kernel and its buffers.
-    pub eval: &'a mut GradEval<T>,
-    /// Cotangent of `g` assembled at each evaluation (augmented-state shaped; its
-    /// `Δ, E, R` parts hold the constant adjoints).
-    pub cot: &'a mut [T],
-}
-
-impl<T: Real, F: Field<T>> AdjointSystem<'_, T, F> {
-    /// Length of the adjoint state for a layout and a parameter count.
-    pub fn state_len(layout: &Layout, n_params: usize) -> usize {
-        2 * layout.n_z() + n_params + 1
-    }
-}
-
-impl<T: Real, F: Field<T>> OdeSystem<T> for AdjointSystem<'_, T, F> {
-    fn rhs(&mut self, tau: T, y: &[T], dy: &mut [T]) {
-        let nz = self.eval.layout.n_z();
-        let n_p = self.field.n_params();
-        self.cot[..nz].copy_from_slice(&y[nz..2 * nz]);
-        let (dz_daz, rest) = dy.split_at_mut(2 * nz);
-        let (d_theta, d_t_end) = rest.split_at_mut(n_p);
-        d_theta.fill(T::zero());
-        let dg_dt_end = self.eval.run(
-            self.field,
-            self.ws,
-            self.mode,
-            self.t_end,
-            tau,
-            &y[..nz],
-            self.cot,
-            d_theta,
-        );
-        let (dz, daz) = dz_daz.split_at_mut(nz);
-        for i in 0..nz {
-            dz[i] = self.t_end * self.eval.raw[i];
-            daz[i] = -self.eval.bufs.grad_z[i];
-        }
-        for v in d_theta.iter_mut() {
-            *v = -*v;
-        }
-        d_t_end[0] = -dg_dt_end;
     }
 }

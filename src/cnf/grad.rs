@@ -19,11 +19,11 @@
 
 use rand::Rng;
 
-use super::dynamics::{AdjointSystem, GradEval, Layout, Record, Taped};
+use super::dynamics::{Layout, Record, Taped};
 use super::field::Field;
-use super::model::{log_normal, solve_error, BlockPass, Cnf, CnfError, ForwardPass, Trace};
-use crate::ode::{SaveAt, Solver, SolverConfig};
-use crate::sensitivity::{discrete_forward, Checkpointing, SensitivityError};
+use super::model::{log_normal, BlockPass, Cnf, CnfError, ForwardPass, Trace};
+use crate::ode::SolverConfig;
+use crate::sensitivity::{adjoint_backward, discrete_forward, Checkpointing, SensitivityError};
 use crate::Real;
 
 /// How the gradient is computed.
@@ -223,7 +223,6 @@ fn adjoint_loss<T: Real, F: Field<T>, R: Rng + ?Sized>(
     seminorm: bool,
     rng: &mut R,
 ) -> Result<LossGrad<T>, CnfError> {
-    let n_batch = layout.n_batch;
     let n_tangents = config.trace.n_tangents(layout.dim);
     let started = std::time::Instant::now();
     let pass = model.forward_pass(x, &config.solver, config.trace, layout, rng)?;
@@ -239,42 +238,43 @@ fn adjoint_loss<T: Real, F: Field<T>, R: Rng + ?Sized>(
         .collect();
     let mut grad_t_end = vec![T::zero(); n_blocks];
     let mut n_evals_backward = 0;
-    let mut eval = GradEval::new(layout);
+    let n_stages = config.solver.method.tableau().n_stages();
+    let len = layout.len();
+    let (mut y_both, mut cot_both) = (vec![T::zero(); 2 * len], vec![T::zero(); 2 * len]);
     for k in (0..n_blocks).rev() {
         let block = &model.blocks[k];
         let BlockPass { probes, s_end } = &pass.blocks[k];
+        let n_theta = block.field.n_params();
+        // No tape: the adjoint evaluates each point once, forward and reverse together.
+        let mut free = Vec::new();
         let mode = Trace::mode(probes);
-        let nz = layout.n_z();
-        let n_p = block.field.n_params();
-        let len = AdjointSystem::<T, F>::state_len(&layout, n_p);
-        let mut y0 = vec![T::zero(); len];
-        y0[..nz].copy_from_slice(&s_end[..nz]);
-        y0[nz..2 * nz].copy_from_slice(&cot[..nz]);
-        let mut mask = vec![true; len];
-        if seminorm {
-            mask[2 * nz..].fill(false);
-        }
-        let back_config = SolverConfig {
-            error_mask: Some(mask),
-            ..config.solver.clone()
-        };
-        let mut ws = block.field.workspace(n_batch, n_tangents);
-        let mut sys = AdjointSystem {
-            field: &block.field,
-            ws: &mut ws,
-            t_end: block.t_end,
+        let mut sys = Taped::new(
+            &block.field,
+            block.t_end,
+            layout,
             mode,
-            eval: &mut eval,
-            cot: &mut cot,
-        };
-        let sol = Solver::new(back_config)
-            .and_then(|mut o| o.solve(&mut sys, &y0, T::one(), T::zero(), &SaveAt::default()))
-            .map_err(solve_error(k, "adjoint"))?;
-        n_evals_backward += sol.stats.n_evals;
-        let y = sol.y_final;
-        cot[..nz].copy_from_slice(&y[nz..2 * nz]);
-        grad_params[k].copy_from_slice(&y[2 * nz..2 * nz + n_p]);
-        grad_t_end[k] = y[2 * nz + n_p];
+            n_tangents,
+            &mut free,
+            0,
+            n_stages,
+        );
+        y_both[len..].copy_from_slice(s_end);
+        cot_both[len..].copy_from_slice(&cot);
+        let mut grad_p = vec![T::zero(); n_theta + 1];
+        let back = adjoint_backward(
+            &mut sys,
+            &[T::zero(), T::one()],
+            &y_both,
+            &cot_both,
+            &config.solver,
+            seminorm,
+            &mut grad_p,
+        )
+        .map_err(sens_error(k))?;
+        n_evals_backward += back.n_evals;
+        cot = back.grad_y0;
+        grad_params[k].copy_from_slice(&grad_p[..n_theta]);
+        grad_t_end[k] = grad_p[n_theta];
     }
     Ok(LossGrad {
         loss,

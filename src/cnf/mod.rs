@@ -14,7 +14,7 @@ mod field;
 mod grad;
 mod model;
 
-pub use dynamics::{AdjointSystem, Augmented, Flow, GradEval, Layout};
+pub use dynamics::{Augmented, Flow, GradEval, Layout};
 pub use field::{Cotangents, Field, FieldOutputs, LinearField, LinearWorkspace, TraceMode};
 pub use grad::{
     loss_and_grad, loss_and_grad_in, loss_and_grad_par, loss_and_grad_par_in, GradMethod, GradScratch, LossConfig,

@@ -71,6 +71,22 @@ pub trait Vjp<T: Real>: OdeSystem<T> {
     /// into `grad_p` (accumulated, length [`Vjp::n_params`]).
     fn vjp(&mut self, t: T, y: &[T], w: &[T], grad_y: &mut [T], grad_p: &mut [T]);
 
+    /// How many trailing components of the state `f` does not depend on (quadratures
+    /// integrated alongside the dynamics, such as a CNF's log-density change and
+    /// regularizers). The continuous adjoint keeps their adjoints constant instead of
+    /// integrating them. 0 by default.
+    fn n_quadratures(&self) -> usize {
+        0
+    }
+
+    /// `f(t, y)` into `dy` and [`Vjp::vjp`] at once, for systems whose VJP has to redo
+    /// the forward pass (the continuous adjoint needs both at every evaluation). The
+    /// default calls one after the other.
+    fn rhs_and_vjp(&mut self, t: T, y: &[T], w: &[T], dy: &mut [T], grad_y: &mut [T], grad_p: &mut [T]) {
+        self.rhs(t, y, dy);
+        self.vjp(t, y, w, grad_y, grad_p);
+    }
+
     /// [`Vjp::vjp`] at stage `stage` of accepted step `step` (counted from 0 over the
     /// whole forward solve) whose input was `(t, y)`. A system that kept that
     /// evaluation's intermediate values on a tape of its own (told which evaluations

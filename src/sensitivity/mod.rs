@@ -34,6 +34,7 @@ mod revolve;
 use crate::ode::{SolveError, Vjp};
 use crate::Real;
 
+pub use adjoint::{adjoint_backward, AdjointBackward, AdjointRhs};
 pub use discrete::{discrete_forward, DiscreteBackward, DiscreteForward};
 pub use revolve::split_point;
 
