@@ -13,8 +13,10 @@
 //! Data flows one way through the crate, and the modules' imports follow it:
 //!
 //! ```text
-//! data ──► nn (field + derivatives) ──► cnf (augmented dynamics) ──► ode (integrate)
-//!      ──► loss ──► adjoint / backprop (gradients) ──► optim ──► train
+//! data ──► nn (fields + derivatives) ──► cnf (one model among others)
+//!      ──► ode (systems in derivative layers, steppers, controllers, the driver)
+//!      ──► sensitivity (continuous adjoint with jumps; discrete adjoint with a checkpoint policy)
+//!      ──► loss ──► optim ──► train (a generic loop over a Problem, observers)
 //! ```
 //!
 //! | symbol | meaning |
@@ -27,7 +29,10 @@
 //!
 //! The ODE layer ([`ode`]) knows nothing of networks: a Runge–Kutta method is a
 //! Butcher tableau (data), the step-size controller is its own value, and one
-//! integrator drives every solve.
+//! driver runs every solve, the adjoint's included. [`sensitivity`] computes gradients
+//! of losses at any observation times for any system with vector-Jacobian products
+//! (a closure with a hand-written VJP, or a system written once and differentiated by
+//! dual numbers); the CNF's training gradient is one of its clients.
 //!
 //! ```
 //! use cnflow::ode::{integrate, Method, SaveAt, SolverConfig};
