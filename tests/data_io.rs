@@ -291,7 +291,7 @@ fn failed_write_leaves_no_file_and_keeps_old_contents() {
         w.write_all(b"partial").map_err(|source| DataError::Io {
             file: "custom".into(),
             action: "writing",
-            source,
+            error: source,
         })?;
         Err(DataError::Empty { file: "custom".into() })
     });

@@ -124,7 +124,7 @@ impl RowSink<'_> {
                 let io_err = |source| cnflow::data::DataError::Io {
                     file: file.clone(),
                     action: "writing",
-                    source,
+                    error: source,
                 };
                 match layout {
                     CsvLayout::LogP => {
@@ -160,7 +160,7 @@ fn write_rows<R>(
             w.write_all(b"log_p\n").map_err(|source| cnflow::data::DataError::Io {
                 file: file.to_string(),
                 action: "writing",
-                source,
+                error: source,
             })?;
         }
         Ok(())
@@ -178,7 +178,7 @@ fn write_rows<R>(
         out.flush().map_err(|source| cnflow::data::DataError::Io {
             file: "<stdout>".into(),
             action: "writing",
-            source,
+            error: source,
         })?;
         return Ok(result);
     }

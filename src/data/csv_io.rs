@@ -200,7 +200,7 @@ pub fn write_csv_to<W: Write>(writer: &mut W, points: ArrayView2<f64>, file: &st
     writer.flush().map_err(|source| DataError::Io {
         file: file.to_string(),
         action: "writing",
-        source,
+        error: source,
     })
 }
 
@@ -234,7 +234,7 @@ pub fn write_csv_rows<W: Write + ?Sized>(
         writer.write_all(line.as_bytes()).map_err(|source| DataError::Io {
             file: file.to_string(),
             action: "writing",
-            source,
+            error: source,
         })?;
     }
     Ok(())

@@ -35,15 +35,14 @@ pub enum DataError {
     },
 
     /// Any other I/O failure (permissions, full disk, broken pipe).
-    #[error("{file}: {action} failed: {source}; check permissions and free space")]
+    #[error("{file}: {action} failed: {error}; check permissions and free space")]
     Io {
         /// The path given.
         file: String,
         /// What was being done ("reading", "writing", "renaming the temporary file").
         action: &'static str,
         /// The underlying error.
-        #[source]
-        source: io::Error,
+        error: io::Error,
     },
 
     /// A field that does not parse as a number.

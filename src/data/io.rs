@@ -66,7 +66,7 @@ pub(crate) fn open_error(path: &Path, err: io::Error) -> DataError {
         DataError::Io {
             file,
             action: "reading",
-            source: err,
+            error: err,
         }
     }
 }
@@ -148,7 +148,7 @@ where
     let io_err = |action: &'static str, source: io::Error| DataError::Io {
         file: file.clone(),
         action,
-        source,
+        error: source,
     };
     let handle = File::options()
         .write(true)

@@ -391,7 +391,7 @@ impl NpyChunks {
         let io_err = |source| DataError::Io {
             file: self.file.clone(),
             action: "reading",
-            source,
+            error: source,
         };
         self.bytes.resize(m * n_cols * size, 0);
         if self.header.fortran_order && n_cols > 1 {
@@ -470,7 +470,7 @@ impl<'a, W: Write + Seek> NpyRowWriter<'a, W> {
         let io_err = |source| DataError::Io {
             file: file.to_string(),
             action: "writing",
-            source,
+            error: source,
         };
         let start = writer.stream_position().map_err(io_err)?;
         let header = NpyHeader::rows(NpyDtype::F8, 0, n_cols).encode(ROW_DIGITS);
@@ -511,7 +511,7 @@ impl<'a, W: Write + Seek> NpyRowWriter<'a, W> {
         self.writer.write_all(&self.bytes).map_err(|source| DataError::Io {
             file: self.file.clone(),
             action: "writing",
-            source,
+            error: source,
         })?;
         self.n_rows += values.len() / n_cols;
         Ok(())
@@ -522,7 +522,7 @@ impl<'a, W: Write + Seek> NpyRowWriter<'a, W> {
         let io_err = |source| DataError::Io {
             file: self.file.clone(),
             action: "writing",
-            source,
+            error: source,
         };
         let provisional = NpyHeader::rows(NpyDtype::F8, 0, self.n_cols).encode(ROW_DIGITS);
         let digits = self.n_rows.to_string().len() - 1;

@@ -50,7 +50,7 @@ impl<A: Serialize + DeserializeOwned> Checkpoint<A> {
         let file = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|source| ModelFileError::Read {
             file: file.clone(),
-            source,
+            error: source,
         })?;
         let ck: Checkpoint<A> = serde_json::from_slice(&bytes).map_err(|e| ModelFileError::Parse {
             file: file.clone(),
@@ -78,7 +78,7 @@ impl<A: Serialize + DeserializeOwned> Checkpoint<A> {
             w.write_all(&json).map_err(|source| DataError::Io {
                 file: file.clone(),
                 action: "writing",
-                source,
+                error: source,
             })
         };
         write_atomic(path, write).map_err(|e: DataError| ModelFileError::Write {

@@ -31,12 +31,12 @@ pub const VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum ModelFileError {
     /// The file could not be opened or read.
-    #[error("{file}: cannot read the model file: {source}")]
+    #[error("{file}: cannot read the model file: {error}")]
     Read {
         /// The file.
         file: String,
         /// The reason.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The file is not valid JSON or misses fields.
     #[error("{file}: not a valid cnflow model file (line {line}, column {column}: {message}); is it a model written by `cnflow train`?")]
@@ -177,7 +177,7 @@ impl ModelFile {
             w.write_all(&json).map_err(|source| DataError::Io {
                 file: file.clone(),
                 action: "writing",
-                source,
+                error: source,
             })
         };
         write_atomic(path, write).map_err(|e: DataError| ModelFileError::Write {
@@ -197,7 +197,7 @@ impl ModelFile {
         }
         let bytes = std::fs::read(path).map_err(|source| ModelFileError::Read {
             file: file.clone(),
-            source,
+            error: source,
         })?;
         // Look at the header first, so that a newer format is reported as such.
         let header: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| ModelFileError::Parse {
