@@ -9,30 +9,15 @@
 use std::ops::ControlFlow;
 
 use cnflow::loss::SquaredError;
-use cnflow::ode::{integrate, DualSystem, GenericSystem, Method, SaveAt, SolverConfig};
+use cnflow::ode::{integrate, DualSystem, Method, SaveAt, SolverConfig};
 use cnflow::optim::{AdamConfig, LrSchedule, OptimizerConfig};
 use cnflow::sensitivity::{gradient, Checkpointing, SensitivityError, SensitivityMethod};
 use cnflow::train::{minimise, Outcome, Problem};
-use num_dual::DualNum;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
-/// dx = a x − b x y (prey), dy = −c y + d x y (predators).
-struct LotkaVolterra;
-
-impl GenericSystem for LotkaVolterra {
-    fn dim(&self) -> usize {
-        2
-    }
-    fn n_params(&self) -> usize {
-        4
-    }
-    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], dy: &mut [D]) {
-        dy[0] = p[0] * y[0] - p[1] * y[0] * y[1];
-        dy[1] = -p[2] * y[1] + p[3] * y[0] * y[1];
-    }
-}
+use cnflow::ode::problems::LotkaVolterraModel as LotkaVolterra;
 
 struct Fit {
     params: Vec<f64>,

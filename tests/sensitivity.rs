@@ -3,26 +3,10 @@
 //! adjoint with jumps, the discrete adjoint under every checkpoint policy, and central
 //! finite differences.
 
-use cnflow::ode::{DualSystem, GenericSystem, Method, OdeSystem, SolverConfig, Vjp, WithVjp};
+use cnflow::ode::{DualSystem, Method, OdeSystem, SolverConfig, Vjp, WithVjp};
 use cnflow::sensitivity::{gradient, Checkpointing, Sensitivity, SensitivityMethod};
-use num_dual::DualNum;
 
-/// dx = a x − b x y,  dy = −c y + d x y.
-#[derive(Clone)]
-struct LotkaVolterra;
-
-impl GenericSystem for LotkaVolterra {
-    fn dim(&self) -> usize {
-        2
-    }
-    fn n_params(&self) -> usize {
-        4
-    }
-    fn eval<D: DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], dy: &mut [D]) {
-        dy[0] = p[0] * y[0] - p[1] * y[0] * y[1];
-        dy[1] = -p[2] * y[1] + p[3] * y[0] * y[1];
-    }
-}
+use cnflow::ode::problems::LotkaVolterraModel as LotkaVolterra;
 
 const P: [f64; 4] = [1.5, 1.0, 3.0, 1.0];
 const Y0: [f64; 2] = [1.0, 1.0];

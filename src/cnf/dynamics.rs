@@ -185,6 +185,26 @@ impl<'a, T: Real, F: Field<T>> Taped<'a, T, F> {
         }
     }
 
+    /// Evaluates `g` at `(s, τ)` into the full workspace kept for evaluations not on
+    /// the tape, counting the forward pass.
+    fn recompute_at(&mut self, tau: T, s: &[T]) {
+        let rec = self.recompute.get_or_insert_with(|| Record {
+            ws: self.field.workspace(self.layout.n_batch, self.n_tangents),
+            raw: vec![T::zero(); self.layout.len()],
+        });
+        eval_raw(
+            self.field,
+            &mut rec.ws,
+            self.mode,
+            &self.layout,
+            self.t_end,
+            tau,
+            s,
+            &mut rec.raw,
+        );
+        self.n_recomputed += 1;
+    }
+
     /// The tape slot of stage `stage` of accepted step `step`, if it is on the tape.
     fn slot(&self, step: usize, stage: usize) -> Option<usize> {
         if self.overflowed {
@@ -285,21 +305,8 @@ impl<T: Real, F: Field<T>> Vjp<T> for Taped<'_, T, F> {
     }
 
     fn vjp(&mut self, tau: T, s: &[T], cot: &[T], grad_s: &mut [T], grad_p: &mut [T]) {
-        let rec = self.recompute.get_or_insert_with(|| Record {
-            ws: self.field.workspace(self.layout.n_batch, self.n_tangents),
-            raw: vec![T::zero(); self.layout.len()],
-        });
-        eval_raw(
-            self.field,
-            &mut rec.ws,
-            self.mode,
-            &self.layout,
-            self.t_end,
-            tau,
-            s,
-            &mut rec.raw,
-        );
-        self.n_recomputed += 1;
+        self.recompute_at(tau, s);
+        let rec = self.recompute.as_mut().expect("made by recompute_at");
         Self::vjp_of(&mut self.eval, self.field, rec, self.t_end, tau, cot, grad_s, grad_p);
     }
 
@@ -308,20 +315,8 @@ impl<T: Real, F: Field<T>> Vjp<T> for Taped<'_, T, F> {
     }
 
     fn rhs_and_vjp(&mut self, tau: T, s: &[T], cot: &[T], ds: &mut [T], grad_s: &mut [T], grad_p: &mut [T]) {
-        let rec = self.recompute.get_or_insert_with(|| Record {
-            ws: self.field.workspace(self.layout.n_batch, self.n_tangents),
-            raw: vec![T::zero(); self.layout.len()],
-        });
-        eval_raw(
-            self.field,
-            &mut rec.ws,
-            self.mode,
-            &self.layout,
-            self.t_end,
-            tau,
-            s,
-            &mut rec.raw,
-        );
+        self.recompute_at(tau, s);
+        let rec = self.recompute.as_mut().expect("made by recompute_at");
         ds.copy_from_slice(&rec.raw);
         scale_raw(&self.layout, self.t_end, ds);
         Self::vjp_of(&mut self.eval, self.field, rec, self.t_end, tau, cot, grad_s, grad_p);

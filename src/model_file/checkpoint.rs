@@ -2,14 +2,12 @@
 //! where it stopped — the run's settings (`args`, whatever type the caller keeps them
 //! in), the iteration, the model, the optimizer's state and the best model so far.
 
-use std::io::Write;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{ModelFile, ModelFileError};
-use crate::data::{write_atomic, DataError};
 use crate::optim::OptimizerState;
 
 /// The format name written in every checkpoint.
@@ -69,21 +67,10 @@ impl<A: Serialize + DeserializeOwned> Checkpoint<A> {
 
     /// Writes the checkpoint atomically (a temporary file renamed over `path`).
     pub fn save(&self, path: &Path) -> Result<(), ModelFileError> {
-        let file = path.display().to_string();
         let json = serde_json::to_vec(self).map_err(|e| ModelFileError::Write {
-            file: file.clone(),
+            file: path.display().to_string(),
             message: e.to_string(),
         })?;
-        let write = |w: &mut std::io::BufWriter<std::fs::File>| {
-            w.write_all(&json).map_err(|source| DataError::Io {
-                file: file.clone(),
-                action: "writing",
-                error: source,
-            })
-        };
-        write_atomic(path, write).map_err(|e: DataError| ModelFileError::Write {
-            file: file.clone(),
-            message: e.to_string(),
-        })
+        super::save_bytes(path, &json)
     }
 }

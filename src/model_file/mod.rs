@@ -168,22 +168,11 @@ impl ModelFile {
 
     /// Writes the file atomically (a temporary file renamed over `path`).
     pub fn save(&self, path: &Path) -> Result<(), ModelFileError> {
-        let file = path.display().to_string();
         let json = serde_json::to_vec_pretty(self).map_err(|e| ModelFileError::Write {
-            file: file.clone(),
+            file: path.display().to_string(),
             message: e.to_string(),
         })?;
-        let write = |w: &mut std::io::BufWriter<std::fs::File>| {
-            w.write_all(&json).map_err(|source| DataError::Io {
-                file: file.clone(),
-                action: "writing",
-                error: source,
-            })
-        };
-        write_atomic(path, write).map_err(|e: DataError| ModelFileError::Write {
-            file: file.clone(),
-            message: e.to_string(),
-        })
+        save_bytes(path, &json)
     }
 
     /// Reads and checks a model file.
@@ -289,4 +278,20 @@ impl ModelFile {
         }
         Ok(())
     }
+}
+
+/// Writes `bytes` to `path` atomically (a temporary file renamed over it).
+pub(crate) fn save_bytes(path: &Path, bytes: &[u8]) -> Result<(), ModelFileError> {
+    let file = path.display().to_string();
+    let write = |w: &mut std::io::BufWriter<std::fs::File>| {
+        w.write_all(bytes).map_err(|source| DataError::Io {
+            file: file.clone(),
+            action: "writing",
+            error: source,
+        })
+    };
+    write_atomic(path, write).map_err(|e: DataError| ModelFileError::Write {
+        file: file.clone(),
+        message: e.to_string(),
+    })
 }

@@ -163,3 +163,22 @@ impl<T: Real> OdeSystem<T> for Problem {
         Problem::rhs(self, t, y, dy)
     }
 }
+
+/// Lotka–Volterra with its four parameters as parameters, written once for dual
+/// numbers ([`DualSystem`](super::DualSystem)): `p = (a, b, c, d)` in
+/// `x' = a x − b x y` (prey), `y' = −c y + d x y` (predators).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LotkaVolterraModel;
+
+impl super::system::GenericSystem for LotkaVolterraModel {
+    fn dim(&self) -> usize {
+        2
+    }
+    fn n_params(&self) -> usize {
+        4
+    }
+    fn eval<D: num_dual::DualNum<Primitive = f64> + Copy>(&self, _t: D, y: &[D], p: &[D], dy: &mut [D]) {
+        dy[0] = p[0] * y[0] - p[1] * y[0] * y[1];
+        dy[1] = -p[2] * y[1] + p[3] * y[0] * y[1];
+    }
+}
