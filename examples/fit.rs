@@ -106,7 +106,7 @@ fn main() -> anyhow::Result<()> {
     );
     let model = state.best.map(|(m, _, _)| m).unwrap_or(state.model);
     let (samples, _) = model.sample(2000, &train_config.eval_solver, &mut rng)?;
-    let samples = Array2::from_shape_vec((2000, 2), samples.iter().map(|&v| v as f64).collect())?;
+    let samples = Array2::from_shape_vec((2000, 2), samples)?;
     write_csv(&args.out, samples.view())?;
     println!("wrote 2000 samples to {}", args.out.display());
     Ok(())

@@ -49,17 +49,17 @@ fn small_model(dir: &Path) -> (PathBuf, ModelFile, Cnf<f64, Mlp<f64>>) {
             learn_t: false,
         })
         .collect();
-    let model = Cnf::new(blocks).unwrap();
     let standardizer = Standardizer {
         mean: ndarray::arr1(&[0.5, -1.0]),
         std: ndarray::arr1(&[2.0, 0.5]),
     };
+    let model = Cnf::new(blocks).unwrap().with_standardizer(standardizer).unwrap();
     let solver = EvalSolver {
         method: Method::Dopri5,
         rtol: RTOL,
         atol: RTOL,
     };
-    let file = ModelFile::new(&model, Some(standardizer), solver, serde_json::json!({}));
+    let file = ModelFile::new(&model, solver, serde_json::json!({}));
     let path = dir.join("model.json");
     file.save(&path).unwrap();
     (path, file, model)
@@ -73,8 +73,8 @@ fn points(n: usize, seed: u64) -> Array2<f64> {
     })
 }
 
-/// log p(x) in the user's units from the library: the whole array at once, or in
-/// parallel chunks (`Some(chunk)`).
+/// log p(x) in the user's units from the library (the model's affine block takes the
+/// points as they are): the whole array at once, or in parallel chunks (`Some(chunk)`).
 fn library_log_p(
     file: &ModelFile,
     x: &Array2<f64>,
@@ -82,8 +82,7 @@ fn library_log_p(
     trace: Trace,
     chunk: Option<usize>,
 ) -> Vec<f64> {
-    let s = file.standardizer.as_ref().unwrap();
-    let u: Vec<f64> = s.forward(x.view()).unwrap().iter().copied().collect();
+    let u: Vec<f64> = x.iter().copied().collect();
     let model = file.to_model::<f64>(Path::new("m")).unwrap();
     let lp = match chunk {
         Some(c) => model.log_prob_par(&u, solver, trace, c, 0).unwrap(),
@@ -91,7 +90,7 @@ fn library_log_p(
             .log_prob(&u, solver, trace, &mut ChaCha8Rng::seed_from_u64(0))
             .unwrap(),
     };
-    lp.log_p.iter().map(|v| v + s.log_det()).collect()
+    lp.log_p
 }
 
 /// The values of a density output (CSV with a `log_p` header, or n × 1 `.npy`).
@@ -223,11 +222,11 @@ fn precision_defaults_to_the_models_and_f32_matches_the_f32_library() {
     write_points(&csv, x.view()).unwrap();
     let out = tmp.path().join("lp.csv");
     let solver = SolverConfig::adaptive(Method::Dopri5, 1e-5, 1e-5);
-    let s = file.standardizer.as_ref().unwrap();
-    let u: Vec<f32> = s.forward(x.view()).unwrap().iter().map(|&v| v as f32).collect();
+    // The f64 points reach the f32 flow through its affine block.
+    let x_flat: Vec<f64> = x.iter().copied().collect();
     let m32 = file.to_model::<f32>(Path::new("m")).unwrap();
-    let lp = m32.log_prob_par(&u, &solver, Trace::Exact, 8, 0).unwrap();
-    let expected: Vec<f64> = lp.log_p.iter().map(|&v| f64::from(v) + s.log_det()).collect();
+    let lp = m32.log_prob_par(&x_flat, &solver, Trace::Exact, 8, 0).unwrap();
+    let expected: Vec<f64> = lp.log_p.iter().map(|&v| f64::from(v)).collect();
     let args = |precision: Option<&'static str>| {
         let mut a = vec![
             "density",
@@ -263,13 +262,12 @@ fn precision_defaults_to_the_models_and_f32_matches_the_f32_library() {
 #[test]
 fn streamed_samples_equal_sample_par_for_every_chunk_size_and_thread_count() {
     let tmp = tempfile::tempdir().unwrap();
-    let (model, file, cnf) = small_model(tmp.path());
+    let (model, _, cnf) = small_model(tmp.path());
     let n = 30;
     let solver = SolverConfig::adaptive(Method::Dopri5, RTOL, RTOL);
-    let s = file.standardizer.as_ref().unwrap();
     for chunk in [1, 7, 10, 30, 64] {
-        let (u, _) = cnf.sample_par(n, &solver, chunk, 11).unwrap();
-        let expected = s.inverse(Array2::from_shape_vec((n, 2), u).unwrap().view()).unwrap();
+        let (x, _) = cnf.sample_par(n, &solver, chunk, 11).unwrap();
+        let expected = Array2::from_shape_vec((n, 2), x).unwrap();
         for threads in [1, 2] {
             for name in ["s.csv", "s.npy"] {
                 let out = tmp.path().join(name);

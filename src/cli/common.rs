@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use cnflow::cnf::{Cnf, Trace};
 use cnflow::data::{read_points, Dataset};
 use cnflow::model_file::ModelFile;
@@ -91,12 +91,6 @@ impl DataSource {
     }
 }
 
-/// Rows of a flat `n × d` vector as an array.
-pub fn to_array(flat: Vec<f64>, d: usize) -> Result<Array2<f64>> {
-    let n = flat.len() / d.max(1);
-    Array2::from_shape_vec((n, d), flat).context("internal: shape of a result")
-}
-
 /// The flat row-major values of an array (standard layout).
 pub fn to_flat(a: &Array2<f64>) -> Vec<f64> {
     a.iter().copied().collect()
@@ -111,27 +105,21 @@ pub fn log_density(
     chunk: usize,
     seed: u64,
 ) -> Result<(Vec<f64>, usize)> {
-    log_density_in(&loaded.model, &loaded.file, x, solver, trace, chunk, seed)
+    log_density_in(&loaded.model, x, solver, trace, chunk, seed)
 }
 
-/// [`log_density`] computed in float type `T` by `model` (loaded from `file`).
+/// [`log_density`] computed in float type `T` by `model` (its affine block takes the
+/// points in the user's units).
 pub fn log_density_in<T: Real>(
     model: &Cnf<T, Mlp<T>>,
-    file: &ModelFile,
     x: Vec<f64>,
     solver: &cnflow::ode::SolverConfig,
     trace: Trace,
     chunk: usize,
     seed: u64,
 ) -> Result<(Vec<f64>, usize)> {
-    let d = file.dim();
-    let (u, log_det) = match &file.standardizer {
-        Some(s) => (to_flat(&s.forward(to_array(x, d)?.view())?), s.log_det()),
-        None => (x, 0.0),
-    };
-    let u: Vec<T> = u.into_iter().map(T::c).collect();
-    let lp = model.log_prob_par(&u, solver, trace, chunk, seed)?;
-    Ok((lp.log_p.iter().map(|v| v.f64() + log_det).collect(), lp.n_evals))
+    let lp = model.log_prob_par(&x, solver, trace, chunk, seed)?;
+    Ok((lp.log_p.iter().map(|v| v.f64()).collect(), lp.n_evals))
 }
 
 /// Chunks in flight (being evaluated or waiting to be written) in a streamed evaluation:

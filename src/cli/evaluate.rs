@@ -211,13 +211,13 @@ fn density_in<T: Real>(args: &DensityArgs, file: &ModelFile) -> Result<()> {
     let started = Instant::now();
     let input = PointChunks::open(&args.input, args.solver.chunk)?;
     let mut progress = Progress::new(input.n_points());
-    let log_det = file.standardizer.as_ref().map_or(0.0, |s| s.log_det());
     let input_name = if args.input.as_os_str() == "-" {
         "<stdin>".to_string()
     } else {
         args.input.display().to_string()
     };
-    let chunks = input.map(|block| -> Result<Vec<T>> {
+    // Points in f64, the user's units: the model's affine block standardises them.
+    let chunks = input.map(|block| -> Result<Vec<f64>> {
         let block = block?;
         if block.ncols() != d {
             bail!(
@@ -227,16 +227,12 @@ fn density_in<T: Real>(args: &DensityArgs, file: &ModelFile) -> Result<()> {
                 args.model.display()
             );
         }
-        let u = match &file.standardizer {
-            Some(s) => s.forward(block.view())?,
-            None => block,
-        };
-        Ok(u.iter().map(|&v| T::c(v)).collect())
+        Ok(block.as_standard_layout().iter().copied().collect())
     });
     let mut n_points = 0;
     let n_evals = write_rows(&args.output, 1, CsvLayout::LogP, |out| {
         let sink = |lp: LogProb<T>| -> Result<()> {
-            let values: Vec<f64> = lp.log_p.iter().map(|v| v.f64() + log_det).collect();
+            let values: Vec<f64> = lp.log_p.iter().map(|v| v.f64()).collect();
             out.write(&values, 1)?;
             n_points += values.len();
             progress.advance(values.len());
@@ -260,14 +256,9 @@ fn sample_in<T: Real>(args: &SampleArgs, file: &ModelFile) -> Result<()> {
     let started = Instant::now();
     let mut progress = Progress::new(Some(args.n));
     let stats = write_rows(&args.output, d, CsvLayout::Points, |out| {
-        let sink = |u: Vec<T>| -> Result<()> {
-            let u = Array2::from_shape_vec((u.len() / d, d), u.into_iter().map(|v| v.f64()).collect())?;
-            let x = match &file.standardizer {
-                Some(s) => s.inverse(u.view())?,
-                None => u,
-            };
-            out.write(x.as_standard_layout().as_slice().unwrap_or_default(), d)?;
-            progress.advance(x.nrows());
+        let sink = |x: Vec<f64>| -> Result<()> {
+            out.write(&x, d)?;
+            progress.advance(x.len() / d);
             Ok(())
         };
         model.sample_stream(args.n, &solver, args.solver.chunk, args.seed, stream_window(), sink)
@@ -299,7 +290,7 @@ fn eval_in<T: Real>(args: &EvalArgs, file: &ModelFile) -> Result<()> {
     };
     let n_points = x.len() / d;
     let started = Instant::now();
-    let (log_p, n_evals) = log_density_in(&model, file, x, &solver, Trace::Exact, args.solver.chunk, args.seed)?;
+    let (log_p, n_evals) = log_density_in(&model, x, &solver, Trace::Exact, args.solver.chunk, args.seed)?;
     let seconds = started.elapsed().as_secs_f64();
     let nll = -log_p.iter().sum::<f64>() / n_points as f64;
     let stderr = {

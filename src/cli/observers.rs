@@ -2,8 +2,8 @@
 //! this order: progress on the terminal, metrics.csv, the checkpoint and best model,
 //! and Ctrl-C / SIGTERM.
 //!
-//! The loop scores standardised data; each observer that reports a test NLL adds the
-//! standardisation's `−log det` (`nll_offset`) so that users read it in their units.
+//! The model carries the data's standardisation as its affine block, so every NLL the
+//! loop reports is already in the user's units.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, IsTerminal, Write};
@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use cnflow::cnf::Cnf;
-use cnflow::data::Standardizer;
 use cnflow::model_file::{Checkpoint, EvalSolver, ModelFile, CHECKPOINT_FORMAT, CHECKPOINT_VERSION};
 use cnflow::nn::Mlp;
 use cnflow::train::{EvalMetrics, IterMetrics, Observer, TrainState};
@@ -26,14 +25,6 @@ use super::args::TrainArgs;
 /// The columns of metrics.csv.
 pub const METRICS_HEADER: &str =
     "iter,loss,nll,kinetic,jacobian,nfe_forward,nfe_backward,seconds,elapsed,t_end,test_nll,kl_gap,seconds_forward,seconds_backward";
-
-/// An evaluation with its test NLL in the user's units.
-fn in_user_units(e: &EvalMetrics, nll_offset: f64) -> EvalMetrics {
-    EvalMetrics {
-        test_nll: e.test_nll + nll_offset,
-        ..e.clone()
-    }
-}
 
 /// Prints `line` on stderr without tearing the progress bar.
 fn say(bar: Option<&ProgressBar>, line: &str) {
@@ -48,12 +39,11 @@ pub struct Progress {
     /// The bar (on a terminal only).
     pub bar: Option<ProgressBar>,
     log_every: usize,
-    nll_offset: f64,
 }
 
 impl Progress {
     /// Progress of `n_iters` iterations starting after `start`.
-    pub fn new(n_iters: usize, start: usize, nll_offset: f64) -> Self {
+    pub fn new(n_iters: usize, start: usize) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(n_iters as u64);
             bar.set_style(
@@ -66,7 +56,6 @@ impl Progress {
         Progress {
             bar,
             log_every: (n_iters / 20).max(10),
-            nll_offset,
         }
     }
 
@@ -104,7 +93,6 @@ impl<T: Real> Observer<T, Mlp<T>> for Progress {
     }
 
     fn evaluation(&mut self, e: &EvalMetrics, state: &TrainState<T, Mlp<T>>) -> ControlFlow<()> {
-        let e = in_user_units(e, self.nll_offset);
         let gap = e.kl_gap.map(|g| format!("  KL gap {g:.4}")).unwrap_or_default();
         let line = format!(
             "eval {:6}  test NLL {:.4}{gap}{}  ({:.1} s)",
@@ -125,12 +113,11 @@ pub struct Metrics {
     writer: BufWriter<File>,
     path: PathBuf,
     pending: Option<IterMetrics>,
-    nll_offset: f64,
 }
 
 impl Metrics {
     /// Opens the file, keeping the rows of iterations up to `keep_until` (a resumed run).
-    pub fn open(path: &Path, keep_until: usize, nll_offset: f64) -> Result<Self> {
+    pub fn open(path: &Path, keep_until: usize) -> Result<Self> {
         let mut kept = vec![METRICS_HEADER.to_string()];
         if keep_until > 0 {
             if let Ok(text) = fs::read_to_string(path) {
@@ -159,7 +146,6 @@ impl Metrics {
             writer,
             path: path.to_path_buf(),
             pending: None,
-            nll_offset,
         })
     }
 
@@ -211,9 +197,8 @@ impl<T: Real> Observer<T, Mlp<T>> for Metrics {
     }
 
     fn evaluation(&mut self, e: &EvalMetrics, _state: &TrainState<T, Mlp<T>>) -> ControlFlow<()> {
-        let e = in_user_units(e, self.nll_offset);
         // The rows so far reach the disk before the checkpoint that follows them.
-        if self.flush_pending(Some(&e)).is_err() || self.writer.flush().is_err() {
+        if self.flush_pending(Some(e)).is_err() || self.writer.flush().is_err() {
             return ControlFlow::Break(());
         }
         ControlFlow::Continue(())
@@ -224,10 +209,7 @@ impl<T: Real> Observer<T, Mlp<T>> for Metrics {
 pub struct Checkpoints {
     out: PathBuf,
     args: TrainArgs,
-    standardizer: Option<Standardizer>,
     eval_solver: EvalSolver,
-    /// Added to a test NLL of standardised data for the user's units.
-    nll_offset: f64,
     /// The last evaluation, in the user's units.
     pub last_eval: Option<EvalMetrics>,
     /// Where to print a failure (the progress bar, if any).
@@ -236,19 +218,11 @@ pub struct Checkpoints {
 
 impl Checkpoints {
     /// Checkpoints of the run `args` in `out`.
-    pub fn new(
-        out: &Path,
-        args: &TrainArgs,
-        standardizer: Option<Standardizer>,
-        eval_solver: EvalSolver,
-        nll_offset: f64,
-    ) -> Self {
+    pub fn new(out: &Path, args: &TrainArgs, eval_solver: EvalSolver) -> Self {
         Checkpoints {
             out: out.to_path_buf(),
             args: args.clone(),
-            standardizer,
             eval_solver,
-            nll_offset,
             last_eval: None,
             bar: None,
         }
@@ -272,7 +246,7 @@ impl Checkpoints {
             "args": self.args,
             "cnflow_version": env!("CARGO_PKG_VERSION"),
         });
-        ModelFile::new(model, self.standardizer.clone(), self.eval_solver.clone(), training)
+        ModelFile::new(model, self.eval_solver.clone(), training)
     }
 
     /// Writes checkpoint.json and model.json (the best model so far, else the current
@@ -280,13 +254,10 @@ impl Checkpoints {
     pub fn save<T: Real>(&self, state: &TrainState<T, Mlp<T>>, eval: Option<&EvalMetrics>) -> Result<()> {
         // The entropy is what separates a KL gap from its test NLL.
         let entropy = eval.and_then(|e| e.kl_gap.map(|g| e.test_nll - g));
-        let best = state.best.as_ref().map(|(m, nll, it)| {
-            (
-                self.model_file(m, *it, Some(*nll + self.nll_offset), entropy),
-                *nll,
-                *it,
-            )
-        });
+        let best = state
+            .best
+            .as_ref()
+            .map(|(m, nll, it)| (self.model_file(m, *it, Some(*nll), entropy), *nll, *it));
         let ck = Checkpoint {
             format: CHECKPOINT_FORMAT.into(),
             version: CHECKPOINT_VERSION,
@@ -310,9 +281,8 @@ impl Checkpoints {
 
 impl<T: Real> Observer<T, Mlp<T>> for Checkpoints {
     fn evaluation(&mut self, e: &EvalMetrics, state: &TrainState<T, Mlp<T>>) -> ControlFlow<()> {
-        let e = in_user_units(e, self.nll_offset);
-        let saved = self.save(state, Some(&e)).is_ok();
-        self.last_eval = Some(e);
+        let saved = self.save(state, Some(e)).is_ok();
+        self.last_eval = Some(e.clone());
         if !saved {
             say(self.bar.as_ref(), "could not write the checkpoint; stopping");
             return ControlFlow::Break(());

@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::args::{PlotArgs, PlotKind};
-use super::common::{load_model, log_density, to_array, to_flat, Loaded};
+use super::common::{load_model, log_density, Loaded};
 
 pub fn run(args: PlotArgs) -> Result<()> {
     plot::Format::from_path(&args.output)?;
@@ -86,18 +86,8 @@ pub fn draw_panels(loaded: &Loaded, data: &[[f64; 2]], builtin: bool, out: &Path
 
 fn samples(loaded: &Loaded, n: usize, seed: u64) -> Result<Vec<[f64; 2]>> {
     let solver = cnflow::ode::SolverConfig::adaptive(loaded.file.eval_solver.method, 1e-5, 1e-5);
-    let (u, _) = loaded.model.sample_par(n, &solver, 1000, seed)?;
-    Ok(to_user_units(loaded, u)?
-        .chunks_exact(2)
-        .map(|c| [c[0], c[1]])
-        .collect())
-}
-
-fn to_user_units(loaded: &Loaded, u: Vec<f64>) -> Result<Vec<f64>> {
-    Ok(match &loaded.file.standardizer {
-        Some(s) => to_flat(&s.inverse(to_array(u, 2)?.view())?),
-        None => u,
-    })
+    let (x, _) = loaded.model.sample_par(n, &solver, 1000, seed)?;
+    Ok(x.chunks_exact(2).map(|c| [c[0], c[1]]).collect())
 }
 
 fn title_of(loaded: &Loaded) -> String {
@@ -133,14 +123,13 @@ pub fn draw_trajectories(loaded: &Loaded, out: &Path, seed: u64) -> Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let z: Vec<f64> = (0..2 * 1500).map(|_| StandardNormal.sample(&mut rng)).collect();
     let solver = cnflow::ode::SolverConfig::adaptive(loaded.file.eval_solver.method, 1e-5, 1e-5);
-    let flat = loaded.model.trajectories(&z, n_frames, &solver)?;
+    // The first frame is the base itself; the model maps later ones to data space.
+    let flat: Vec<f64> = loaded.model.trajectories(&z, n_frames, &solver)?;
     let per_frame = z.len();
     let n_got = flat.len() / per_frame;
     let mut frames = Vec::with_capacity(n_got);
     for k in 0..n_got {
-        let f = flat[k * per_frame..(k + 1) * per_frame].to_vec();
-        // The first frame is the base itself; later frames are in data space.
-        let f = if k == 0 { f } else { to_user_units(loaded, f)? };
+        let f = &flat[k * per_frame..(k + 1) * per_frame];
         frames.push(f.chunks_exact(2).map(|c| [c[0], c[1]]).collect::<Vec<_>>());
     }
     let times: Vec<f64> = (0..n_got).map(|k| 1.0 - k as f64 / (n_got - 1).max(1) as f64).collect();

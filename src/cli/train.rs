@@ -194,7 +194,8 @@ pub fn run(mut args: TrainArgs, explicit: &[String]) -> Result<()> {
     }
 }
 
-/// Training data: a sampler of batches, a fixed test set, the entropy if known.
+/// Training data (in the user's units): a sampler of batches, a fixed test set, the
+/// entropy if known, and for a file the standardisation the model starts with.
 struct Problem {
     dim: usize,
     standardizer: Option<Standardizer>,
@@ -226,9 +227,8 @@ impl Problem {
                 }
                 // Hold out 10 % (at most --test-size) as the test set, by a seeded shuffle.
                 let (train, test) = train_test_split(points.view(), args.test_size, &mut test_set_rng(args.seed));
+                // The model's affine block, fitted on the training points.
                 let standardizer = Standardizer::fit(train.view())?;
-                let train = standardizer.forward(train.view())?;
-                let test = standardizer.forward(test.view())?;
                 Ok(Problem {
                     dim: d,
                     standardizer: Some(standardizer),
@@ -240,25 +240,21 @@ impl Problem {
         }
     }
 
-    fn batch<T: Real>(&self, n: usize, rng: &mut ChaCha8Rng) -> Vec<T> {
+    /// A batch in the user's units, f64 (the model's affine block standardises it).
+    fn batch(&self, n: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
         match (&self.builtin, &self.train) {
-            (Some(d), _) => d.sample(n, rng).iter().map(|&v| T::c(v)).collect(),
+            (Some(d), _) => d.sample(n, rng).iter().copied().collect(),
             (None, Some(train)) => {
                 let n_rows = train.len() / self.dim;
                 let mut out = Vec::with_capacity(n * self.dim);
                 for _ in 0..n {
                     let i = rng.random_range(0..n_rows);
-                    out.extend(train[i * self.dim..(i + 1) * self.dim].iter().map(|&v| T::c(v)));
+                    out.extend_from_slice(&train[i * self.dim..(i + 1) * self.dim]);
                 }
                 out
             }
             (None, None) => Vec::new(),
         }
-    }
-
-    /// What turns a test NLL of the standardised data into one in the user's units.
-    fn nll_offset(&self) -> f64 {
-        self.standardizer.as_ref().map_or(0.0, |s| -s.log_det())
     }
 
     /// The data's entropy, where known (built-in datasets).
@@ -401,18 +397,21 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
                     learn_t: true,
                 })
                 .collect();
-            TrainState::new(Cnf::new(blocks)?, optimizer)
+            let model = Cnf::new(blocks)?;
+            let model = match &problem.standardizer {
+                Some(s) => model.with_standardizer(s.clone())?,
+                None => model,
+            };
+            TrainState::new(model, optimizer)
         }
     };
-    let test: Vec<T> = problem.test.iter().map(|&v| T::c(v)).collect();
     let started_at = state.iter;
 
     let metrics_path = out.join("metrics.csv");
-    let offset = problem.nll_offset();
-    let mut metrics = Metrics::open(&metrics_path, state.iter, offset)?;
+    let mut metrics = Metrics::open(&metrics_path, state.iter)?;
     let mut interrupt = Interrupt::install();
-    let mut progress = Progress::new(config.n_iters, state.iter, offset);
-    let mut checkpoints = Checkpoints::new(out, args, problem.standardizer.clone(), eval_solver(), offset);
+    let mut progress = Progress::new(config.n_iters, state.iter);
+    let mut checkpoints = Checkpoints::new(out, args, eval_solver());
     checkpoints.bar = progress.bar.clone();
     eprintln!(
         "training on {} ({} dims) for {} iterations{}; run folder {}",
@@ -429,8 +428,8 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
     let reason = train(
         &mut state,
         &config,
-        |n, rng| problem.batch::<T>(n, rng),
-        &test,
+        |n, rng| problem.batch(n, rng),
+        &problem.test,
         problem.entropy(),
         &mut [&mut progress, &mut metrics, &mut checkpoints, &mut interrupt],
     );
@@ -455,7 +454,6 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
         other => eprintln!("training stopped: {other}"),
     }
     if let Some((_, nll, it)) = &state.best {
-        let nll = nll + problem.nll_offset();
         let gap = problem
             .entropy()
             .map(|h| format!(", KL gap {:.4} nats", nll - h))
@@ -487,12 +485,7 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
 /// DIR/panels.png (data, model density, samples), DIR/flow.png and DIR/metrics.png.
 fn draw_run_pictures(out: &Path, model: &Path, metrics: &Path, problem: &Problem, seed: u64) -> Result<String> {
     let loaded = super::common::load_model(model)?;
-    // The test set, in the user's units.
-    let test = match &problem.standardizer {
-        Some(s) => to_flat(&s.inverse(super::common::to_array(problem.test.clone(), 2)?.view())?),
-        None => problem.test.clone(),
-    };
-    let data: Vec<[f64; 2]> = test.chunks_exact(2).map(|c| [c[0], c[1]]).collect();
+    let data: Vec<[f64; 2]> = problem.test.chunks_exact(2).map(|c| [c[0], c[1]]).collect();
     let panels = out.join("panels.png");
     let flow = out.join("flow.png");
     let curves = out.join("metrics.png");

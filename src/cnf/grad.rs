@@ -130,9 +130,9 @@ impl<T: Real, F: Field<T>> GradScratch<T, F> {
 }
 
 /// Computes the loss of `model` on the batch `x` and its gradient.
-pub fn loss_and_grad<T: Real, F: Field<T>, R: Rng + ?Sized>(
+pub fn loss_and_grad<T: Real, F: Field<T>, X: Real, R: Rng + ?Sized>(
     model: &Cnf<T, F>,
-    x: &[T],
+    x: &[X],
     config: &LossConfig,
     rng: &mut R,
 ) -> Result<LossGrad<T>, CnfError> {
@@ -140,9 +140,9 @@ pub fn loss_and_grad<T: Real, F: Field<T>, R: Rng + ?Sized>(
 }
 
 /// [`loss_and_grad`] reusing `scratch` from earlier calls (a training loop keeps one).
-pub fn loss_and_grad_in<T: Real, F: Field<T>, R: Rng + ?Sized>(
+pub fn loss_and_grad_in<T: Real, F: Field<T>, X: Real, R: Rng + ?Sized>(
     model: &Cnf<T, F>,
-    x: &[T],
+    x: &[X],
     config: &LossConfig,
     rng: &mut R,
     scratch: &mut GradScratch<T, F>,
@@ -172,10 +172,19 @@ pub fn loss_and_grad_in<T: Real, F: Field<T>, R: Rng + ?Sized>(
             records: Vec::new(),
         };
     }
-    match config.grad {
-        GradMethod::Adjoint { seminorm } => adjoint_loss(model, x, config, layout, seminorm, rng),
-        GradMethod::Backprop => backprop_loss(model, x, config, layout, rng, scratch),
+    // The affine block: the flow trains on u = (x − μ)/σ; the NLL gains −Σ ln σ and
+    // ∂L/∂x = ∂L/∂u / σ. Neither changes the gradient in the parameters.
+    let u: Vec<T> = model.flow_input(x);
+    let mut lg = match config.grad {
+        GradMethod::Adjoint { seminorm } => adjoint_loss(model, &u, config, layout, seminorm, rng),
+        GradMethod::Backprop => backprop_loss(model, &u, config, layout, rng, scratch),
+    }?;
+    if let Some(s) = model.standardizer() {
+        lg.nll -= s.log_det();
+        lg.loss -= s.log_det();
+        s.pull_back_flat(&mut lg.grad_x);
     }
+    Ok(lg)
 }
 
 /// The loss of a forward pass and its cotangent at the end of the last block:
@@ -417,9 +426,9 @@ fn sens_error(block: usize) -> impl FnOnce(SensitivityError) -> CnfError {
 /// own samples; only the adaptive step sizes differ (each part gets its own). Part `i`
 /// draws its Hutchinson probes from a seed taken from `rng`. The NFE and times reported
 /// are the largest of the parts' (the critical path).
-pub fn loss_and_grad_par<T: Real, F: Field<T>, R: Rng + ?Sized>(
+pub fn loss_and_grad_par<T: Real, F: Field<T>, X: Real, R: Rng + ?Sized>(
     model: &Cnf<T, F>,
-    x: &[T],
+    x: &[X],
     config: &LossConfig,
     rng: &mut R,
     n_parts: usize,
@@ -429,9 +438,9 @@ pub fn loss_and_grad_par<T: Real, F: Field<T>, R: Rng + ?Sized>(
 }
 
 /// [`loss_and_grad_par`] reusing one [`GradScratch`] per part from earlier calls.
-pub fn loss_and_grad_par_in<T: Real, F: Field<T>, R: Rng + ?Sized>(
+pub fn loss_and_grad_par_in<T: Real, F: Field<T>, X: Real, R: Rng + ?Sized>(
     model: &Cnf<T, F>,
-    x: &[T],
+    x: &[X],
     config: &LossConfig,
     rng: &mut R,
     n_parts: usize,

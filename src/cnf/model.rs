@@ -3,12 +3,18 @@
 //! Data passes block 1, 2, …, K from `τ = 0` to `1`; the base is `N(0, I_d)` after the
 //! last block. `log p(x) = log N(z_K; 0, I) − Σ_k Δ_k`. Sampling draws `z_K ~ N(0, I)`
 //! and runs the blocks in reverse order from `τ = 1` back to `0`.
+//!
+//! An optional fixed affine block on the data side, the [`Standardizer`]
+//! `u = (x − μ)/σ`, comes before block 1: the flow sees `u`, and every density,
+//! sample, encoding and gradient of the model is in the user's units `x`, with the
+//! change of variables `log p(x) = log p_u(u) − Σ_i ln σ_i` done here.
 
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 use super::dynamics::{split_state, Augmented, Flow, Layout};
 use super::field::{Field, TraceMode};
+use crate::data::Standardizer;
 use crate::nn::{probes, ProbeKind};
 use crate::ode::{SaveAt, SolveError, Solver, SolverConfig, Stats};
 use crate::Real;
@@ -108,6 +114,15 @@ pub enum CnfError {
     /// A training batch of no points.
     #[error("the training batch is empty")]
     EmptyBatch,
+    /// A standardiser whose dimension is not the model's, or whose scales are not
+    /// positive and finite.
+    #[error("invalid model: the standardiser has {dim} columns for a {model_dim}-dimensional flow, or a std that is not positive and finite")]
+    Standardizer {
+        /// The standardiser's dimension.
+        dim: usize,
+        /// The flow's.
+        model_dim: usize,
+    },
     /// Backprop's setup was refused (a checkpoint budget of 0).
     #[error("block {block} (backprop): {error}")]
     Backprop {
@@ -129,11 +144,15 @@ pub struct Block<T, F> {
     pub learn_t: bool,
 }
 
-/// A continuous normalizing flow with a standard normal base.
+/// A continuous normalizing flow with a standard normal base, after an optional
+/// fixed affine block (the data's standardisation).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cnf<T, F> {
     /// The blocks, data side first.
     pub blocks: Vec<Block<T, F>>,
+    /// The fixed affine block `u = (x − μ)/σ` before block 1, if any
+    /// ([`Cnf::with_standardizer`]).
+    standardizer: Option<Standardizer>,
 }
 
 /// Log-densities of a batch and the work done.
@@ -231,7 +250,44 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
                 });
             }
         }
-        Ok(Cnf { blocks })
+        Ok(Cnf {
+            blocks,
+            standardizer: None,
+        })
+    }
+
+    /// The model with the fixed affine block `s` before its first block, so that it
+    /// takes and returns points in the units `s` was fitted in.
+    pub fn with_standardizer(mut self, s: Standardizer) -> Result<Self, CnfError> {
+        if s.dim() != self.dim() || s.validate().is_err() {
+            return Err(CnfError::Standardizer {
+                dim: s.dim(),
+                model_dim: self.dim(),
+            });
+        }
+        self.standardizer = Some(s);
+        Ok(self)
+    }
+
+    /// The affine block before block 1, if any.
+    pub fn standardizer(&self) -> Option<&Standardizer> {
+        self.standardizer.as_ref()
+    }
+
+    /// `log |det ∂u/∂x|` of the affine block (0 without one).
+    pub fn log_det_affine(&self) -> f64 {
+        self.standardizer.as_ref().map_or(0.0, |s| s.log_det())
+    }
+
+    /// Points in the user's units (any float type) mapped to the flow's input `u`.
+    pub(crate) fn flow_input<X: Real>(&self, x: &[X]) -> Vec<T> {
+        Standardizer::forward_flat(self.standardizer.as_ref(), x)
+    }
+
+    /// The flow's data-side points `u` mapped to the user's units, in f64 (so that an
+    /// f32 flow's samples far from the origin keep f32 precision relative to σ).
+    fn flow_output(&self, u: &[T]) -> Vec<f64> {
+        Standardizer::inverse_flat(self.standardizer.as_ref(), u)
     }
 
     /// Data dimension `d`.
@@ -240,7 +296,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
     }
 
     /// Number of points in a flat batch, or a shape error.
-    pub fn n_points(&self, x: &[T]) -> Result<usize, CnfError> {
+    pub fn n_points<X>(&self, x: &[X]) -> Result<usize, CnfError> {
         let d = self.dim();
         if !x.len().is_multiple_of(d) {
             return Err(CnfError::Shape { len: x.len(), dim: d });
@@ -248,11 +304,13 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         Ok(x.len() / d)
     }
 
-    /// `log p(x)` for a batch `x` (`B × d`), integrating each block with `solver`.
-    /// Hutchinson probes, if any, are drawn from `rng` once per block.
-    pub fn log_prob<R: Rng + ?Sized>(
+    /// `log p(x)` for a batch `x` (`B × d`, the user's units, in any float type:
+    /// f64 points reach an f32 flow through the affine block at full precision),
+    /// integrating each block with `solver`. Hutchinson probes, if any, are drawn from
+    /// `rng` once per block.
+    pub fn log_prob<X: Real, R: Rng + ?Sized>(
         &self,
-        x: &[T],
+        x: &[X],
         solver: &SolverConfig,
         trace: Trace,
         rng: &mut R,
@@ -273,12 +331,16 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
             kinetic: false,
             jacobian: false,
         };
-        let pass = self.forward_pass(x, solver, trace, layout, rng)?;
+        let pass = self.forward_pass(&self.flow_input(x), solver, trace, layout, rng)?;
         let z = pass.s[..layout.n_z()].to_vec();
+        let log_det = self.log_det_affine();
         let log_p = z
             .chunks_exact(d)
             .zip(&pass.delta_sum)
-            .map(|(zb, &dl)| log_normal(zb) - dl)
+            .map(|(zb, &dl)| match self.standardizer {
+                Some(_) => T::c((log_normal(zb) - dl).f64() + log_det),
+                None => log_normal(zb) - dl,
+            })
             .collect();
         Ok(LogProb {
             log_p,
@@ -287,8 +349,9 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         })
     }
 
-    /// Integrates the augmented state of `x` through every block (the forward pass of
-    /// [`Cnf::log_prob`] and of the adjoint's gradient). Hutchinson probes are drawn
+    /// Integrates the augmented state of the flow's input `x` (after the affine block)
+    /// through every block (the forward pass of [`Cnf::log_prob`] and of the adjoint's
+    /// gradient). Hutchinson probes are drawn
     /// from `rng` once per block.
     pub(crate) fn forward_pass<R: Rng + ?Sized>(
         &self,
@@ -337,13 +400,15 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         Ok(pass)
     }
 
-    /// Maps latent points `z` (`B × d`) to data space: the blocks in reverse, `τ: 1 → 0`.
-    pub fn decode(&self, z: &[T], solver: &SolverConfig) -> Result<(Vec<T>, Stats), CnfError> {
+    /// Maps latent points `z` (`B × d`) to data space: the blocks in reverse, `τ: 1 → 0`,
+    /// then the affine block's inverse. Points in the user's units come out in f64
+    /// whatever the flow's float type.
+    pub fn decode(&self, z: &[T], solver: &SolverConfig) -> Result<(Vec<f64>, Stats), CnfError> {
         let n_batch = self.n_points(z)?;
         let mut x = z.to_vec();
         let mut stats = Stats::default();
         if n_batch == 0 {
-            return Ok((x, stats));
+            return Ok((Vec::new(), stats));
         }
         let mut ode = Solver::new(solver.clone()).map_err(solve_error(0, "sampling"))?;
         for (k, block) in self.blocks.iter().enumerate().rev() {
@@ -361,13 +426,14 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
             stats.n_rejected += sol.stats.n_rejected;
             x = sol.y_final;
         }
-        Ok((x, stats))
+        Ok((self.flow_output(&x), stats))
     }
 
-    /// Maps data points `x` to latent space (the blocks in order, `τ: 0 → 1`), no trace.
-    pub fn encode(&self, x: &[T], solver: &SolverConfig) -> Result<Vec<T>, CnfError> {
+    /// Maps data points `x` to latent space (the affine block, then the blocks in
+    /// order, `τ: 0 → 1`), no trace.
+    pub fn encode<X: Real>(&self, x: &[X], solver: &SolverConfig) -> Result<Vec<T>, CnfError> {
         let n_batch = self.n_points(x)?;
-        let mut z = x.to_vec();
+        let mut z = self.flow_input(x);
         if n_batch == 0 {
             return Ok(z);
         }
@@ -393,7 +459,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         n: usize,
         solver: &SolverConfig,
         rng: &mut R,
-    ) -> Result<(Vec<T>, Stats), CnfError> {
+    ) -> Result<(Vec<f64>, Stats), CnfError> {
         let z: Vec<T> = (0..n * self.dim()).map(|_| T::c(StandardNormal.sample(rng))).collect();
         self.decode(&z, solver)
     }
@@ -401,15 +467,16 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
     /// The sampling flow of the points `z` from the base (frame 0) to data space (the
     /// last frame). Each of the `K` blocks contributes `⌈(n_frames − 1)/K⌉` frames equally
     /// spaced in its own time, so `1 + K·⌈(n_frames − 1)/K⌉` frames come back (exactly
-    /// `n_frames` for one block), laid out `frames × B × d`.
-    pub fn trajectories(&self, z: &[T], n_frames: usize, solver: &SolverConfig) -> Result<Vec<T>, CnfError> {
+    /// `n_frames` for one block), laid out `frames × B × d`. Every frame after the first
+    /// is mapped through the affine block's inverse, so the last is in the user's units.
+    pub fn trajectories(&self, z: &[T], n_frames: usize, solver: &SolverConfig) -> Result<Vec<f64>, CnfError> {
         let n_batch = self.n_points(z)?;
         if n_batch == 0 {
             return Ok(Vec::new());
         }
         let n_blocks = self.blocks.len();
         let frames_per_block = (n_frames.max(2) - 1).div_ceil(n_blocks);
-        let mut frames = z.to_vec();
+        let mut frames: Vec<f64> = Standardizer::inverse_flat(None, z);
         let mut x = z.to_vec();
         let mut ode = Solver::new(solver.clone()).map_err(solve_error(0, "sampling"))?;
         for (k, block) in self.blocks.iter().enumerate().rev() {
@@ -425,7 +492,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
             let sol = ode
                 .solve(&mut sys, &x, T::one(), T::zero(), &SaveAt::times(times))
                 .map_err(solve_error(k, "sampling"))?;
-            frames.extend_from_slice(&sol.y);
+            frames.extend(self.flow_output(&sol.y));
             x = sol.y_final;
         }
         Ok(frames)
@@ -445,9 +512,9 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
     /// pool; memory is bounded by the chunk size times the number of threads. Chunk `i`
     /// draws its probes from stream `i` of `seed`, so results do not depend on the
     /// number of threads.
-    pub fn log_prob_par(
+    pub fn log_prob_par<X: Real>(
         &self,
-        x: &[T],
+        x: &[X],
         solver: &SolverConfig,
         trace: Trace,
         chunk: usize,
@@ -482,11 +549,11 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         solver: &SolverConfig,
         chunk: usize,
         seed: u64,
-    ) -> Result<(Vec<T>, Stats), CnfError> {
+    ) -> Result<(Vec<f64>, Stats), CnfError> {
         use rayon::prelude::*;
         let chunk = chunk.max(1);
         let n_chunks = n.div_ceil(chunk);
-        let parts: Vec<(Vec<T>, Stats)> = (0..n_chunks)
+        let parts: Vec<(Vec<f64>, Stats)> = (0..n_chunks)
             .into_par_iter()
             .map(|i| self.sample(chunk.min(n - i * chunk), solver, &mut chunk_rng(seed, i)))
             .collect::<Result<_, _>>()?;
@@ -513,7 +580,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
     ///
     /// The first error (from `chunks`, a solve or `sink`) stops the stream: no further
     /// chunk is started and the error is returned once the running ones have finished.
-    pub fn log_prob_stream<I, S, E>(
+    pub fn log_prob_stream<X, I, S, E>(
         &self,
         chunks: I,
         solver: &SolverConfig,
@@ -523,7 +590,8 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         mut sink: S,
     ) -> Result<usize, E>
     where
-        I: Iterator<Item = Result<Vec<T>, E>>,
+        X: Real,
+        I: Iterator<Item = Result<Vec<X>, E>>,
         S: FnMut(LogProb<T>) -> Result<(), E>,
         E: From<CnfError> + Send,
     {
@@ -532,7 +600,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         ordered_par_map(
             chunks,
             window,
-            |i, x: Vec<T>| Ok(self.log_prob(&x, solver, trace, &mut chunk_rng(seed, i))?),
+            |i, x: Vec<X>| Ok(self.log_prob(&x, solver, trace, &mut chunk_rng(seed, i))?),
             |lp: LogProb<T>| {
                 n_evals += lp.n_evals;
                 sink(lp)
@@ -556,7 +624,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         mut sink: S,
     ) -> Result<Stats, E>
     where
-        S: FnMut(Vec<T>) -> Result<(), E>,
+        S: FnMut(Vec<f64>) -> Result<(), E>,
         E: From<CnfError> + Send,
     {
         let chunk = chunk.max(1);
@@ -566,7 +634,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
             sizes,
             window,
             |i, size: usize| Ok(self.sample(size, solver, &mut chunk_rng(seed, i))?),
-            |(x, s): (Vec<T>, Stats)| {
+            |(x, s): (Vec<f64>, Stats)| {
                 stats.n_evals += s.n_evals;
                 stats.n_accepted += s.n_accepted;
                 stats.n_rejected += s.n_rejected;

@@ -15,6 +15,7 @@ use ndarray::{Array1, Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
 use super::DataError;
+use crate::real::Real;
 
 /// A fitted per-column standardisation `u = (x - mean) / std`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -122,6 +123,51 @@ impl Standardizer {
     /// `log |det ∂u/∂x| = -Σ_i ln σ_i`, so that `log p_x(x) = log p_u(u) + log_det()`.
     pub fn log_det(&self) -> f64 {
         -self.std.iter().map(|s| s.ln()).sum::<f64>()
+    }
+
+    /// [`Self::forward`] of a flat batch (`n × d`, row-major) from float type `X` to
+    /// `T`, computed in f64: `u = T((x − μ) / σ)`, so that an f32 flow sees data far
+    /// from the origin at full f32 precision. Without `self`, the same cast.
+    pub fn forward_flat<X: Real, T: Real>(this: Option<&Self>, x: &[X]) -> Vec<T> {
+        match this {
+            None => x.iter().map(|v| T::c(v.f64())).collect(),
+            Some(s) => x
+                .chunks_exact(s.dim())
+                .flat_map(|row| {
+                    row.iter()
+                        .zip(&s.mean)
+                        .zip(&s.std)
+                        .map(|((v, m), sd)| T::c((v.f64() - m) / sd))
+                })
+                .collect(),
+        }
+    }
+
+    /// [`Self::inverse`] of a flat batch from float type `T` to `X`: `x = X(u·σ + μ)`,
+    /// computed in f64. Without `self`, the same cast.
+    pub fn inverse_flat<T: Real, X: Real>(this: Option<&Self>, u: &[T]) -> Vec<X> {
+        match this {
+            None => u.iter().map(|v| X::c(v.f64())).collect(),
+            Some(s) => u
+                .chunks_exact(s.dim())
+                .flat_map(|row| {
+                    row.iter()
+                        .zip(&s.std)
+                        .zip(&s.mean)
+                        .map(|((v, sd), m)| X::c(v.f64() * sd + m))
+                })
+                .collect(),
+        }
+    }
+
+    /// Pulls a gradient with respect to `u` back to one with respect to `x`:
+    /// `∂L/∂x_i = ∂L/∂u_i / σ_i` (in place, flat `n × d`).
+    pub fn pull_back_flat<T: Real>(&self, grad_u: &mut [T]) {
+        for row in grad_u.chunks_exact_mut(self.dim()) {
+            for (g, sd) in row.iter_mut().zip(&self.std) {
+                *g = T::c(g.f64() / sd);
+            }
+        }
     }
 
     /// Converts log-densities of standardised points to log-densities in the user's

@@ -12,8 +12,10 @@ use crate::optim::OptimizerState;
 
 /// The format name written in every checkpoint.
 pub const CHECKPOINT_FORMAT: &str = "cnflow-checkpoint";
-/// The checkpoint version this build reads and writes.
-pub const CHECKPOINT_VERSION: u32 = 1;
+/// The checkpoint version this build writes. It reads version 1 too, whose best test
+/// NLL was of the standardised data (version 2 keeps it in the user's units, as the
+/// model's affine block does).
+pub const CHECKPOINT_VERSION: u32 = 2;
 
 /// A training run's checkpoint.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -50,17 +52,23 @@ impl<A: Serialize + DeserializeOwned> Checkpoint<A> {
             file: file.clone(),
             error: source,
         })?;
-        let ck: Checkpoint<A> = serde_json::from_slice(&bytes).map_err(|e| ModelFileError::Parse {
+        let mut ck: Checkpoint<A> = serde_json::from_slice(&bytes).map_err(|e| ModelFileError::Parse {
             file: file.clone(),
             line: e.line(),
             column: e.column(),
             message: e.to_string(),
         })?;
-        if ck.format != CHECKPOINT_FORMAT || ck.version != CHECKPOINT_VERSION {
+        if ck.format != CHECKPOINT_FORMAT || !(1..=CHECKPOINT_VERSION).contains(&ck.version) {
             return Err(ModelFileError::Invalid {
                 file,
-                problem: format!("not a cnflow checkpoint of version {CHECKPOINT_VERSION}"),
+                problem: format!("not a cnflow checkpoint of version 1 to {CHECKPOINT_VERSION}"),
             });
+        }
+        if ck.version == 1 {
+            if let Some((m, nll, _)) = &mut ck.best {
+                *nll -= m.standardizer.as_ref().map_or(0.0, |s| s.log_det());
+            }
+            ck.version = CHECKPOINT_VERSION;
         }
         Ok(ck)
     }
@@ -72,5 +80,65 @@ impl<A: Serialize + DeserializeOwned> Checkpoint<A> {
             message: e.to_string(),
         })?;
         super::save_bytes(path, &json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cnf::{Block, Cnf};
+    use crate::data::Standardizer;
+    use crate::model_file::EvalSolver;
+    use crate::nn::{Mlp, MlpConfig};
+    use crate::ode::Method;
+    use crate::optim::{Adam, AdamConfig, OptimizerState};
+    use rand::SeedableRng;
+
+    fn checkpoint(version: u32, best_nll: f64) -> Checkpoint<String> {
+        let arch = MlpConfig::parse(2, "4", "concatsquash", "tanh").unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+        let model = Cnf::new(vec![Block {
+            field: Mlp::<f64>::new(arch, &mut rng, false),
+            t_end: 0.5,
+            learn_t: true,
+        }])
+        .unwrap()
+        .with_standardizer(Standardizer {
+            mean: ndarray::arr1(&[1.0, 2.0]),
+            std: ndarray::arr1(&[2.0, 4.0]),
+        })
+        .unwrap();
+        let solver = EvalSolver {
+            method: Method::Dopri5,
+            rtol: 1e-5,
+            atol: 1e-5,
+        };
+        let file = ModelFile::new(&model, solver, serde_json::json!({}));
+        let adam = Adam::new(AdamConfig::new(1e-3, 0.0), 4);
+        Checkpoint {
+            format: CHECKPOINT_FORMAT.into(),
+            version,
+            args: "args".into(),
+            iter: 3,
+            elapsed: 1.0,
+            model: file.clone(),
+            optimizer: OptimizerState::Adam(adam),
+            best: Some((file, best_nll, 2)),
+        }
+    }
+
+    #[test]
+    fn a_version_1_best_nll_is_moved_to_the_users_units() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        for (version, expected) in [(1, 1.5 + (2.0f64).ln() + (4.0f64).ln()), (2, 1.5)] {
+            checkpoint(version, 1.5).save(&path).unwrap();
+            let back = Checkpoint::<String>::load(&path).unwrap();
+            assert_eq!(back.version, CHECKPOINT_VERSION);
+            let nll = back.best.unwrap().1;
+            assert!((nll - expected).abs() < 1e-12, "version {version}: {nll} vs {expected}");
+        }
+        checkpoint(3, 1.5).save(&path).unwrap();
+        assert!(Checkpoint::<String>::load(&path).is_err());
     }
 }

@@ -103,7 +103,8 @@ pub struct ModelFile {
     pub architecture: MlpConfig,
     /// The blocks, data side first.
     pub blocks: Vec<BlockFile>,
-    /// Standardisation applied to the user's data before the flow, if any.
+    /// The model's affine block: the standardisation of the user's data before the
+    /// flow, if any.
     pub standardizer: Option<Standardizer>,
     /// Default evaluation solver.
     pub eval_solver: EvalSolver,
@@ -112,13 +113,9 @@ pub struct ModelFile {
 }
 
 impl ModelFile {
-    /// Describes `model` (all blocks must share `architecture`).
-    pub fn new<T: Real>(
-        model: &Cnf<T, Mlp<T>>,
-        standardizer: Option<Standardizer>,
-        eval_solver: EvalSolver,
-        training: serde_json::Value,
-    ) -> Self {
+    /// Describes `model`, its affine block included (all blocks must share
+    /// `architecture`).
+    pub fn new<T: Real>(model: &Cnf<T, Mlp<T>>, eval_solver: EvalSolver, training: serde_json::Value) -> Self {
         ModelFile {
             format: FORMAT.to_string(),
             version: VERSION,
@@ -133,7 +130,7 @@ impl ModelFile {
                     params: b.field.params().iter().map(|p| p.f64()).collect(),
                 })
                 .collect(),
-            standardizer,
+            standardizer: model.standardizer().cloned(),
             eval_solver,
             training,
         }
@@ -163,7 +160,11 @@ impl ModelFile {
                 })
             })
             .collect::<Result<Vec<_>, ModelFileError>>()?;
-        Cnf::new(blocks).map_err(|e| invalid(e.to_string()))
+        let model = Cnf::new(blocks).map_err(|e| invalid(e.to_string()))?;
+        match &self.standardizer {
+            Some(s) => model.with_standardizer(s.clone()).map_err(|e| invalid(e.to_string())),
+            None => Ok(model),
+        }
     }
 
     /// Writes the file atomically (a temporary file renamed over `path`).

@@ -203,8 +203,10 @@ impl<T: Real, F: Field<T>> TrainState<T, F> {
 
 /// One CNF training iteration as a [`Problem`]: the flat parameters are
 /// `(θ_1, …, θ_K, √T_k for learned T_k)`, the loss that of a batch drawn from the
-/// iteration's RNG.
-pub struct CnfProblem<'a, T: Real, F: Field<T>, D> {
+/// iteration's RNG (of any type `R`; [`train`] uses [`iteration_rng`]'s ChaCha8
+/// streams, [`minimise`] whatever its caller's `rng_of` returns). Batches are in the
+/// user's units, in any float type: the model's affine block standardises them.
+pub struct CnfProblem<'a, T: Real, F: Field<T>, D, R = ChaCha8Rng> {
     /// The model.
     pub model: &'a mut Cnf<T, F>,
     /// Loss, solver, trace, regularizers, gradient method.
@@ -217,18 +219,22 @@ pub struct CnfProblem<'a, T: Real, F: Field<T>, D> {
     pub sample_batch: &'a mut D,
     /// Backprop's tapes, reused across iterations.
     pub scratch: &'a mut Vec<GradScratch<T, F>>,
+    /// The RNG type.
+    pub rng: std::marker::PhantomData<fn(&mut R)>,
 }
 
-impl<T, F, D> Problem for CnfProblem<'_, T, F, D>
+impl<T, F, X, D, R> Problem for CnfProblem<'_, T, F, D, R>
 where
     T: Real,
     F: Field<T>,
-    D: FnMut(usize, &mut ChaCha8Rng) -> Vec<T>,
+    X: Real,
+    R: rand::Rng,
+    D: FnMut(usize, &mut R) -> Vec<X>,
 {
     type T = T;
     type Report = LossGrad<T>;
     type Error = CnfError;
-    type Rng = ChaCha8Rng;
+    type Rng = R;
 
     fn params(&self, out: &mut Vec<T>) {
         out.clear();
@@ -254,12 +260,7 @@ where
         }
     }
 
-    fn loss_and_grad(
-        &mut self,
-        _iter: usize,
-        rng: &mut ChaCha8Rng,
-        grad: &mut Vec<T>,
-    ) -> Result<(f64, LossGrad<T>), CnfError> {
+    fn loss_and_grad(&mut self, _iter: usize, rng: &mut R, grad: &mut Vec<T>) -> Result<(f64, LossGrad<T>), CnfError> {
         let x = (self.sample_batch)(self.batch, rng);
         let lg = loss_and_grad_par_in(self.model, &x, self.loss, rng, self.n_parts, self.scratch)?;
         // dL/d√T = 2 √T dL/dT.
@@ -308,9 +309,9 @@ const TEST_CHUNK: usize = 250;
 /// Test NLL of `model` on `test` (flat `n × d`), in nats, evaluated in chunks of 250
 /// points on all cores (each chunk with its own adaptive steps); the evaluations
 /// returned are summed over the chunks.
-pub fn test_nll<T: Real, F: Field<T>>(
+pub fn test_nll<T: Real, F: Field<T>, X: Real>(
     model: &Cnf<T, F>,
-    test: &[T],
+    test: &[X],
     solver: &SolverConfig,
     trace: Trace,
     seed: u64,
@@ -322,19 +323,23 @@ pub fn test_nll<T: Real, F: Field<T>>(
 }
 
 /// Runs the loop from `state` up to `config.n_iters` iterations. `sample_batch(n, rng)`
-/// returns `n` points (flat `n × d`); `entropy` (nats) turns test NLL into a KL gap.
-pub fn train<T, F, D>(
+/// returns `n` points (flat `n × d`, the user's units, any float type); `entropy`
+/// (nats) turns test NLL into a KL gap. Iteration `i` draws from
+/// [`iteration_rng`]`(config.seed, i)`, so a run resumes exactly; drive a
+/// [`CnfProblem`] with [`minimise`] for another RNG.
+pub fn train<T, F, X, D>(
     state: &mut TrainState<T, F>,
     config: &TrainConfig,
     mut sample_batch: D,
-    test: &[T],
+    test: &[X],
     entropy: Option<f64>,
     observers: &mut [&mut dyn Observer<T, F>],
 ) -> StopReason
 where
     T: Real,
     F: Field<T>,
-    D: FnMut(usize, &mut ChaCha8Rng) -> Vec<T>,
+    X: Real,
+    D: FnMut(usize, &mut ChaCha8Rng) -> Vec<X>,
 {
     // Backprop's tape of field workspaces, reused from one iteration to the next.
     let mut scratch: Vec<GradScratch<T, F>> = Vec::new();
@@ -351,6 +356,7 @@ where
             n_parts: config.n_parts,
             sample_batch: &mut sample_batch,
             scratch: &mut scratch,
+            rng: std::marker::PhantomData,
         };
         let lg = match take_step(&mut problem, &mut state.optimizer, lr, iter, &mut rng, &mut buf) {
             Ok((_, lg)) => lg,
