@@ -218,7 +218,8 @@ fn every_optimizer_trains_and_resumes_exactly_and_old_checkpoints_still_load() {
     for i in 1..finals.len() {
         assert_ne!(finals[0], finals[i], "optimizer {i} trained the same model as adam");
     }
-    // A checkpoint written before the optimizers had a kind: "adam" and no tag.
+    // A checkpoint written before the optimizers had a kind: "adam" and no tag, and
+    // before the model's affine block: version 1.
     let old = tmp.path().join("adam-halves");
     let path = old.join("checkpoint.json");
     let mut ck: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -227,6 +228,7 @@ fn every_optimizer_trains_and_resumes_exactly_and_old_checkpoints_still_load() {
     let obj = ck.as_object_mut().unwrap();
     obj.remove("optimizer");
     obj.insert("adam".into(), state);
+    obj.insert("version".into(), serde_json::json!(1));
     std::fs::write(&path, serde_json::to_string(&ck).unwrap()).unwrap();
     ok(&cnflow(&["train", "--out", p(&old), "--resume", "--iters", "10"]));
     fails(

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use cnflow::cnf::{Block, Cnf, GradMethod, LossConfig, Trace, TAPE_BUDGET};
 use cnflow::data::{train_test_split, Dataset, Standardizer};
-use cnflow::model_file::{EvalSolver, CHECKPOINT_FORMAT, CHECKPOINT_VERSION};
+use cnflow::model_file::EvalSolver;
 
 use super::observers::{Checkpoints, Interrupt, Metrics, Progress};
 use cnflow::nn::{Activation, LayerKind, Mlp, MlpConfig};
@@ -96,17 +96,14 @@ pub fn run(mut args: TrainArgs, explicit: &[String]) -> Result<()> {
     let checkpoint_path = out.join("checkpoint.json");
     let mut checkpoint = None;
     if args.resume {
-        let text = fs::read_to_string(&checkpoint_path).with_context(|| {
-            format!(
-                "--resume: cannot read {}; start without --resume",
-                checkpoint_path.display()
-            )
-        })?;
-        let ck: Checkpoint = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not a valid cnflow checkpoint", checkpoint_path.display()))?;
-        if ck.format != CHECKPOINT_FORMAT || ck.version != CHECKPOINT_VERSION {
-            bail!("{}: not a cnflow checkpoint of version 1", checkpoint_path.display());
+        if !checkpoint_path.exists() {
+            bail!(
+                "--resume: {} holds no checkpoint.json; start without --resume",
+                out.display()
+            );
         }
+        // Reads versions 1 and 2 (a version-1 best NLL is moved to the user's units).
+        let ck = Checkpoint::load(&checkpoint_path)?;
         let given = serde_json::to_value(&args)?;
         let saved = serde_json::to_value(&ck.args)?;
         let mut resumed = ck.args.clone();
