@@ -15,6 +15,7 @@ fn main() {
             std::process::exit(2);
         }
     }
+    cli::signals::install();
     let matches = cli::args::Cli::command().get_matches();
     let cli = cli::args::Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     // Which train flags the user typed (a resumed run keeps the others from its checkpoint).
@@ -28,6 +29,9 @@ fn main() {
         })
         .unwrap_or_default();
     if let Err(err) = cli::run(cli, &explicit) {
+        if let Some(cli::Interrupted(code)) = err.downcast_ref::<cli::Interrupted>() {
+            std::process::exit(*code);
+        }
         eprintln!("error: {}", cli::common::one_line(&err));
         std::process::exit(1);
     }

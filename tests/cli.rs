@@ -1,91 +1,13 @@
 //! The `cnflow` program as a user runs it: every command, and every kind of bad input
 //! (exit code, one-line message naming the file/line/flag, no partial output).
 
-use std::path::{Path, PathBuf};
+mod cli_common;
+
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use cli_common::{cnflow, cnflow_stdin, fails, ok, p, small_run, text, trained};
 use cnflow::data::read_points;
-
-fn cnflow(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cnflow"))
-        .args(args)
-        .output()
-        .expect("cnflow runs")
-}
-
-fn cnflow_stdin(args: &[&str], input: &str) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cnflow"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("cnflow runs");
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "failed: {}\n{}", out.status, text(&out.stderr));
-    text(&out.stdout)
-}
-
-/// The command fails with exit code ≠ 0 and a one-line error containing every `needle`.
-fn fails(out: &Output, needles: &[&str]) {
-    assert!(!out.status.success(), "should fail: {}", text(&out.stdout));
-    let err = text(&out.stderr);
-    for n in needles {
-        assert!(err.contains(n), "stderr lacks {n:?}:\n{err}");
-    }
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-/// A small, fast training run into `dir`.
-fn small_run(dir: &Path, iters: &str, extra: &[&str]) -> Output {
-    let mut args = vec![
-        "train",
-        "--iters",
-        iters,
-        "--batch",
-        "64",
-        "--hidden",
-        "16-16",
-        "--eval-every",
-        "10",
-        "--test-size",
-        "300",
-        "--rtol",
-        "1e-4",
-        "--atol",
-        "1e-4",
-        "--out",
-        p(dir),
-    ];
-    args.extend_from_slice(extra);
-    cnflow(&args)
-}
-
-struct Run {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    model: PathBuf,
-}
-
-fn trained() -> Run {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("run");
-    ok(&small_run(&dir, "20", &[]));
-    let model = dir.join("model.json");
-    Run { _tmp: tmp, dir, model }
-}
 
 #[test]
 fn datasets_lists_names_and_entropies_and_writes_points() {
@@ -527,10 +449,8 @@ fn every_command_explains_every_flag() {
     }
 }
 
-#[test]
-fn ctrl_c_saves_a_checkpoint_that_resume_continues_from() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("run");
+/// Starts a long `train` in `dir`, waits for some iterations, sends `signal`.
+fn train_then_signal(dir: &Path, signal: &str) -> Output {
     let child = Command::new(env!("CARGO_BIN_EXE_cnflow"))
         .args([
             "train",
@@ -545,11 +465,11 @@ fn ctrl_c_saves_a_checkpoint_that_resume_continues_from() {
             "--test-size",
             "100",
         ])
-        .args(["--rtol", "1e-3", "--atol", "1e-3", "--out", p(&dir)])
+        .args(["--rtol", "1e-3", "--atol", "1e-3", "--out", p(dir)])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until some iterations are done (metrics.csv has rows), then interrupt.
+    // Wait until some iterations are done (metrics.csv has rows), then signal.
     let metrics = dir.join("metrics.csv");
     for _ in 0..600 {
         if std::fs::read_to_string(&metrics)
@@ -562,23 +482,70 @@ fn ctrl_c_saves_a_checkpoint_that_resume_continues_from() {
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
     let kill = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("--resume"), "{}", text(&out.stderr));
-    let ck: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("checkpoint.json")).unwrap()).unwrap();
-    let done = ck["iter"].as_u64().unwrap();
-    assert!(done > 0 && done < 100000);
-    assert!(dir.join("model.json").is_file());
-    let total = (done + 5).to_string();
-    ok(&cnflow(&["train", "--out", p(&dir), "--resume", "--iters", &total]));
-    let ck: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("checkpoint.json")).unwrap()).unwrap();
-    assert_eq!(ck["iter"].as_u64().unwrap(), done + 5);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn sigint_and_sigterm_save_a_checkpoint_exit_128_plus_the_signal_and_resume() {
+    for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run");
+        let out = train_then_signal(&dir, signal);
+        // An unfinished model must not pass for a finished one: `train && next` stops.
+        assert_eq!(out.status.code(), Some(code), "{signal}: {}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("--resume"), "{}", text(&out.stderr));
+        let ck: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("checkpoint.json")).unwrap()).unwrap();
+        let done = ck["iter"].as_u64().unwrap();
+        assert!(done > 0 && done < 100000);
+        assert!(dir.join("model.json").is_file());
+        let total = (done + 5).to_string();
+        ok(&cnflow(&["train", "--out", p(&dir), "--resume", "--iters", &total]));
+        let ck: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("checkpoint.json")).unwrap()).unwrap();
+        assert_eq!(ck["iter"].as_u64().unwrap(), done + 5);
+    }
+}
+
+#[test]
+fn a_signal_during_sample_or_density_leaves_no_temporary_file() {
+    let run = trained();
+    for (signal, code) in [("-INT", 130), ("-TERM", 143)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("s.npy");
+        let child = Command::new(env!("CARGO_BIN_EXE_cnflow"))
+            .args(["sample", "--model", p(&run.model), "-n", "100000000", "--output", p(&out)])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait for the temporary file to grow, then signal.
+        let grown = || {
+            std::fs::read_dir(tmp.path())
+                .unwrap()
+                .flatten()
+                .any(|e| e.metadata().map(|m| m.len() > 100_000).unwrap_or(false))
+        };
+        for _ in 0..600 {
+            if grown() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(grown(), "no temporary output appeared");
+        let kill = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        let status = child.wait_with_output().unwrap().status;
+        assert_eq!(status.code(), Some(code), "{signal}");
+        let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert!(left.is_empty(), "{signal} left {left:?}");
+    }
 }
 
 #[test]

@@ -149,9 +149,11 @@ impl RowSink<'_> {
 
 /// Streams rows of `n_cols` columns into `path` (`.npy`, CSV, or `-` for CSV on stdout)
 /// as `body` produces them. A file is written atomically: on any error nothing is left.
+/// `n_rows`, when known, goes into a `.npy` header at once, so that a pipe can take it.
 fn write_rows<R>(
     path: &Path,
     n_cols: usize,
+    n_rows: Option<usize>,
     layout: CsvLayout,
     body: impl FnOnce(&mut RowSink) -> Result<R>,
 ) -> Result<R> {
@@ -185,7 +187,7 @@ fn write_rows<R>(
     let mut result = None;
     write_atomic(path, |w: &mut BufWriter<File>| -> Result<()> {
         if PointFormat::from_path(path) == PointFormat::Npy {
-            let mut sink = RowSink::Npy(NpyRowWriter::new(w, n_cols, &file)?);
+            let mut sink = RowSink::Npy(NpyRowWriter::with_rows(w, n_cols, n_rows, &file)?);
             result = Some(body(&mut sink)?);
             if let RowSink::Npy(npy) = sink {
                 npy.finish()?;
@@ -210,7 +212,8 @@ fn density_in<T: Real>(args: &DensityArgs, file: &ModelFile) -> Result<()> {
     let d = file.dim();
     let started = Instant::now();
     let input = PointChunks::open(&args.input, args.solver.chunk)?;
-    let mut progress = Progress::new(input.n_points());
+    let n_input = input.n_points();
+    let mut progress = Progress::new(n_input);
     let input_name = if args.input.as_os_str() == "-" {
         "<stdin>".to_string()
     } else {
@@ -230,7 +233,7 @@ fn density_in<T: Real>(args: &DensityArgs, file: &ModelFile) -> Result<()> {
         Ok(block.as_standard_layout().iter().copied().collect())
     });
     let mut n_points = 0;
-    let n_evals = write_rows(&args.output, 1, CsvLayout::LogP, |out| {
+    let n_evals = write_rows(&args.output, 1, n_input, CsvLayout::LogP, |out| {
         let sink = |lp: LogProb<T>| -> Result<()> {
             let values: Vec<f64> = lp.log_p.iter().map(|v| v.f64()).collect();
             out.write(&values, 1)?;
@@ -255,7 +258,7 @@ fn sample_in<T: Real>(args: &SampleArgs, file: &ModelFile) -> Result<()> {
     let d = file.dim();
     let started = Instant::now();
     let mut progress = Progress::new(Some(args.n));
-    let stats = write_rows(&args.output, d, CsvLayout::Points, |out| {
+    let stats = write_rows(&args.output, d, Some(args.n), CsvLayout::Points, |out| {
         let sink = |x: Vec<f64>| -> Result<()> {
             out.write(&x, d)?;
             progress.advance(x.len() / d);

@@ -6,11 +6,26 @@ mod datasets;
 mod evaluate;
 mod observers;
 mod plot;
+mod run_folder;
+pub mod signals;
 mod train;
 
 use anyhow::Result;
 
 use args::{Cli, Command};
+
+/// A command stopped by a signal after cleaning up: the program exits with `0`
+/// (128 + the signal) and no error line.
+#[derive(Debug)]
+pub struct Interrupted(pub i32);
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stopped by a signal (exit code {})", self.0)
+    }
+}
+
+impl std::error::Error for Interrupted {}
 
 /// Runs one command.
 /// `explicit` names the `train` flags given on the command line.

@@ -9,8 +9,6 @@ use std::fs::{self, File};
 use std::io::{BufWriter, IsTerminal, Write};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use cnflow::cnf::Cnf;
@@ -21,6 +19,7 @@ use cnflow::Real;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::args::TrainArgs;
+use super::run_folder::RunFolder;
 
 /// The columns of metrics.csv.
 pub const METRICS_HEADER: &str =
@@ -207,7 +206,7 @@ impl<T: Real> Observer<T, Mlp<T>> for Metrics {
 
 /// The checkpoint and the best model, both written atomically at every evaluation.
 pub struct Checkpoints {
-    out: PathBuf,
+    folder: RunFolder,
     args: TrainArgs,
     eval_solver: EvalSolver,
     /// The last evaluation, in the user's units.
@@ -218,9 +217,9 @@ pub struct Checkpoints {
 
 impl Checkpoints {
     /// Checkpoints of the run `args` in `out`.
-    pub fn new(out: &Path, args: &TrainArgs, eval_solver: EvalSolver) -> Self {
+    pub fn new(folder: RunFolder, args: &TrainArgs, eval_solver: EvalSolver) -> Self {
         Checkpoints {
-            out: out.to_path_buf(),
+            folder,
             args: args.clone(),
             eval_solver,
             last_eval: None,
@@ -251,7 +250,7 @@ impl Checkpoints {
 
     /// Writes checkpoint.json and model.json (the best model so far, else the current
     /// one); `eval` is the last evaluation, in the user's units.
-    pub fn save<T: Real>(&self, state: &TrainState<T, Mlp<T>>, eval: Option<&EvalMetrics>) -> Result<()> {
+    pub fn save<T: Real>(&mut self, state: &TrainState<T, Mlp<T>>, eval: Option<&EvalMetrics>) -> Result<()> {
         // The entropy is what separates a KL gap from its test NLL.
         let entropy = eval.and_then(|e| e.kl_gap.map(|g| e.test_nll - g));
         let best = state
@@ -268,14 +267,21 @@ impl Checkpoints {
             optimizer: state.optimizer.clone(),
             best: best.clone(),
         };
-        ck.save(&self.out.join("checkpoint.json"))?;
+        // The model first: a checkpoint always has its model beside it.
         // The model users evaluate is the best one seen on the test set.
-        let model = match best {
+        let model = match &best {
             Some((m, _, _)) => m,
-            None => ck.model,
+            None => &ck.model,
         };
-        model.save(&self.out.join("model.json"))?;
+        model.save(&self.folder.work.join("model.json"))?;
+        ck.save(&self.folder.work.join("checkpoint.json"))?;
+        self.folder.checkpoint_saved()?;
         Ok(())
+    }
+
+    /// The folder the run is in now (the user's, once it has a checkpoint).
+    pub fn folder(&self) -> &Path {
+        &self.folder.work
     }
 }
 
@@ -291,34 +297,21 @@ impl<T: Real> Observer<T, Mlp<T>> for Checkpoints {
     }
 }
 
-/// Ctrl-C: the first press stops the run after the current iteration (its checkpoint
-/// is then written); a second ends the program at once.
-pub struct Interrupt {
-    flag: Arc<AtomicBool>,
-}
+/// SIGINT / SIGTERM: the first stops the run after the current iteration (its
+/// checkpoint is then written); a second ends the program at once ([`super::signals`]).
+pub struct Interrupt;
 
 impl Interrupt {
-    /// Installs the handler.
+    /// Makes the first signal a graceful stop.
     pub fn install() -> Self {
-        let flag = Arc::new(AtomicBool::new(false));
-        let presses = Arc::new(AtomicUsize::new(0));
-        let (f, p) = (Arc::clone(&flag), Arc::clone(&presses));
-        // A second Ctrl-C ends the program at once; the last checkpoint stays on disk.
-        let _ = ctrlc::set_handler(move || {
-            if p.fetch_add(1, Ordering::SeqCst) > 0 {
-                eprintln!("\nsecond interrupt: exiting without a new checkpoint");
-                std::process::exit(130);
-            }
-            eprintln!("\ninterrupt: stopping after this iteration and saving a checkpoint (Ctrl-C again to quit now)");
-            f.store(true, Ordering::SeqCst);
-        });
-        Interrupt { flag }
+        super::signals::set_graceful(true);
+        Interrupt
     }
 }
 
 impl<T: Real> Observer<T, Mlp<T>> for Interrupt {
     fn iteration(&mut self, _m: &IterMetrics, _state: &TrainState<T, Mlp<T>>) -> ControlFlow<()> {
-        if self.flag.load(Ordering::SeqCst) {
+        if super::signals::received().is_some() {
             ControlFlow::Break(())
         } else {
             ControlFlow::Continue(())

@@ -6,7 +6,6 @@
 //! and saves a checkpoint that `--resume` continues from, and a NaN or a solver failure
 //! stops the run with the last good model kept and the reason said.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -15,6 +14,7 @@ use cnflow::data::{train_test_split, Dataset, Standardizer};
 use cnflow::model_file::EvalSolver;
 
 use super::observers::{Checkpoints, Interrupt, Metrics, Progress};
+use super::run_folder::RunFolder;
 use cnflow::nn::{Activation, LayerKind, Mlp, MlpConfig};
 use cnflow::ode::{Method, SolverConfig};
 use cnflow::optim::{AdamConfig, LrSchedule, OptimizerConfig, RmsPropConfig, SgdConfig};
@@ -167,11 +167,6 @@ pub fn run(mut args: TrainArgs, explicit: &[String]) -> Result<()> {
             ..resumed
         };
         checkpoint = Some(ck);
-    } else if out.join("model.json").exists() && !args.force {
-        bail!(
-            "{} already holds a run; continue it with --resume, overwrite it with --force, or pick another --out",
-            out.display()
-        );
     }
     if !args.resume {
         apply_defaults(&mut args, explicit);
@@ -184,10 +179,10 @@ pub fn run(mut args: TrainArgs, explicit: &[String]) -> Result<()> {
             .build_global()
             .with_context(|| format!("starting {n} threads"))?;
     }
-    fs::create_dir_all(&out).with_context(|| format!("creating the run folder {}", out.display()))?;
+    let folder = RunFolder::prepare(&out, args.resume, args.force)?;
     match args.precision {
-        PrecisionArg::F32 => run_typed::<f32>(&args, &out, checkpoint),
-        PrecisionArg::F64 => run_typed::<f64>(&args, &out, checkpoint),
+        PrecisionArg::F32 => run_typed::<f32>(&args, &out, folder, checkpoint),
+        PrecisionArg::F64 => run_typed::<f64>(&args, &out, folder, checkpoint),
     }
 }
 
@@ -330,7 +325,7 @@ fn mlp_config(args: &TrainArgs, dim: usize) -> Result<MlpConfig> {
     Ok(MlpConfig::new(dim, &hidden, layer, activation)?)
 }
 
-fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoint>) -> Result<()> {
+fn run_typed<T: Real>(args: &TrainArgs, out: &Path, folder: RunFolder, checkpoint: Option<Checkpoint>) -> Result<()> {
     let problem = Problem::new(args)?;
     let solver = solver_config(args)?;
     let optimizer = optimizer_config(args);
@@ -404,11 +399,11 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
     };
     let started_at = state.iter;
 
-    let metrics_path = out.join("metrics.csv");
+    let metrics_path = folder.work.join("metrics.csv");
     let mut metrics = Metrics::open(&metrics_path, state.iter)?;
     let mut interrupt = Interrupt::install();
     let mut progress = Progress::new(config.n_iters, state.iter);
-    let mut checkpoints = Checkpoints::new(out, args, eval_solver());
+    let mut checkpoints = Checkpoints::new(folder, args, eval_solver());
     checkpoints.bar = progress.bar.clone();
     eprintln!(
         "training on {} ({} dims) for {} iterations{}; run folder {}",
@@ -433,18 +428,23 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
     // Peak memory of training (and its test evaluations), before the pictures.
     let peak_rss = super::common::peak_rss_kb();
     // Save first: a failure to finish metrics.csv must not cost the checkpoint.
-    let saved = checkpoints.save(&state, checkpoints.last_eval.as_ref());
+    let last_eval = checkpoints.last_eval.clone();
+    let saved = checkpoints.save(&state, last_eval.as_ref());
     let finished = metrics.finish();
     progress.finish();
     saved?;
     finished?;
-    let model_path = out.join("model.json");
+    // The run's folder: the one the user named, once the run has a checkpoint.
+    let dir = checkpoints.folder().to_path_buf();
+    let model_path = dir.join("model.json");
+    let metrics_path = dir.join("metrics.csv");
     match &reason {
         StopReason::Finished => {}
         StopReason::Stopped => {
             eprintln!(
-                "interrupted at iteration {}; continue with: cnflow train --out {} --resume",
+                "stopped at iteration {} by {}; continue with: cnflow train --out {} --resume",
                 state.iter,
+                super::signals::received().map_or("a request", super::signals::name),
                 out.display()
             )
         }
@@ -464,14 +464,18 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, checkpoint: Option<Checkpoin
     eprintln!(
         "wrote {}, {}, {}",
         model_path.display(),
-        out.join("checkpoint.json").display(),
+        dir.join("checkpoint.json").display(),
         metrics_path.display()
     );
-    if problem.dim == 2 && state.iter > 0 {
-        match draw_run_pictures(out, &model_path, &metrics_path, &problem, args.seed) {
+    if problem.dim == 2 && state.iter > 0 && super::signals::received().is_none() {
+        match draw_run_pictures(&dir, &model_path, &metrics_path, &problem, args.seed) {
             Ok(files) => eprintln!("pictures: {files}"),
             Err(e) => eprintln!("could not draw the pictures: {}", super::common::one_line(&e)),
         }
+    }
+    if let Some(sig) = super::signals::received() {
+        // An unfinished model must not pass for a finished one (`train && next-step`).
+        return Err(super::Interrupted(super::signals::exit_code(sig)).into());
     }
     match reason {
         StopReason::Finished | StopReason::Stopped => Ok(()),

@@ -8,7 +8,9 @@
 //! * `.npy`: 2-D `f64` or `f32` arrays (either byte order, C or Fortran order); a 1-D
 //!   array of length `n` reads as `n × 1`. Written as 2-D little-endian `f64`, C order.
 //! * Writing to a path is atomic: a temporary file in the same directory is written,
-//!   flushed and renamed over the target, so a failure leaves no partial output.
+//!   flushed and renamed over the target, so a failure leaves no partial output. A
+//!   symlink's target is what is replaced; devices, FIFOs and sockets (/dev/null,
+//!   /dev/stdout, `>(…)`) are written directly.
 //! * Every value read must be finite; every error names the file, line and column.
 //!
 //! For inputs too large to hold as text and array at once,
@@ -19,6 +21,7 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use ndarray::{Array2, ArrayView2};
 
@@ -120,23 +123,136 @@ pub(crate) fn check_finite_output(points: ArrayView2<f64>, file: &str) -> Result
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Temporary files that exist (or are about to) while an atomic write runs, so that a
+/// signal handler can remove them before the process exits ([`remove_temp_files`]).
+static LIVE_TEMPS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn live_temps() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    LIVE_TEMPS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Registers `path` as a temporary file to remove on a signal; call it before the file
+/// is created, so that no moment leaves an unregistered temporary file on disk.
+pub fn register_temp_file(path: &Path) {
+    live_temps().push(path.to_path_buf());
+}
+
+/// Forgets `path` (after it was renamed into place or removed).
+pub fn unregister_temp_file(path: &Path) {
+    live_temps().retain(|p| p != path);
+}
+
+/// Removes every temporary file of a write still in progress, and keeps the registry
+/// locked, so no new one is registered. For a signal handler that then ends the
+/// process: the lock is never released.
+pub fn remove_temp_files() {
+    let guard = live_temps();
+    for p in guard.iter() {
+        let _ = fs::remove_file(p);
+    }
+    std::mem::forget(guard);
+}
+
+/// Where a write to a path goes.
+#[derive(Debug)]
+enum Target {
+    /// A regular file (or none yet) at this path, the end of any symlinks: written
+    /// atomically, keeping the old file's permissions.
+    Regular { path: PathBuf, permissions: Option<fs::Permissions> },
+    /// A character or block device, FIFO or socket (e.g. /dev/null, /dev/stdout's
+    /// target, a shell's `>(…)`): written directly.
+    Special(PathBuf),
+}
+
+/// Follows symlinks from `path` (at most 40) to the path that is written.
+fn resolve_target(path: &Path, file: &str) -> Result<Target, DataError> {
+    // What the path finally names (following /proc's magic links too, which
+    // /dev/stdout is): a device, FIFO or socket is opened by the path as given.
+    match fs::metadata(path) {
+        Ok(m) if m.is_dir() => return Err(DataError::IsDirectory { file: file.to_string() }),
+        Ok(m) if !m.is_file() => return Ok(Target::Special(path.to_path_buf())),
+        _ => {}
+    }
+    let mut at = path.to_path_buf();
+    for _ in 0..40 {
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let link = fs::read_link(&at).map_err(|e| DataError::Io {
+                    file: file.to_string(),
+                    action: "reading the symlink",
+                    error: e,
+                })?;
+                at = match at.parent() {
+                    Some(dir) if link.is_relative() => dir.join(link),
+                    _ => link,
+                };
+            }
+            Ok(m) if m.is_dir() => return Err(DataError::IsDirectory { file: file.to_string() }),
+            Ok(m) if m.is_file() => {
+                return Ok(Target::Regular {
+                    path: at,
+                    permissions: Some(m.permissions()),
+                })
+            }
+            Ok(_) => return Ok(Target::Special(at)),
+            Err(_) => {
+                return Ok(Target::Regular {
+                    path: at,
+                    permissions: None,
+                })
+            }
+        }
+    }
+    Err(DataError::Io {
+        file: file.to_string(),
+        action: "following its symlinks",
+        error: io::Error::other("more than 40 levels of symlinks"),
+    })
+}
+
+/// Whether writes to `path` go to a device, FIFO or socket (directly, unseekable for a
+/// pipe) rather than to a regular file.
+pub fn is_special_output(path: &Path) -> bool {
+    matches!(resolve_target(path, ""), Ok(Target::Special(_)))
+}
+
 /// Writes `path` atomically: `write` fills a temporary file in the same directory,
 /// which is flushed, synced and renamed over `path`. If `write` or any step fails,
 /// the temporary file is removed and `path` is left as it was.
+///
+/// A symlink is followed and its target replaced (the link stays a link); a regular
+/// file keeps its permissions. A character or block device, FIFO or socket
+/// (/dev/null, /dev/stdout, a shell's `>(…)`) is written directly, as a shell's `>`
+/// would.
 pub fn write_atomic<E, F>(path: &Path, write: F) -> Result<(), E>
 where
     E: From<DataError>,
     F: FnOnce(&mut BufWriter<File>) -> Result<(), E>,
 {
     let file = file_name(path);
-    if path.is_dir() {
-        return Err(DataError::IsDirectory { file }.into());
-    }
-    let dir = match path.parent() {
+    let io_err = |action: &'static str, source: io::Error| DataError::Io {
+        file: file.clone(),
+        action,
+        error: source,
+    };
+    let (target, permissions) = match resolve_target(path, &file)? {
+        Target::Special(at) => {
+            let handle = File::options()
+                .write(true)
+                .open(&at)
+                .map_err(|e| io_err("opening for writing", e))?;
+            let mut writer = BufWriter::new(handle);
+            write(&mut writer)?;
+            writer.into_inner().map_err(|e| io_err("writing", e.into_error()))?;
+            return Ok(());
+        }
+        Target::Regular { path, permissions } => (path, permissions),
+    };
+    let dir = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let base = path
+    let base = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "points".to_string());
@@ -145,27 +261,30 @@ where
         std::process::id(),
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    let io_err = |action: &'static str, source: io::Error| DataError::Io {
-        file: file.clone(),
-        action,
-        error: source,
-    };
-    let handle = File::options()
-        .write(true)
-        .create_new(true)
-        .open(&temp)
-        .map_err(|e| io_err("creating a temporary file beside it", e))?;
-    let mut writer = BufWriter::new(handle);
-    let result = write(&mut writer).and_then(|()| {
+    register_temp_file(&temp);
+    let result = (|| {
+        let handle = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .map_err(|e| io_err("creating a temporary file beside it", e))?;
+        if let Some(p) = &permissions {
+            handle
+                .set_permissions(p.clone())
+                .map_err(|e| io_err("keeping its permissions", e))?;
+        }
+        let mut writer = BufWriter::new(handle);
+        write(&mut writer)?;
         let handle = writer.into_inner().map_err(|e| io_err("writing", e.into_error()))?;
         handle.sync_all().map_err(|e| io_err("syncing", e))?;
-        fs::rename(&temp, path).map_err(|e| io_err("renaming the temporary file", e))?;
+        fs::rename(&temp, &target).map_err(|e| io_err("renaming the temporary file", e))?;
         Ok(())
-    });
+    })();
     if result.is_err() {
-        // Best effort: the temporary file may already be gone.
+        // Best effort: the temporary file may not exist.
         let _ = fs::remove_file(&temp);
     }
+    unregister_temp_file(&temp);
     result
 }
 

@@ -451,15 +451,20 @@ impl Iterator for NpyChunks {
     }
 }
 
-/// Appends rows of `f8` values to a `.npy` file whose row count is not known in
-/// advance: the header is written with room for any count and rewritten by
-/// [`NpyRowWriter::finish`].
+/// Appends rows of `f8` values to a `.npy` file. When the row count is not known in
+/// advance the header is written with room for any count and rewritten by
+/// [`NpyRowWriter::finish`] (the writer must seek); when it is
+/// ([`NpyRowWriter::with_rows`]) the final header is written first and nothing seeks,
+/// so the output may be a pipe.
 pub struct NpyRowWriter<'a, W: Write + Seek> {
     writer: &'a mut W,
     file: String,
     n_cols: usize,
     n_rows: usize,
-    start: u64,
+    /// Where the provisional header starts; `None` when the count was given.
+    start: Option<u64>,
+    /// The row count promised in the header, if given.
+    expected: Option<usize>,
     bytes: Vec<u8>,
 }
 
@@ -467,13 +472,25 @@ impl<'a, W: Write + Seek> NpyRowWriter<'a, W> {
     /// Writes a provisional header for `n_cols`-column little-endian `f8` rows at the
     /// writer's position; `file` names the target in errors.
     pub fn new(writer: &'a mut W, n_cols: usize, file: &str) -> Result<Self, DataError> {
+        Self::with_rows(writer, n_cols, None, file)
+    }
+
+    /// [`NpyRowWriter::new`], or with `Some(n)` the final header of `n` rows at once
+    /// (then [`NpyRowWriter::finish`] checks that `n` rows came and never seeks).
+    pub fn with_rows(writer: &'a mut W, n_cols: usize, n_rows: Option<usize>, file: &str) -> Result<Self, DataError> {
         let io_err = |source| DataError::Io {
             file: file.to_string(),
             action: "writing",
             error: source,
         };
-        let start = writer.stream_position().map_err(io_err)?;
-        let header = NpyHeader::rows(NpyDtype::F8, 0, n_cols).encode(ROW_DIGITS);
+        let start = match n_rows {
+            Some(_) => None,
+            None => Some(writer.stream_position().map_err(io_err)?),
+        };
+        let header = match n_rows {
+            Some(n) => NpyHeader::rows(NpyDtype::F8, n, n_cols).encode(ROW_DIGITS - (n.to_string().len() - 1)),
+            None => NpyHeader::rows(NpyDtype::F8, 0, n_cols).encode(ROW_DIGITS),
+        };
         writer.write_all(&header).map_err(io_err)?;
         Ok(NpyRowWriter {
             writer,
@@ -481,6 +498,7 @@ impl<'a, W: Write + Seek> NpyRowWriter<'a, W> {
             n_cols,
             n_rows: 0,
             start,
+            expected: n_rows,
             bytes: Vec::new(),
         })
     }
@@ -517,12 +535,26 @@ impl<'a, W: Write + Seek> NpyRowWriter<'a, W> {
         Ok(())
     }
 
-    /// Rewrites the header with the number of rows written and returns that number.
+    /// Rewrites the header with the number of rows written (or checks the count given
+    /// to [`NpyRowWriter::with_rows`]) and returns that number.
     pub fn finish(self) -> Result<usize, DataError> {
         let io_err = |source| DataError::Io {
             file: self.file.clone(),
             action: "writing",
             error: source,
+        };
+        let Some(start) = self.start else {
+            if self.expected != Some(self.n_rows) {
+                return Err(DataError::Npy {
+                    file: self.file.clone(),
+                    message: format!(
+                        "internal: the header promised {:?} rows, {} were written",
+                        self.expected, self.n_rows
+                    ),
+                });
+            }
+            self.writer.flush().map_err(io_err)?;
+            return Ok(self.n_rows);
         };
         let provisional = NpyHeader::rows(NpyDtype::F8, 0, self.n_cols).encode(ROW_DIGITS);
         let digits = self.n_rows.to_string().len() - 1;
@@ -538,7 +570,7 @@ impl<'a, W: Write + Seek> NpyRowWriter<'a, W> {
             });
         }
         let end = self.writer.stream_position().map_err(io_err)?;
-        self.writer.seek(SeekFrom::Start(self.start)).map_err(io_err)?;
+        self.writer.seek(SeekFrom::Start(start)).map_err(io_err)?;
         self.writer.write_all(&header).map_err(io_err)?;
         self.writer.seek(SeekFrom::Start(end)).map_err(io_err)?;
         self.writer.flush().map_err(io_err)?;
