@@ -518,7 +518,15 @@ fn a_signal_during_sample_or_density_leaves_no_temporary_file() {
         let tmp = tempfile::tempdir().unwrap();
         let out = tmp.path().join("s.npy");
         let child = Command::new(env!("CARGO_BIN_EXE_cnflow"))
-            .args(["sample", "--model", p(&run.model), "-n", "100000000", "--output", p(&out)])
+            .args([
+                "sample",
+                "--model",
+                p(&run.model),
+                "-n",
+                "100000000",
+                "--output",
+                p(&out),
+            ])
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -543,7 +551,11 @@ fn a_signal_during_sample_or_density_leaves_no_temporary_file() {
         assert!(kill.success());
         let status = child.wait_with_output().unwrap().status;
         assert_eq!(status.code(), Some(code), "{signal}");
-        let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert!(left.is_empty(), "{signal} left {left:?}");
     }
 }

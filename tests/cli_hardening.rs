@@ -24,7 +24,17 @@ fn read_fifo(path: &Path) -> std::thread::JoinHandle<Vec<u8>> {
 fn special_files_are_written_directly_and_symlinks_followed() {
     let run = trained();
     let tmp = tempfile::tempdir().unwrap();
-    let sample = |out: &Path| ok(&cnflow(&["sample", "--model", p(&run.model), "-n", "50", "--output", p(out)]));
+    let sample = |out: &Path| {
+        ok(&cnflow(&[
+            "sample",
+            "--model",
+            p(&run.model),
+            "-n",
+            "50",
+            "--output",
+            p(out),
+        ]))
+    };
     let regular_csv = tmp.path().join("r.csv");
     let regular_npy = tmp.path().join("r.npy");
     sample(&regular_csv);
@@ -46,7 +56,15 @@ fn special_files_are_written_directly_and_symlinks_followed() {
     }
 
     // /dev/stdout is the process's stdout (a pipe here).
-    let out = ok(&cnflow(&["sample", "--model", p(&run.model), "-n", "50", "--output", "/dev/stdout"]));
+    let out = ok(&cnflow(&[
+        "sample",
+        "--model",
+        p(&run.model),
+        "-n",
+        "50",
+        "--output",
+        "/dev/stdout",
+    ]));
     assert_eq!(out.as_bytes(), std::fs::read(&regular_csv).unwrap());
 
     // A symlink stays a link; its target is replaced, keeping its permissions.
@@ -74,10 +92,25 @@ fn a_signal_during_density_leaves_no_temporary_file() {
     let run = trained();
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("x.npy");
-    ok(&cnflow(&["datasets", "8gaussians", "-n", "2000000", "--output", p(&input)]));
+    ok(&cnflow(&[
+        "datasets",
+        "8gaussians",
+        "-n",
+        "2000000",
+        "--output",
+        p(&input),
+    ]));
     let out = tmp.path().join("lp.csv");
     let child = Command::new(env!("CARGO_BIN_EXE_cnflow"))
-        .args(["density", "--model", p(&run.model), "--input", p(&input), "--output", p(&out)])
+        .args([
+            "density",
+            "--model",
+            p(&run.model),
+            "--input",
+            p(&input),
+            "--output",
+            p(&out),
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -94,7 +127,10 @@ fn a_signal_during_density_leaves_no_temporary_file() {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     assert!(temp_exists(), "no temporary output appeared");
-    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(kill.success());
     let status = child.wait_with_output().unwrap().status;
     assert_eq!(status.code(), Some(143));
@@ -107,7 +143,10 @@ fn a_failed_run_leaves_no_empty_folder() {
     let dir = tmp.path().join("run");
     let bad = tmp.path().join("bad.csv");
     std::fs::write(&bad, "1,2\n1,2\n1,2\n1,2\n1,2\n1,2\n1,2\n1,2\n1,2\n1,2\n1,2\n1,2\n").unwrap();
-    fails(&cnflow(&["train", "--data", p(&bad), "--out", p(&dir), "--iters", "2"]), &["constant"]);
+    fails(
+        &cnflow(&["train", "--data", p(&bad), "--out", p(&dir), "--iters", "2"]),
+        &["constant"],
+    );
     assert!(!dir.exists(), "the failed run left {}", dir.display());
 }
 
@@ -118,7 +157,10 @@ fn files_that_are_not_a_run_are_not_overwritten_without_force() {
     std::fs::create_dir(&dir).unwrap();
     std::fs::write(dir.join("metrics.csv"), "my own data\n").unwrap();
     fails(&small_run(&dir, "2", &[]), &["metrics.csv", "--force"]);
-    assert_eq!(std::fs::read_to_string(dir.join("metrics.csv")).unwrap(), "my own data\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("metrics.csv")).unwrap(),
+        "my own data\n"
+    );
     ok(&small_run(&dir, "2", &["--force"]));
     assert!(dir.join("checkpoint.json").is_file());
     let _ = text;
@@ -142,12 +184,35 @@ fn json(path: &Path) -> serde_json::Value {
 fn sigkill_during_a_forced_run_always_leaves_one_consistent_resumable_run() {
     let tmp = tempfile::tempdir().unwrap();
     let mut seen = std::collections::BTreeSet::new();
-    for (k, delay_ms) in [0u64, 30, 60, 90, 120, 160, 200, 260, 330, 420, 600, 1500].into_iter().enumerate() {
+    for (k, delay_ms) in [0u64, 30, 60, 90, 120, 160, 200, 260, 330, 420, 600, 1500]
+        .into_iter()
+        .enumerate()
+    {
         let dir = tmp.path().join(format!("run{k}"));
         ok(&small_run(&dir, "10", &["--seed", "1"]));
         let mut child = Command::new(env!("CARGO_BIN_EXE_cnflow"))
-            .args(["train", "--iters", "400", "--batch", "64", "--hidden", "16-16", "--eval-every", "3"])
-            .args(["--test-size", "300", "--rtol", "1e-4", "--atol", "1e-4", "--seed", "2", "--force"])
+            .args([
+                "train",
+                "--iters",
+                "400",
+                "--batch",
+                "64",
+                "--hidden",
+                "16-16",
+                "--eval-every",
+                "3",
+            ])
+            .args([
+                "--test-size",
+                "300",
+                "--rtol",
+                "1e-4",
+                "--atol",
+                "1e-4",
+                "--seed",
+                "2",
+                "--force",
+            ])
             .args(["--out", p(&dir)])
             .stderr(Stdio::null())
             .spawn()
@@ -160,11 +225,22 @@ fn sigkill_during_a_forced_run_always_leaves_one_consistent_resumable_run() {
         let model = json(&dir.join("model.json"));
         let seed = ck["args"]["seed"].as_u64().unwrap();
         seen.insert(seed);
-        assert_eq!(model["training"]["seed"].as_u64().unwrap(), seed, "kill at {delay_ms} ms");
+        assert_eq!(
+            model["training"]["seed"].as_u64().unwrap(),
+            seed,
+            "kill at {delay_ms} ms"
+        );
         let done = ck["iter"].as_u64().unwrap();
         let iters = metric_iters(&dir);
-        assert_eq!(iters, (1..=iters.len() as u64).collect::<Vec<_>>(), "kill at {delay_ms} ms");
-        assert!(iters.len() as u64 >= done, "kill at {delay_ms} ms: metrics end before the checkpoint");
+        assert_eq!(
+            iters,
+            (1..=iters.len() as u64).collect::<Vec<_>>(),
+            "kill at {delay_ms} ms"
+        );
+        assert!(
+            iters.len() as u64 >= done,
+            "kill at {delay_ms} ms: metrics end before the checkpoint"
+        );
         if seed == 1 {
             assert_eq!(done, 10, "kill at {delay_ms} ms: the old run is not whole");
         }
@@ -186,4 +262,163 @@ fn sigkill_during_a_forced_run_always_leaves_one_consistent_resumable_run() {
     }
     // The kills fell both before and after the new run took the folder's place.
     assert_eq!(seen.into_iter().collect::<Vec<_>>(), [1, 2]);
+}
+
+/// A .npy file with the header dict `dict` (padded, version 1.0) over `data`.
+fn raw_npy(path: &Path, dict: &str, data: &[f64]) {
+    let mut header = dict.to_string();
+    while !(10 + header.len() + 1).is_multiple_of(64) {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    for v in data {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Every command that reads points fails with one line naming `file` and the needles,
+/// without a panic and without leaving output.
+fn every_reader_refuses(model: &Path, file: &Path, needles: &[&str]) {
+    let dir = file.parent().unwrap();
+    let out = dir.join("out.csv");
+    let mut all = vec![p(file)];
+    all.extend_from_slice(needles);
+    for args in [
+        vec!["density", "--model", p(model), "--input", p(file), "--output", p(&out)],
+        vec!["eval", "--model", p(model), "--data", p(file)],
+    ] {
+        let o = cnflow(&args);
+        assert_ne!(o.status.code(), Some(101), "{args:?} panicked: {}", text(&o.stderr));
+        fails(&o, &all);
+        assert_eq!(text(&o.stderr).trim().lines().count(), 1, "{}", text(&o.stderr));
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn npy_headers_that_overflow_or_lie_are_refused_by_every_reader() {
+    let run = trained();
+    let tmp = tempfile::tempdir().unwrap();
+    let huge = tmp.path().join("huge.npy");
+    raw_npy(
+        &huge,
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (9223372036854775807, 9223372036854775807), }",
+        &[1.0, 2.0],
+    );
+    every_reader_refuses(&run.model, &huge, &[]);
+    // A header saying (5, 2) over 20 × 2 values: both readers refuse it.
+    let long = tmp.path().join("long.npy");
+    let data: Vec<f64> = (0..40).map(|i| i as f64 * 0.1).collect();
+    raw_npy(
+        &long,
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (5, 2), }",
+        &data,
+    );
+    every_reader_refuses(&run.model, &long, &[]);
+}
+
+#[test]
+fn values_beyond_the_models_float_range_name_the_file_and_row() {
+    let run = trained();
+    let tmp = tempfile::tempdir().unwrap();
+    let big = tmp.path().join("big.csv");
+    std::fs::write(&big, "0.5,0.5\n1,2\n1e300,3\n").unwrap();
+    every_reader_refuses(&run.model, &big, &["row 3", "column 1", "f32", "--precision f64"]);
+    // In f64 the same points are fine (and give a very small density).
+    let o = cnflow(&[
+        "density",
+        "--model",
+        p(&run.model),
+        "--input",
+        p(&big),
+        "--precision",
+        "f64",
+    ]);
+    assert!(o.status.success() || !text(&o.stderr).contains("panicked"));
+    // Training data of that size: a clear word, not "constant (std inf)".
+    let mut rows = String::new();
+    for i in 0..40 {
+        rows.push_str(&format!("{}e307,{}\n", 1 + i % 9, i));
+    }
+    let huge = tmp.path().join("huge.csv");
+    std::fs::write(&huge, rows).unwrap();
+    let o = cnflow(&[
+        "train",
+        "--data",
+        p(&huge),
+        "--out",
+        p(&tmp.path().join("r")),
+        "--iters",
+        "1",
+    ]);
+    fails(&o, &["column 1", "too large"]);
+    assert!(!text(&o.stderr).contains("constant"));
+}
+
+#[test]
+fn csv_errors_count_blank_lines_and_quote_values_briefly() {
+    let run = trained();
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("blank.csv");
+    std::fs::write(&f, "1,2\n\n\n3,abc\n").unwrap();
+    every_reader_refuses(&run.model, &f, &["blank.csv:4:2", "abc"]);
+    let f = tmp.path().join("crlf.csv");
+    std::fs::write(&f, "x,y\r\n1,2\r\n\r\n  \r\n3,4\r\n5,zz\r\n").unwrap();
+    every_reader_refuses(&run.model, &f, &["crlf.csv:6:2", "zz"]);
+    let f = tmp.path().join("spaces.csv");
+    std::fs::write(&f, "   \n \t \n\n").unwrap();
+    every_reader_refuses(&run.model, &f, &["no data"]);
+    let f = tmp.path().join("longcell.csv");
+    let cell = "9".repeat(50) + &"x".repeat(1_000_000);
+    std::fs::write(&f, format!("1,2\n3,{cell}\n")).unwrap();
+    let o = cnflow(&["density", "--model", p(&run.model), "--input", p(&f)]);
+    fails(&o, &["longcell.csv:2:2"]);
+    assert!(
+        text(&o.stderr).len() < 400,
+        "the error echoes {} bytes",
+        text(&o.stderr).len()
+    );
+}
+
+#[test]
+fn corrupt_model_files_and_empty_flags_are_refused() {
+    let run = trained();
+    let tmp = tempfile::tempdir().unwrap();
+    let original: serde_json::Value = json(&run.model);
+    let x = tmp.path().join("x.csv");
+    std::fs::write(&x, "0.1,0.2\n").unwrap();
+    let density = |m: &Path| cnflow(&["density", "--model", p(m), "--input", p(&x)]);
+    // A weight beyond f32 in an f32 model.
+    let mut m = original.clone();
+    m["blocks"][0]["params"][3] = serde_json::json!(1e39);
+    let f = tmp.path().join("inf.json");
+    std::fs::write(&f, m.to_string()).unwrap();
+    fails(&density(&f), &["weight #3", "f32"]);
+    // Format version 0, and one that wraps around u32.
+    for v in [0u64, (1u64 << 32) + 1] {
+        let mut m = original.clone();
+        m["version"] = serde_json::json!(v);
+        let f = tmp.path().join(format!("v{v}.json"));
+        std::fs::write(&f, m.to_string()).unwrap();
+        fails(&density(&f), &["version"]);
+    }
+    // --hidden "".
+    fails(&small_run(&tmp.path().join("h"), "2", &["--hidden", ""]), &["--hidden"]);
+    assert!(!tmp.path().join("h").exists());
+}
+
+#[test]
+fn a_resume_with_nothing_left_to_do_keeps_the_kl_gap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    ok(&small_run(&dir, "10", &[]));
+    let before = json(&dir.join("model.json"));
+    assert!(before["training"]["kl_gap"].is_f64());
+    ok(&cnflow(&["train", "--out", p(&dir), "--resume"]));
+    let after = json(&dir.join("model.json"));
+    assert_eq!(after["training"]["kl_gap"], before["training"]["kl_gap"]);
 }

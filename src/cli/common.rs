@@ -237,3 +237,29 @@ mod tests {
         assert_eq!(one_line(&bare), "m.json: cannot read: no such file");
     }
 }
+
+/// Refuses points that the model's float type cannot hold once standardised (1e300
+/// into an f32 model): `first_row` is the 1-based data row of `x`'s first point.
+pub fn check_in_range<T: Real>(model: &Cnf<T, Mlp<T>>, x: &[f64], file: &str, first_row: usize) -> Result<()> {
+    let d = model.dim();
+    let s = model.standardizer();
+    for (k, &v) in x.iter().enumerate() {
+        let j = k % d;
+        let u = match s {
+            Some(s) => (v - s.mean[j]) / s.std[j],
+            None => v,
+        };
+        if !T::c(u).is_finite() {
+            let scaled = if s.is_some() { " after standardisation" } else { "" };
+            bail!(
+                "{file}: data row {}, column {}: {v:e} is beyond the range of the {} model ({:e}{scaled}); \
+                 evaluate with --precision f64",
+                first_row + k / d,
+                j + 1,
+                T::NAME,
+                if T::NAME == "f32" { f32::MAX as f64 } else { f64::MAX }
+            );
+        }
+    }
+    Ok(())
+}

@@ -22,7 +22,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::args::{DensityArgs, EvalArgs, PrecisionArg, SampleArgs, TraceArg};
 use super::common::{
-    eval_solver, log_density_in, precision_of, stream_window, to_flat, work_summary, DataSource, Progress,
+    check_in_range, eval_solver, log_density_in, precision_of, stream_window, to_flat, work_summary, DataSource,
+    Progress,
 };
 
 fn trace_of(arg: TraceArg) -> Trace {
@@ -220,6 +221,7 @@ fn density_in<T: Real>(args: &DensityArgs, file: &ModelFile) -> Result<()> {
         args.input.display().to_string()
     };
     // Points in f64, the user's units: the model's affine block standardises them.
+    let mut rows_before = 0;
     let chunks = input.map(|block| -> Result<Vec<f64>> {
         let block = block?;
         if block.ncols() != d {
@@ -230,7 +232,10 @@ fn density_in<T: Real>(args: &DensityArgs, file: &ModelFile) -> Result<()> {
                 args.model.display()
             );
         }
-        Ok(block.as_standard_layout().iter().copied().collect())
+        let x: Vec<f64> = block.as_standard_layout().iter().copied().collect();
+        check_in_range(&model, &x, &input_name, rows_before + 1)?;
+        rows_before += block.nrows();
+        Ok(x)
     });
     let mut n_points = 0;
     let n_evals = write_rows(&args.output, 1, n_input, CsvLayout::LogP, |out| {
@@ -289,7 +294,11 @@ fn eval_in<T: Real>(args: &EvalArgs, file: &ModelFile) -> Result<()> {
             let mut rng = ChaCha8Rng::seed_from_u64(args.seed);
             (to_flat(&ds.sample(args.n, &mut rng)), Some(ds.entropy()))
         }
-        DataSource::File { points, .. } => (to_flat(points), None),
+        DataSource::File { points, path } => {
+            let x = to_flat(points);
+            check_in_range(&model, &x, &path.display().to_string(), 1)?;
+            (x, None)
+        }
     };
     let n_points = x.len() / d;
     let started = Instant::now();

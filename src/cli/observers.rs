@@ -207,6 +207,8 @@ impl<T: Real> Observer<T, Mlp<T>> for Metrics {
 /// The checkpoint and the best model, both written atomically at every evaluation.
 pub struct Checkpoints {
     folder: RunFolder,
+    /// The data's entropy, where known.
+    entropy: Option<f64>,
     args: TrainArgs,
     eval_solver: EvalSolver,
     /// The last evaluation, in the user's units.
@@ -217,9 +219,10 @@ pub struct Checkpoints {
 
 impl Checkpoints {
     /// Checkpoints of the run `args` in `out`.
-    pub fn new(folder: RunFolder, args: &TrainArgs, eval_solver: EvalSolver) -> Self {
+    pub fn new(folder: RunFolder, args: &TrainArgs, eval_solver: EvalSolver, entropy: Option<f64>) -> Self {
         Checkpoints {
             folder,
+            entropy,
             args: args.clone(),
             eval_solver,
             last_eval: None,
@@ -251,8 +254,9 @@ impl Checkpoints {
     /// Writes checkpoint.json and model.json (the best model so far, else the current
     /// one); `eval` is the last evaluation, in the user's units.
     pub fn save<T: Real>(&mut self, state: &TrainState<T, Mlp<T>>, eval: Option<&EvalMetrics>) -> Result<()> {
-        // The entropy is what separates a KL gap from its test NLL.
-        let entropy = eval.and_then(|e| e.kl_gap.map(|g| e.test_nll - g));
+        // The data's entropy turns a test NLL into a KL gap (also when no evaluation ran
+        // in this process, as in a resume with nothing left to do).
+        let entropy = self.entropy;
         let best = state
             .best
             .as_ref()

@@ -80,7 +80,9 @@ impl RunFolder {
                 );
             }
         }
-        let name = out.file_name().map_or("run".into(), |n| n.to_string_lossy().into_owned());
+        let name = out
+            .file_name()
+            .map_or("run".into(), |n| n.to_string_lossy().into_owned());
         let parent = match out.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
@@ -112,7 +114,11 @@ impl RunFolder {
         if let Some(out) = self.pending.take() {
             if out.exists() {
                 exchange(&self.work, &out).with_context(|| {
-                    format!("replacing {} with the new run in {}", out.display(), self.work.display())
+                    format!(
+                        "replacing {} with the new run in {}",
+                        out.display(),
+                        self.work.display()
+                    )
                 })?;
                 // `work` now holds the old run.
                 let _ = fs::remove_dir_all(&self.work);
@@ -124,7 +130,6 @@ impl RunFolder {
         }
         Ok(&self.work)
     }
-
 }
 
 impl Drop for RunFolder {
@@ -147,7 +152,13 @@ fn exchange(a: &Path, b: &Path) -> io::Result<()> {
         let cb = CString::new(b.as_os_str().as_bytes()).map_err(io::Error::other)?;
         // SAFETY: both paths are valid NUL-terminated strings that outlive the call.
         let r = unsafe {
-            libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE)
+            libc::renameat2(
+                libc::AT_FDCWD,
+                ca.as_ptr(),
+                libc::AT_FDCWD,
+                cb.as_ptr(),
+                libc::RENAME_EXCHANGE,
+            )
         };
         if r == 0 {
             return Ok(());

@@ -22,7 +22,9 @@ pub fn install() {
     };
     std::thread::spawn(move || {
         for sig in signals.forever() {
-            let first = RECEIVED.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst).is_ok();
+            let first = RECEIVED
+                .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok();
             if first && GRACEFUL.load(Ordering::SeqCst) {
                 eprintln!(
                     "\n{}: stopping after this iteration and saving a checkpoint (again to quit now)",

@@ -310,6 +310,9 @@ fn solver_config(args: &TrainArgs) -> Result<SolverConfig> {
 }
 
 fn mlp_config(args: &TrainArgs, dim: usize) -> Result<MlpConfig> {
+    if args.hidden.trim().is_empty() {
+        bail!("--hidden is empty; give the hidden widths, e.g. --hidden 64-64-64");
+    }
     let hidden = MlpConfig::parse_hidden(&args.hidden).context("--hidden")?;
     let layer = match args.layer {
         LayerArg::Concatsquash => LayerKind::ConcatSquash,
@@ -403,7 +406,7 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, folder: RunFolder, checkpoin
     let mut metrics = Metrics::open(&metrics_path, state.iter)?;
     let mut interrupt = Interrupt::install();
     let mut progress = Progress::new(config.n_iters, state.iter);
-    let mut checkpoints = Checkpoints::new(folder, args, eval_solver());
+    let mut checkpoints = Checkpoints::new(folder, args, eval_solver(), problem.entropy());
     checkpoints.bar = progress.bar.clone();
     eprintln!(
         "training on {} ({} dims) for {} iterations{}; run folder {}",

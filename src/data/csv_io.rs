@@ -19,6 +19,62 @@ pub fn read_csv(path: &Path) -> Result<Array2<f64>, DataError> {
     read_csv_from(file, &file_name(path))
 }
 
+/// A value as quoted in an error: at most 40 characters, so that one huge cell does not
+/// make a huge message.
+pub(crate) fn shown(value: &str) -> String {
+    const MAX: usize = 40;
+    match value.char_indices().nth(MAX) {
+        Some((at, _)) => format!("{}… ({} bytes)", &value[..at], value.len()),
+        None => value.to_string(),
+    }
+}
+
+/// A reader that remembers where its newlines are, so that a record's byte offset can
+/// be turned into a line number. Records are asked about in order, so only the
+/// newlines not yet passed are kept (at most a buffer's worth).
+pub struct LineCounter<R> {
+    inner: R,
+    /// Bytes read so far.
+    offset: u64,
+    /// Offsets of newlines not yet passed.
+    pending: std::collections::VecDeque<u64>,
+    /// Newlines passed.
+    passed: u64,
+}
+
+impl<R> LineCounter<R> {
+    fn new(inner: R) -> Self {
+        LineCounter {
+            inner,
+            offset: 0,
+            pending: std::collections::VecDeque::new(),
+            passed: 0,
+        }
+    }
+
+    /// The 1-based line of byte `byte` (asked in non-decreasing order).
+    fn line_at(&mut self, byte: u64) -> u64 {
+        while self.pending.front().is_some_and(|&nl| nl < byte) {
+            self.pending.pop_front();
+            self.passed += 1;
+        }
+        self.passed + 1
+    }
+}
+
+impl<R: Read> Read for LineCounter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for (i, &b) in buf[..n].iter().enumerate() {
+            if b == b'\n' {
+                self.pending.push_back(self.offset + i as u64);
+            }
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
 /// Reads CSV points from any reader; `file` names the source in errors.
 pub fn read_csv_from<R: Read>(reader: R, file: &str) -> Result<Array2<f64>, DataError> {
     let mut chunks = CsvChunks::new(reader, file, usize::MAX);
@@ -53,7 +109,7 @@ pub fn csv_chunks(path: &Path, n_rows_max: usize) -> Result<CsvChunks<Box<dyn Re
 /// count is fixed by the first data row of the file). A file with no data rows
 /// yields one [`DataError::Empty`]; after any error the iterator ends.
 pub struct CsvChunks<R: Read> {
-    reader: csv::Reader<R>,
+    reader: csv::Reader<LineCounter<R>>,
     file: String,
     n_rows_max: usize,
     n_columns: Option<usize>,
@@ -70,7 +126,7 @@ impl<R: Read> CsvChunks<R> {
             .has_headers(false)
             .flexible(true)
             .trim(csv::Trim::All)
-            .from_reader(reader);
+            .from_reader(LineCounter::new(reader));
         CsvChunks {
             reader,
             file: file.to_string(),
@@ -93,15 +149,27 @@ impl<R: Read> CsvChunks<R> {
         let mut values: Vec<f64> = Vec::new();
         let mut n_rows = 0usize;
         while n_rows < self.n_rows_max {
-            let more = self.reader.read_record(&mut self.record).map_err(|e| DataError::Csv {
-                file: self.file.clone(),
-                line: e.position().map_or(0, |p| p.line()),
-                message: e.to_string(),
-            })?;
+            let more = match self.reader.read_record(&mut self.record) {
+                Ok(more) => more,
+                Err(e) => {
+                    let byte = e.position().map_or(0, |p| p.byte());
+                    return Err(DataError::Csv {
+                        file: self.file.clone(),
+                        line: self.reader.get_mut().line_at(byte),
+                        message: e.to_string(),
+                    });
+                }
+            };
             if !more {
                 break;
             }
-            let line = self.record.position().map_or(0, |p| p.line());
+            // The csv crate's line count (and a record's start) skips blank lines; count
+            // the newlines before the record's last byte ourselves.
+            let end = self.reader.position().byte();
+            let line = self.reader.get_mut().line_at(end.saturating_sub(1));
+            if self.record.iter().all(|f| f.trim_start_matches('\u{feff}').is_empty()) {
+                continue; // a line of nothing but spaces (or commas)
+            }
             if !self.first_record_seen {
                 self.first_record_seen = true;
                 let is_number = |f: &str| f.trim_start_matches('\u{feff}').parse::<f64>().is_ok();
@@ -124,14 +192,14 @@ impl<R: Read> CsvChunks<R> {
                     file: self.file.clone(),
                     line,
                     column: j + 1,
-                    value: field.to_string(),
+                    value: shown(field),
                 })?;
                 if !v.is_finite() {
                     return Err(DataError::NonFinite {
                         file: self.file.clone(),
                         line,
                         column: j + 1,
-                        value: field.to_string(),
+                        value: shown(field),
                     });
                 }
                 values.push(v);

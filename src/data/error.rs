@@ -171,6 +171,18 @@ pub enum DataError {
         std: f64,
     },
 
+    /// A column whose spread overflows f64 (values near ±1e308).
+    #[error(
+        "column {column} holds values too large to standardise (up to {largest:e}: its variance \
+         overflows f64); rescale the column, e.g. to other units"
+    )]
+    Overflow {
+        /// 1-based column.
+        column: usize,
+        /// The largest magnitude in it.
+        largest: f64,
+    },
+
     /// A standardiser fitted on `n_expected` columns applied to `n_columns` columns.
     #[error(
         "standardiser was fitted on {n_expected} columns but the points have {n_columns}; \

@@ -158,7 +158,10 @@ pub fn remove_temp_files() {
 enum Target {
     /// A regular file (or none yet) at this path, the end of any symlinks: written
     /// atomically, keeping the old file's permissions.
-    Regular { path: PathBuf, permissions: Option<fs::Permissions> },
+    Regular {
+        path: PathBuf,
+        permissions: Option<fs::Permissions>,
+    },
     /// A character or block device, FIFO or socket (e.g. /dev/null, /dev/stdout's
     /// target, a shell's `>(…)`): written directly.
     Special(PathBuf),

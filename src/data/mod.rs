@@ -51,8 +51,8 @@ pub mod toy;
 pub use csv_io::{csv_chunks, read_csv, read_csv_from, write_csv, write_csv_rows, write_csv_to, CsvChunks};
 pub use error::DataError;
 pub use io::{
-    is_special_output, read_points, register_temp_file, remove_temp_files, unregister_temp_file, write_atomic, write_points,
-    PointFormat,
+    is_special_output, read_points, register_temp_file, remove_temp_files, unregister_temp_file, write_atomic,
+    write_points, PointFormat,
 };
 pub use npy_io::{read_npy, write_npy};
 pub use npy_stream::{NpyChunks, NpyDtype, NpyHeader, NpyRowWriter};

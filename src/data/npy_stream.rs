@@ -29,6 +29,9 @@ const ALIGN: usize = 64;
 /// Digits reserved for the row count of a header written before the count is known.
 const ROW_DIGITS: usize = 20;
 
+/// The longest header dict read (NumPy itself refuses headers over 10 000 bytes).
+const MAX_HEADER_LEN: usize = 1 << 16;
+
 /// The element type of a `.npy` array.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NpyDtype {
@@ -168,6 +171,12 @@ impl NpyHeader {
             }
         };
         let prefix = if start[6] == 1 { 10 } else { 12 };
+        // NumPy's own headers are a few hundred bytes; a huge length is a corrupt file.
+        if dict_len > MAX_HEADER_LEN {
+            return Err(bad(format!(
+                "the .npy header claims {dict_len} bytes (at most {MAX_HEADER_LEN} are read); the file is corrupt"
+            )));
+        }
         let mut dict = vec![0u8; dict_len];
         reader.read_exact(&mut dict).map_err(short)?;
         let text = std::str::from_utf8(&dict).map_err(|_| bad("the .npy header is not text".into()))?;
@@ -237,6 +246,16 @@ fn parse_dict(text: &str) -> Result<NpyHeader, String> {
         return Err(format!(
             "array has {} dimensions; save a 2-D array of shape (points, dimensions)",
             shape.len()
+        ));
+    }
+    // The data must be addressable: a shape whose byte count overflows is no file's.
+    let bytes = shape
+        .iter()
+        .try_fold(dtype.size() as u64, |acc, &n| acc.checked_mul(n as u64))
+        .filter(|&b| b <= i64::MAX as u64);
+    if bytes.is_none() {
+        return Err(format!(
+            "shape {shape:?} announces more data than any file can hold; the header is corrupt"
         ));
     }
     Ok(NpyHeader {
@@ -352,6 +371,19 @@ impl NpyChunks {
             return Err(DataError::Empty { file });
         }
         let needed = data_start + header.data_len();
+        if file_len > needed {
+            return Err(DataError::Npy {
+                file,
+                message: format!(
+                    "the header announces {} × {} values ({} bytes of data) but the file holds {} \
+                     bytes of data; the header does not describe the file, write it again",
+                    header.n_rows(),
+                    header.n_cols(),
+                    header.data_len(),
+                    file_len - data_start
+                ),
+            });
+        }
         if file_len < needed {
             return Err(DataError::Npy {
                 file,

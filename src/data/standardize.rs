@@ -56,6 +56,10 @@ impl Standardizer {
         }
         let std = var.mapv(|v| (v / n).sqrt());
         for (j, (&s, &m)) in std.iter().zip(mean.iter()).enumerate() {
+            if !(s.is_finite() && m.is_finite()) {
+                let largest = x.column(j).iter().fold(0.0f64, |a, v| a.max(v.abs()));
+                return Err(DataError::Overflow { column: j + 1, largest });
+            }
             let informative = s.is_finite() && s > 0.0 && s > 1e-12 * m.abs();
             if !informative {
                 return Err(DataError::ZeroVariance {

@@ -150,8 +150,17 @@ impl ModelFile {
         let blocks = self
             .blocks
             .iter()
-            .map(|b| {
-                let params = b.params.iter().map(|&p| T::c(p)).collect();
+            .enumerate()
+            .map(|(k, b)| {
+                let params: Vec<T> = b.params.iter().map(|&p| T::c(p)).collect();
+                if let Some(i) = params.iter().position(|p| !p.is_finite()) {
+                    return Err(invalid(format!(
+                        "block {} weight #{i} ({:e}) is beyond the range of {}; load it with --precision f64",
+                        k + 1,
+                        b.params[i],
+                        T::NAME
+                    )));
+                }
                 let field = Mlp::from_params(self.architecture.clone(), params).map_err(|e| invalid(e.to_string()))?;
                 Ok(Block {
                     field,
@@ -206,7 +215,12 @@ impl ModelFile {
             )));
         }
         match header.get("version").and_then(|v| v.as_u64()) {
-            Some(v) if v as u32 > VERSION => {
+            Some(0) => {
+                return Err(invalid(
+                    "has format version 0, which no cnflow writes; the file is corrupt".into(),
+                ))
+            }
+            Some(v) if v > u64::from(VERSION) => {
                 return Err(invalid(format!(
                     "written by a newer cnflow (format version {v}; this cnflow reads up to {VERSION}); upgrade cnflow"
                 )))

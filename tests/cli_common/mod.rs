@@ -84,4 +84,3 @@ pub fn trained() -> Run {
     let model = dir.join("model.json");
     Run { _tmp: tmp, dir, model }
 }
-
