@@ -47,6 +47,7 @@
 
 pub mod cnf;
 pub mod data;
+pub mod fuzz;
 pub mod loss;
 pub mod model_file;
 pub mod nn;

@@ -422,3 +422,64 @@ fn a_resume_with_nothing_left_to_do_keeps_the_kl_gap() {
     let after = json(&dir.join("model.json"));
     assert_eq!(after["training"]["kl_gap"], before["training"]["kl_gap"]);
 }
+
+/// `cnflow ARGS` with the memory the guard sees set to `limit`.
+fn with_memory(limit: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_cnflow"))
+        .env("CNFLOW_MEMORY_LIMIT", limit)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn configurations_that_cannot_fit_are_refused_before_allocating() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("r");
+    // A batch of 10⁶ on a 2 GB machine: refused with the estimate and the flag.
+    let o = with_memory("2G", &["train", "--batch", "1000000", "--iters", "1", "--out", p(&out)]);
+    fails(&o, &["needs about", "GB", "2.1 GB available", "--batch"]);
+    assert!(!out.exists());
+    // Widths of 10⁵: 10¹⁰ weights, refused on any machine.
+    let o = cnflow(&["train", "--hidden", "100000-100000", "--iters", "1", "--out", p(&out)]);
+    fails(&o, &["needs about", "--hidden"]);
+    // The default run fits in 2 GB.
+    ok(&with_memory(
+        "2G",
+        &["train", "--iters", "2", "--out", p(&out), "--test-size", "100"],
+    ));
+    // Exact trace in 200 dimensions: what it costs, and Hutchinson suggested.
+    let data = tmp.path().join("d200.csv");
+    let mut text = String::new();
+    for i in 0..50 {
+        let row: Vec<String> = (0..200)
+            .map(|j| format!("{}", ((i * 7 + j * 13) % 17) as f64 * 0.1))
+            .collect();
+        text.push_str(&row.join(","));
+        text.push('\n');
+    }
+    std::fs::write(&data, text).unwrap();
+    let o = with_memory(
+        "100M",
+        &[
+            "train",
+            "--data",
+            p(&data),
+            "--batch",
+            "5000",
+            "--iters",
+            "1",
+            "--out",
+            p(&tmp.path().join("d")),
+        ],
+    );
+    fails(&o, &["200 tangents", "--trace hutchinson"]);
+    // density and sample: the chunk is what sets the memory.
+    let run = trained();
+    let o = with_memory(
+        "200M",
+        &["sample", "--model", p(&run.model), "-n", "10", "--chunk", "10000000"],
+    );
+    fails(&o, &["needs about", "--chunk"]);
+    ok(&with_memory("200M", &["sample", "--model", p(&run.model), "-n", "10"]));
+}

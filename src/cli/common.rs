@@ -224,20 +224,6 @@ pub fn one_line(err: &anyhow::Error) -> String {
     line
 }
 
-#[cfg(test)]
-mod tests {
-    use super::one_line;
-
-    #[test]
-    fn one_line_keeps_new_causes_and_drops_repeated_ones() {
-        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
-        let quoted = anyhow::Error::new(io()).context("m.json: cannot read: no such file");
-        assert_eq!(one_line(&quoted), "m.json: cannot read: no such file");
-        let bare = anyhow::Error::new(io()).context("m.json: cannot read");
-        assert_eq!(one_line(&bare), "m.json: cannot read: no such file");
-    }
-}
-
 /// Refuses points that the model's float type cannot hold once standardised (1e300
 /// into an f32 model): `first_row` is the 1-based data row of `x`'s first point.
 pub fn check_in_range<T: Real>(model: &Cnf<T, Mlp<T>>, x: &[f64], file: &str, first_row: usize) -> Result<()> {
@@ -262,4 +248,18 @@ pub fn check_in_range<T: Real>(model: &Cnf<T, Mlp<T>>, x: &[f64], file: &str, fi
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn one_line_keeps_new_causes_and_drops_repeated_ones() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let quoted = anyhow::Error::new(io()).context("m.json: cannot read: no such file");
+        assert_eq!(one_line(&quoted), "m.json: cannot read: no such file");
+        let bare = anyhow::Error::new(io()).context("m.json: cannot read");
+        assert_eq!(one_line(&bare), "m.json: cannot read: no such file");
+    }
 }

@@ -208,6 +208,17 @@ fn write_rows<R>(
 }
 
 fn density_in<T: Real>(args: &DensityArgs, file: &ModelFile) -> Result<()> {
+    let n_tangents = trace_of(args.trace).n_tangents(file.dim());
+    let need = super::memory::eval_bytes::<T>(&file.architecture, args.solver.chunk, n_tangents, stream_window());
+    super::memory::check(
+        need,
+        &format!(
+            "evaluating chunks of {} points ({} in flight)",
+            args.solver.chunk,
+            stream_window()
+        ),
+        "lower --chunk or --threads",
+    )?;
     let model = file.to_model::<T>(&args.model)?;
     let solver = eval_solver(file, &args.solver)?;
     let d = file.dim();
@@ -258,6 +269,16 @@ fn density_in<T: Real>(args: &DensityArgs, file: &ModelFile) -> Result<()> {
 }
 
 fn sample_in<T: Real>(args: &SampleArgs, file: &ModelFile) -> Result<()> {
+    let need = super::memory::eval_bytes::<T>(&file.architecture, args.solver.chunk, 0, stream_window());
+    super::memory::check(
+        need,
+        &format!(
+            "sampling chunks of {} points ({} in flight)",
+            args.solver.chunk,
+            stream_window()
+        ),
+        "lower --chunk or --threads",
+    )?;
     let model = file.to_model::<T>(&args.model)?;
     let solver = eval_solver(file, &args.solver)?;
     let d = file.dim();

@@ -4,6 +4,7 @@ pub mod args;
 pub mod common;
 mod datasets;
 mod evaluate;
+mod memory;
 mod observers;
 mod plot;
 mod run_folder;

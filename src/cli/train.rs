@@ -255,6 +255,53 @@ impl Problem {
     }
 }
 
+/// Refuses a configuration whose buffers cannot fit in the memory available, before
+/// any is allocated; says what the exact trace costs in high dimension.
+fn guard_memory<T: Real>(
+    args: &TrainArgs,
+    config: &TrainConfig,
+    problem: &Problem,
+    checkpoint: Option<&Checkpoint>,
+) -> Result<()> {
+    let arch = match checkpoint {
+        Some(ck) => ck.model.architecture.clone(),
+        None => mlp_config(args, problem.dim)?,
+    };
+    let n_tangents = config.loss.trace.n_tangents(problem.dim);
+    let backprop_tape = matches!(config.loss.grad, GradMethod::Backprop)
+        && matches!(config.loss.checkpointing, cnflow::sensitivity::Checkpointing::All);
+    let tape = if backprop_tape { config.loss.tape_budget } else { 0 };
+    let need = super::memory::train_bytes::<T>(&arch, args.blocks, config.batch, config.n_parts, n_tangents, tape);
+    let exact_high = matches!(config.loss.trace, Trace::Exact) && problem.dim > 16;
+    if exact_high {
+        eprintln!(
+            "note: the exact trace carries {} tangents per point in {} dimensions (training needs about {}); \
+             --trace hutchinson carries 1",
+            n_tangents,
+            problem.dim,
+            super::memory::human(need)
+        );
+    }
+    let mut lower = "lower --batch or --hidden".to_string();
+    if exact_high {
+        lower.push_str(", or use --trace hutchinson");
+    }
+    if backprop_tape {
+        lower.push_str(", or use --checkpoints steps");
+    }
+    super::memory::check(
+        need,
+        &format!(
+            "training a {} field ({} parameters per block) on batches of {} with {} tangents per point",
+            arch.describe(),
+            arch.n_params(),
+            config.batch,
+            n_tangents
+        ),
+        &lower,
+    )
+}
+
 /// Steps of fixed-step methods when --steps is not given.
 const DEFAULT_STEPS: usize = 4;
 
@@ -363,6 +410,7 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, folder: RunFolder, checkpoin
         seed: args.seed,
         n_parts: args.parts,
     };
+    guard_memory::<T>(args, &config, &problem, checkpoint.as_ref())?;
     let mut state = match &checkpoint {
         Some(ck) => {
             let model = ck.model.to_model::<T>(&out.join("checkpoint.json"))?;

@@ -281,6 +281,11 @@ where
         let handle = writer.into_inner().map_err(|e| io_err("writing", e.into_error()))?;
         handle.sync_all().map_err(|e| io_err("syncing", e))?;
         fs::rename(&temp, &target).map_err(|e| io_err("renaming the temporary file", e))?;
+        // The rename itself reaches the disk with the folder's entry (best effort: not
+        // every filesystem lets a directory be synced).
+        if let Ok(d) = File::open(&dir) {
+            let _ = d.sync_all();
+        }
         Ok(())
     })();
     if result.is_err() {

@@ -54,7 +54,7 @@ pub use io::{
     is_special_output, read_points, register_temp_file, remove_temp_files, unregister_temp_file, write_atomic,
     write_points, PointFormat,
 };
-pub use npy_io::{read_npy, write_npy};
+pub use npy_io::{read_npy, read_npy_bytes, write_npy};
 pub use npy_stream::{NpyChunks, NpyDtype, NpyHeader, NpyRowWriter};
 pub use split::train_test_split;
 pub use standardize::Standardizer;

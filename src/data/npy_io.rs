@@ -21,6 +21,28 @@ pub fn read_npy(path: &Path) -> Result<Array2<f64>, DataError> {
         f.read_to_end(&mut bytes).map_err(|e| open_error(path, e))?;
         bytes
     };
+    read_npy_bytes(&bytes, &file)
+}
+
+/// [`read_npy`] of a file's bytes; `file` names it in errors.
+pub fn read_npy_bytes(bytes: &[u8], file: &str) -> Result<Array2<f64>, DataError> {
+    let file = file.to_string();
+    // The header first, with its checks (shape, size, trailing data), so that a lying
+    // header is refused before any allocation it announces.
+    let (header, data_start) = super::NpyHeader::read(&mut &bytes[..], &file)?;
+    let have = bytes.len() as u64 - data_start;
+    if have != header.data_len() {
+        return Err(DataError::Npy {
+            file,
+            message: format!(
+                "the header announces {} × {} values ({} bytes of data) but the file holds {have} bytes of data; \
+                 the header does not describe the file, write it again",
+                header.n_rows(),
+                header.n_cols(),
+                header.data_len()
+            ),
+        });
+    }
     let npy_error = |e: ReadNpyError| DataError::Npy {
         file: file.clone(),
         message: format!(
@@ -28,10 +50,10 @@ pub fn read_npy(path: &Path) -> Result<Array2<f64>, DataError> {
              2-D float64 or float32 array"
         ),
     };
-    let any: ArrayD<f64> = match ArrayD::<f64>::read_npy(&bytes[..]) {
+    let any: ArrayD<f64> = match ArrayD::<f64>::read_npy(bytes) {
         Ok(a) => a,
         Err(ReadNpyError::WrongDescriptor(_)) => {
-            ArrayD::<f32>::read_npy(&bytes[..]).map_err(npy_error)?.mapv(f64::from)
+            ArrayD::<f32>::read_npy(bytes).map_err(npy_error)?.mapv(f64::from)
         }
         Err(e) => return Err(npy_error(e)),
     };

@@ -52,7 +52,13 @@ impl<A: Serialize + DeserializeOwned> Checkpoint<A> {
             file: file.clone(),
             error: source,
         })?;
-        let mut ck: Checkpoint<A> = serde_json::from_slice(&bytes).map_err(|e| ModelFileError::Parse {
+        Self::from_slice(&bytes, &file)
+    }
+
+    /// Parses and checks a checkpoint's bytes; `file` names it in errors.
+    pub fn from_slice(bytes: &[u8], file: &str) -> Result<Self, ModelFileError> {
+        let file = file.to_string();
+        let mut ck: Checkpoint<A> = serde_json::from_slice(bytes).map_err(|e| ModelFileError::Parse {
             file: file.clone(),
             line: e.line(),
             column: e.column(),

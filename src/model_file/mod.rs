@@ -198,8 +198,15 @@ impl ModelFile {
             file: file.clone(),
             error: source,
         })?;
+        Self::from_slice(&bytes, &file)
+    }
+
+    /// Parses and checks a model file's bytes; `file` names it in errors.
+    pub fn from_slice(bytes: &[u8], file: &str) -> Result<Self, ModelFileError> {
+        let path = Path::new(file);
+        let file = file.to_string();
         // Look at the header first, so that a newer format is reported as such.
-        let header: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| ModelFileError::Parse {
+        let header: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| ModelFileError::Parse {
             file: file.clone(),
             line: e.line(),
             column: e.column(),

@@ -101,6 +101,27 @@ impl<T: Real> Workspace<T> {
         })
     }
 
+    /// The bytes [`Workspace::new`] allocates for these sizes, computed without
+    /// allocating (and without overflow, in `u128`), so that a caller can refuse a
+    /// configuration that cannot fit before it tries.
+    pub fn estimate_bytes(config: &MlpConfig, n_batch: usize, n_tangents: usize) -> u128 {
+        let widths = config.widths();
+        let (b, rows) = (n_batch as u128, (n_tangents as u128 + 1) * n_batch as u128);
+        let max_w = widths.iter().copied().max().unwrap_or(1) as u128;
+        let outs: Vec<u128> = widths[1..].iter().map(|&w| w as u128).collect();
+        let hidden: u128 = outs[..outs.len().saturating_sub(1)].iter().sum();
+        let elems = rows * widths[0] as u128
+            + 2 * rows * outs.iter().sum::<u128>()
+            + 2 * b * hidden
+            + 2 * outs.iter().sum::<u128>()
+            + 2 * rows * max_w
+            + 4 * max_w
+            + max_w * max_w
+            + gemm::scratch_len(1, 1) as u128
+            + rows.max(max_w).min(gemm::KC as u128) * max_w.next_multiple_of(gemm::NR_MAX as u128);
+        elems * std::mem::size_of::<T>() as u128
+    }
+
     /// A workspace for forward passes only (sampling, log-density evaluation): the
     /// layers then skip storing the pre-activations and the activation derivatives that
     /// only the reverse pass reads — three of the hidden layer's four output streams

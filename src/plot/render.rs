@@ -87,6 +87,7 @@ pub(crate) fn render(path: &Path, size: (u32, u32), figure: &impl Figure) -> Res
         .unwrap_or_default();
     let ext = if format == Format::Png { "png" } else { "svg" };
     let tmp = parent.join(format!(".{file_name}.{}.tmp.{ext}", std::process::id()));
+    crate::data::register_temp_file(&tmp);
     let written = match format {
         Format::Png => {
             let (w, h) = (size.0 as usize, size.1 as usize);
@@ -111,9 +112,23 @@ pub(crate) fn render(path: &Path, size: (u32, u32), figure: &impl Figure) -> Res
             std::fs::write(&tmp, svg).map_err(|e| e.to_string())
         }
     };
-    let renamed = written.and_then(|()| std::fs::rename(&tmp, path).map_err(|e| e.to_string()));
+    // The encoded picture goes where every output goes: atomically over a regular file
+    // (a symlink's target, permissions kept), directly into a device or FIFO.
+    let bytes = written.and_then(|()| std::fs::read(&tmp).map_err(|e| e.to_string()));
+    let _ = std::fs::remove_file(&tmp);
+    crate::data::unregister_temp_file(&tmp);
+    let renamed = bytes.and_then(|bytes| {
+        use std::io::Write;
+        crate::data::write_atomic(path, |w| {
+            w.write_all(&bytes).map_err(|e| crate::data::DataError::Io {
+                file: path.display().to_string(),
+                action: "writing",
+                error: e,
+            })
+        })
+        .map_err(|e: crate::data::DataError| e.to_string())
+    });
     if let Err(message) = renamed {
-        let _ = std::fs::remove_file(&tmp);
         let source = std::io::Error::other(message);
         return Err(PlotError::Io {
             path: path.to_path_buf(),
