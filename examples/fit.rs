@@ -87,6 +87,7 @@ fn main() -> anyhow::Result<()> {
         eval_every: 200,
         seed: args.seed,
         n_parts: 2,
+        eval_at_train_tolerance: false,
         ..TrainConfig::new(args.iters, args.batch, adam, loss)
     };
     let to_f32 = |a: Array2<f64>| a.iter().map(|&v| v as f32).collect::<Vec<f32>>();

@@ -48,6 +48,7 @@ fn config(n_iters: usize, grad: GradMethod) -> TrainConfig {
         eval_every: 50,
         seed: 3,
         n_parts: 1,
+        eval_at_train_tolerance: false,
     }
 }
 

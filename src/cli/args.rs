@@ -493,4 +493,8 @@ pub struct DatasetsArgs {
     /// Where to write the points: CSV or .npy file, or - for stdout.
     #[arg(long, default_value = "-")]
     pub output: PathBuf,
+    /// FFJORD's version of moons, circles or rings: evenly spaced angles, not i.i.d.
+    /// (a model trained on its batches learns the spots, not the density).
+    #[arg(long)]
+    pub grid: bool,
 }

@@ -23,7 +23,7 @@ use super::run_folder::RunFolder;
 
 /// The columns of metrics.csv.
 pub const METRICS_HEADER: &str =
-    "iter,loss,nll,kinetic,jacobian,nfe_forward,nfe_backward,seconds,elapsed,t_end,test_nll,kl_gap,seconds_forward,seconds_backward";
+    "iter,loss,nll,kinetic,jacobian,nfe_forward,nfe_backward,seconds,elapsed,t_end,test_nll,kl_gap,seconds_forward,seconds_backward,test_nll_train_solver";
 
 /// Prints `line` on stderr without tearing the progress bar.
 fn say(bar: Option<&ProgressBar>, line: &str) {
@@ -93,14 +93,87 @@ impl<T: Real> Observer<T, Mlp<T>> for Progress {
 
     fn evaluation(&mut self, e: &EvalMetrics, state: &TrainState<T, Mlp<T>>) -> ControlFlow<()> {
         let gap = e.kl_gap.map(|g| format!("  KL gap {g:.4}")).unwrap_or_default();
+        let at_train = e
+            .test_nll_train_solver
+            .map(|v| format!(" ({v:.4} at the training tolerance)"))
+            .unwrap_or_default();
         let line = format!(
-            "eval {:6}  test NLL {:.4}{gap}{}  ({:.1} s)",
+            "eval {:6}  test NLL {:.4}{at_train}{gap}{}  ({:.1} s)",
             e.iter,
             e.test_nll,
             if e.is_best { "  (best)" } else { "" },
             state.elapsed
         );
         say(self.bar.as_ref(), &line);
+        ControlFlow::Continue(())
+    }
+}
+
+/// Iterations over which the training NLL is averaged before it is compared with
+/// the data's entropy.
+const ENTROPY_WINDOW: usize = 100;
+
+/// The training NLL against the data's entropy: no density has a lower expected NLL,
+/// so a mean over the last [`ENTROPY_WINDOW`] batches clearly below it (by more than
+/// three standard errors) means the batches are not i.i.d. or the model exploits the
+/// training solver's tolerance. Said once, with what to do.
+pub struct EntropyCheck {
+    entropy: Option<f64>,
+    recent: std::collections::VecDeque<f64>,
+    said: bool,
+    /// Where to print (the progress bar, if any).
+    pub bar: Option<ProgressBar>,
+}
+
+impl EntropyCheck {
+    /// A check against `entropy` (none: nothing to check).
+    pub fn new(entropy: Option<f64>) -> Self {
+        EntropyCheck {
+            entropy,
+            recent: std::collections::VecDeque::with_capacity(ENTROPY_WINDOW),
+            said: false,
+            bar: None,
+        }
+    }
+
+    /// The warning for training NLLs `recent` against `entropy`, if they are clearly
+    /// below it.
+    pub fn verdict(recent: &[f64], entropy: f64) -> Option<String> {
+        let n = recent.len() as f64;
+        let mean = recent.iter().sum::<f64>() / n;
+        let var = recent.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+        let se = (var / n).sqrt();
+        (mean + 3.0 * se < entropy).then(|| {
+            format!(
+                "warning: the training NLL ({mean:.3} ± {se:.3}, mean of the last {} batches) is below the data's \
+                 entropy {entropy:.3}, which no density can reach: the batches are not i.i.d. (a grid or a small \
+                 file sampled with replacement), or the model exploits the training tolerance (compare the test NLL \
+                 at the training tolerance with the accurate one; lower --rtol/--atol)",
+                recent.len()
+            )
+        })
+    }
+}
+
+impl<T: Real> Observer<T, Mlp<T>> for EntropyCheck {
+    fn iteration(&mut self, m: &IterMetrics, _state: &TrainState<T, Mlp<T>>) -> ControlFlow<()> {
+        let Some(entropy) = self.entropy else {
+            return ControlFlow::Continue(());
+        };
+        if self.said {
+            return ControlFlow::Continue(());
+        }
+        if self.recent.len() == ENTROPY_WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(m.nll);
+        if self.recent.len() == ENTROPY_WINDOW {
+            let recent: Vec<f64> = self.recent.iter().copied().collect();
+            if let Some(line) = Self::verdict(&recent, entropy) {
+                say(self.bar.as_ref(), &line);
+                self.said = true;
+            }
+        }
         ControlFlow::Continue(())
     }
 }
@@ -168,7 +241,7 @@ fn row(w: &mut impl Write, m: &IterMetrics, eval: Option<&EvalMetrics>) -> std::
     let t_end: Vec<String> = m.t_end.iter().map(|t| format!("{t:.5}")).collect();
     writeln!(
         w,
-        "{},{},{},{},{},{},{},{:.6},{:.3},{},{},{},{:.6},{:.6}",
+        "{},{},{},{},{},{},{},{:.6},{:.3},{},{},{},{:.6},{:.6},{}",
         m.iter,
         m.loss,
         m.nll,
@@ -183,6 +256,8 @@ fn row(w: &mut impl Write, m: &IterMetrics, eval: Option<&EvalMetrics>) -> std::
         eval.and_then(|e| e.kl_gap).map_or(String::new(), |g| g.to_string()),
         m.seconds_forward,
         m.seconds_backward,
+        eval.and_then(|e| e.test_nll_train_solver)
+            .map_or(String::new(), |v| v.to_string()),
     )
 }
 
@@ -320,5 +395,24 @@ impl<T: Real> Observer<T, Mlp<T>> for Interrupt {
         } else {
             ControlFlow::Continue(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EntropyCheck;
+
+    #[test]
+    fn a_training_nll_clearly_below_the_entropy_is_called_out() {
+        // Noisy batch NLLs around a mean: clearly below 2.62, just below, above.
+        let around = |mean: f64| -> Vec<f64> { (0..100).map(|i| mean + 0.05 * ((i * 37 % 11) as f64 - 5.0)).collect() };
+        assert!(EntropyCheck::verdict(&around(2.39), 2.621).is_some());
+        assert!(EntropyCheck::verdict(&around(2.615), 2.621).is_none());
+        assert!(EntropyCheck::verdict(&around(2.80), 2.621).is_none());
+        let line = EntropyCheck::verdict(&around(2.39), 2.621).unwrap();
+        assert!(
+            line.contains("2.390") && line.contains("2.621") && line.contains("i.i.d."),
+            "{line}"
+        );
     }
 }

@@ -13,7 +13,7 @@ use cnflow::cnf::{Block, Cnf, GradMethod, LossConfig, Trace, TAPE_BUDGET};
 use cnflow::data::{train_test_split, Dataset, Standardizer};
 use cnflow::model_file::EvalSolver;
 
-use super::observers::{Checkpoints, Interrupt, Metrics, Progress};
+use super::observers::{Checkpoints, EntropyCheck, Interrupt, Metrics, Progress};
 use super::run_folder::RunFolder;
 use cnflow::nn::{Activation, LayerKind, Mlp, MlpConfig};
 use cnflow::ode::{Method, SolverConfig};
@@ -409,6 +409,7 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, folder: RunFolder, checkpoin
         eval_every: args.eval_every,
         seed: args.seed,
         n_parts: args.parts,
+        eval_at_train_tolerance: true,
     };
     guard_memory::<T>(args, &config, &problem, checkpoint.as_ref())?;
     let mut state = match &checkpoint {
@@ -456,6 +457,8 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, folder: RunFolder, checkpoin
     let mut progress = Progress::new(config.n_iters, state.iter);
     let mut checkpoints = Checkpoints::new(folder, args, eval_solver(), problem.entropy());
     checkpoints.bar = progress.bar.clone();
+    let mut entropy_check = EntropyCheck::new(problem.entropy());
+    entropy_check.bar = progress.bar.clone();
     eprintln!(
         "training on {} ({} dims) for {} iterations{}; run folder {}",
         args.data,
@@ -474,7 +477,13 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, folder: RunFolder, checkpoin
         |n, rng| problem.batch(n, rng),
         &problem.test,
         problem.entropy(),
-        &mut [&mut progress, &mut metrics, &mut checkpoints, &mut interrupt],
+        &mut [
+            &mut progress,
+            &mut entropy_check,
+            &mut metrics,
+            &mut checkpoints,
+            &mut interrupt,
+        ],
     );
     // Peak memory of training (and its test evaluations), before the pictures.
     let peak_rss = super::common::peak_rss_kb();

@@ -52,9 +52,7 @@ pub fn read_npy_bytes(bytes: &[u8], file: &str) -> Result<Array2<f64>, DataError
     };
     let any: ArrayD<f64> = match ArrayD::<f64>::read_npy(bytes) {
         Ok(a) => a,
-        Err(ReadNpyError::WrongDescriptor(_)) => {
-            ArrayD::<f32>::read_npy(bytes).map_err(npy_error)?.mapv(f64::from)
-        }
+        Err(ReadNpyError::WrongDescriptor(_)) => ArrayD::<f32>::read_npy(bytes).map_err(npy_error)?.mapv(f64::from),
         Err(e) => return Err(npy_error(e)),
     };
     let points: Array2<f64> = match any.ndim() {

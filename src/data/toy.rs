@@ -98,10 +98,12 @@ impl Dataset {
     /// Draws exactly `n_points` points (an `n_points × 2` array) from the dataset.
     ///
     /// Deterministic given the generator's state: a `ChaCha8Rng` seeded with the
-    /// same seed yields the same points. `moons`, `circles`, `rings` and `pinwheel`
-    /// come shuffled (as scikit-learn and FFJORD shuffle them); `8gaussians`,
-    /// `checkerboard` and `swissroll` are i.i.d. anyway; `2spirals` keeps FFJORD's
-    /// order: the first `⌈n/2⌉` rows are one arm, the rest the other.
+    /// same seed yields the same points. Every point is drawn i.i.d. from the density
+    /// whose [`Dataset::entropy`] is quoted (`moons`, `circles` and `rings` with
+    /// uniformly random angles, unlike FFJORD's evenly spaced ones: see
+    /// [`Dataset::sample_grid`]), except that `2spirals` keeps FFJORD's order — the
+    /// first `⌈n/2⌉` rows are one arm, the rest the other — and `pinwheel` comes in
+    /// whole arms, shuffled.
     pub fn sample<R: Rng + ?Sized>(self, n_points: usize, rng: &mut R) -> Array2<f64> {
         match self {
             Dataset::EightGaussians => eight_gaussians(n_points, rng),
@@ -112,6 +114,20 @@ impl Dataset {
             Dataset::Rings => rings(n_points, rng),
             Dataset::Swissroll => swissroll(n_points, rng),
             Dataset::Pinwheel => pinwheel(n_points, rng),
+        }
+    }
+
+    /// FFJORD's and scikit-learn's versions of `moons`, `circles` and `rings`: points
+    /// at evenly spaced angles (then shuffled and noised), `None` for the others. Not
+    /// i.i.d.: a batch of 100 repeats the same 100 angles every time, and a model
+    /// trained on such batches learns those spots instead of the density (its training
+    /// NLL falls below the entropy). For comparison with FFJORD's numbers only.
+    pub fn sample_grid<R: Rng + ?Sized>(self, n_points: usize, rng: &mut R) -> Option<Array2<f64>> {
+        match self {
+            Dataset::Moons => Some(moons_grid(n_points, rng)),
+            Dataset::Circles => Some(circles_grid(n_points, rng)),
+            Dataset::Rings => Some(rings_grid(n_points, rng)),
+            _ => None,
         }
     }
 
@@ -231,7 +247,7 @@ fn two_spirals<R: Rng + ?Sized>(n_points: usize, rng: &mut R) -> Array2<f64> {
     x
 }
 
-fn moons<R: Rng + ?Sized>(n_points: usize, rng: &mut R) -> Array2<f64> {
+fn moons_grid<R: Rng + ?Sized>(n_points: usize, rng: &mut R) -> Array2<f64> {
     let n_outer = n_points / 2;
     let n_inner = n_points - n_outer;
     let mut x = Array2::zeros((n_points, 2));
@@ -264,7 +280,7 @@ fn circle_points(parts: &[(f64, usize)]) -> Array2<f64> {
     x
 }
 
-fn circles<R: Rng + ?Sized>(n_points: usize, rng: &mut R) -> Array2<f64> {
+fn circles_grid<R: Rng + ?Sized>(n_points: usize, rng: &mut R) -> Array2<f64> {
     let n_outer = n_points / 2;
     let x = circle_points(&[(1.0, n_outer), (0.5, n_points - n_outer)]);
     let mut x = shuffled_rows(&x, rng);
@@ -274,13 +290,59 @@ fn circles<R: Rng + ?Sized>(n_points: usize, rng: &mut R) -> Array2<f64> {
     x
 }
 
-fn rings<R: Rng + ?Sized>(n_points: usize, rng: &mut R) -> Array2<f64> {
+fn rings_grid<R: Rng + ?Sized>(n_points: usize, rng: &mut R) -> Array2<f64> {
     let n_each = n_points / 4;
     let n_smallest = n_points - 3 * n_each;
     let x = circle_points(&[(1.0, n_each), (0.75, n_each), (0.5, n_each), (0.25, n_smallest)]) * 3.0;
     let mut x = shuffled_rows(&x, rng);
     for v in x.iter_mut() {
         *v += 0.08 * normal(rng);
+    }
+    x
+}
+
+/// Moons, i.i.d.: each point on the upper arc `(cos θ, sin θ)` or the lower
+/// `(1 − cos θ, 0.5 − sin θ)` with probability ½, `θ ~ U[0, π]`, plus `N(0, 0.1²)`,
+/// then `·2 + (−1, −0.2)`.
+fn moons<R: Rng + ?Sized>(n_points: usize, rng: &mut R) -> Array2<f64> {
+    let mut x = Array2::zeros((n_points, 2));
+    for mut row in x.rows_mut() {
+        let upper = rng.random::<bool>();
+        let t = PI * rng.random::<f64>();
+        let (a, b) = if upper {
+            (t.cos(), t.sin())
+        } else {
+            (1.0 - t.cos(), 0.5 - t.sin())
+        };
+        row[0] = (a + 0.1 * normal(rng)) * 2.0 - 1.0;
+        row[1] = (b + 0.1 * normal(rng)) * 2.0 - 0.2;
+    }
+    x
+}
+
+/// Circles, i.i.d.: the unit circle or radius 0.5 with probability ½, angle
+/// `~ U[0, 2π)`, plus `N(0, 0.08²)`, then `·3`.
+fn circles<R: Rng + ?Sized>(n_points: usize, rng: &mut R) -> Array2<f64> {
+    let mut x = Array2::zeros((n_points, 2));
+    for mut row in x.rows_mut() {
+        let r = if rng.random::<bool>() { 1.0 } else { 0.5 };
+        let t = 2.0 * PI * rng.random::<f64>();
+        row[0] = (r * t.cos() + 0.08 * normal(rng)) * 3.0;
+        row[1] = (r * t.sin() + 0.08 * normal(rng)) * 3.0;
+    }
+    x
+}
+
+/// Rings, i.i.d.: radius 1, .75, .5 or .25 with probability ¼ each, angle
+/// `~ U[0, 2π)`, `·3`, then `+ N(0, 0.08²)`.
+fn rings<R: Rng + ?Sized>(n_points: usize, rng: &mut R) -> Array2<f64> {
+    const RADII: [f64; 4] = [1.0, 0.75, 0.5, 0.25];
+    let mut x = Array2::zeros((n_points, 2));
+    for mut row in x.rows_mut() {
+        let r = RADII[rng.random_range(0..4)];
+        let t = 2.0 * PI * rng.random::<f64>();
+        row[0] = 3.0 * r * t.cos() + 0.08 * normal(rng);
+        row[1] = 3.0 * r * t.sin() + 0.08 * normal(rng);
     }
     x
 }
