@@ -411,7 +411,7 @@ mod tests {
         assert!(EntropyCheck::verdict(&around(2.80), 2.621).is_none());
         let line = EntropyCheck::verdict(&around(2.39), 2.621).unwrap();
         assert!(
-            line.contains("2.390") && line.contains("2.621") && line.contains("i.i.d."),
+            line.contains("± 0.016") && line.contains("entropy 2.621") && line.contains("i.i.d."),
             "{line}"
         );
     }
