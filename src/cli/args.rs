@@ -102,6 +102,18 @@ pub enum TraceArg {
     Hutchinson,
 }
 
+/// Training objectives.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum ObjectiveArg {
+    /// Maximum likelihood through the solver (the CNF's own loss).
+    #[default]
+    Mle,
+    /// Conditional flow matching, independent coupling (simulation-free).
+    Cfm,
+    /// Conditional flow matching with minibatch exact optimal-transport coupling.
+    OtCfm,
+}
+
 /// Gradient methods.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum GradArg {
@@ -319,6 +331,17 @@ pub struct TrainArgs {
     #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
     #[serde(default)]
     pub optimizer: OptimizerArg,
+    /// What the iterations minimise: the likelihood (mle), or flow matching (cfm,
+    /// ot-cfm: one field evaluation per point, no solve; one block). Flow-matching
+    /// models get the same exact likelihood, test NLL and KL gap.
+    #[arg(long, value_enum, default_value_t = ObjectiveArg::Mle)]
+    #[serde(default)]
+    pub objective: ObjectiveArg,
+    /// With a flow-matching objective: the last N of --iters iterations maximise the
+    /// likelihood instead (flow-matching pretraining, likelihood fine-tuning).
+    #[arg(long, value_parser = positive_usize)]
+    #[serde(default)]
+    pub then_mle: Option<usize>,
     /// Momentum of sgd [default: 0.9] and rmsprop [default: 0].
     #[arg(long, value_parser = unit_interval)]
     #[serde(default)]

@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use cnflow::cnf::{Block, Cnf, GradMethod, LossConfig, Trace, TAPE_BUDGET};
+use cnflow::cnf::{Block, Cnf, Coupling, FlowMatching, GradMethod, LossConfig, Trace, TAPE_BUDGET};
 use cnflow::data::{train_test_split, Dataset, Standardizer};
 use cnflow::model_file::EvalSolver;
 
@@ -18,13 +18,14 @@ use super::run_folder::RunFolder;
 use cnflow::nn::{Activation, LayerKind, Mlp, MlpConfig};
 use cnflow::ode::{Method, SolverConfig};
 use cnflow::optim::{AdamConfig, LrSchedule, OptimizerConfig, RmsPropConfig, SgdConfig};
-use cnflow::train::{test_set_rng, train, StopReason, TrainConfig, TrainState};
+use cnflow::train::{test_set_rng, train, Objective, StopReason, TrainConfig, TrainState};
 use cnflow::Real;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::args::{
-    ActivationArg, GradArg, LayerArg, LrScheduleArg, OptimizerArg, PrecisionArg, SolverArg, TraceArg, TrainArgs,
+    ActivationArg, GradArg, LayerArg, LrScheduleArg, ObjectiveArg, OptimizerArg, PrecisionArg, SolverArg, TraceArg,
+    TrainArgs,
 };
 use super::common::{to_flat, DataSource};
 
@@ -255,6 +256,33 @@ impl Problem {
     }
 }
 
+/// The training objective the flags ask for.
+fn objective(args: &TrainArgs) -> Result<Objective> {
+    let coupling = match args.objective {
+        ObjectiveArg::Mle => {
+            if args.then_mle.is_some() {
+                bail!("--then-mle follows a flow-matching objective; give --objective cfm or ot-cfm");
+            }
+            return Ok(Objective::Mle);
+        }
+        ObjectiveArg::Cfm => Coupling::Independent,
+        ObjectiveArg::OtCfm => Coupling::ExactOt,
+    };
+    if args.blocks != 1 {
+        bail!("--objective {:?} trains one block; give --blocks 1", args.objective);
+    }
+    let iters = args.iters.unwrap_or(DEFAULT_ITERS);
+    if let Some(n) = args.then_mle {
+        if n > iters {
+            bail!("--then-mle {n} is more than --iters {iters}");
+        }
+    }
+    Ok(Objective::FlowMatching {
+        config: FlowMatching::new(coupling),
+        mle_from: args.then_mle.map(|n| iters - n + 1),
+    })
+}
+
 /// Refuses a configuration whose buffers cannot fit in the memory available, before
 /// any is allocated; says what the exact trace costs in high dimension.
 fn guard_memory<T: Real>(
@@ -410,6 +438,7 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, folder: RunFolder, checkpoin
         seed: args.seed,
         n_parts: args.parts,
         eval_at_train_tolerance: true,
+        objective: objective(args)?,
     };
     guard_memory::<T>(args, &config, &problem, checkpoint.as_ref())?;
     let mut state = match &checkpoint {

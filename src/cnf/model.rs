@@ -111,6 +111,12 @@ pub enum CnfError {
     /// Hutchinson's estimator with no probe.
     #[error("Hutchinson's estimator needs at least one probe")]
     NoProbes,
+    /// Flow matching trains one block.
+    #[error("flow matching trains a model of one block, this one has {n_blocks}; use --blocks 1")]
+    FlowMatchingBlocks {
+        /// The model's blocks.
+        n_blocks: usize,
+    },
     /// A training batch of no points.
     #[error("the training batch is empty")]
     EmptyBatch,

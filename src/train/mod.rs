@@ -17,7 +17,10 @@ use std::time::Instant;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::cnf::{loss_and_grad_par_in, Cnf, CnfError, Field, GradScratch, LossConfig, LossGrad, Trace};
+use crate::cnf::{
+    fm_loss_and_grad, loss_and_grad_par_in, Cnf, CnfError, Field, FlowMatching, GradScratch, LossConfig, LossGrad,
+    Trace,
+};
 use crate::ode::SolverConfig;
 use crate::optim::{LrSchedule, Optimizer, OptimizerConfig, OptimizerState};
 
@@ -51,6 +54,9 @@ pub struct TrainConfig {
     /// Split every batch into this many parts solved in parallel (1 = one solve; the
     /// result depends on it, so keep it fixed across a resumed run).
     pub n_parts: usize,
+    /// What the iterations minimise: the likelihood, or flow matching (optionally
+    /// followed by likelihood from iteration `mle_from` on).
+    pub objective: Objective,
     /// Also score the test set with the training solver (`loss.solver`) at each
     /// evaluation: a model that exploits a loose training tolerance scores better
     /// there than at the accurate evaluation tolerance.
@@ -74,6 +80,33 @@ impl TrainConfig {
             seed: 0,
             n_parts: 1,
             eval_at_train_tolerance: false,
+            objective: Objective::Mle,
+        }
+    }
+}
+
+/// What a CNF's training iterations minimise.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Objective {
+    /// The negative log-likelihood (with the loss's regularizers).
+    Mle,
+    /// Conditional flow matching ([`crate::cnf::fm_loss_and_grad`]); from iteration
+    /// `mle_from` on (if any), the likelihood instead: flow-matching pretraining,
+    /// likelihood fine-tuning.
+    FlowMatching {
+        /// The coupling and time groups.
+        config: FlowMatching,
+        /// The first iteration that maximises the likelihood.
+        mle_from: Option<usize>,
+    },
+}
+
+impl Objective {
+    /// Whether iteration `iter` is a flow-matching one.
+    pub fn is_flow_matching(&self, iter: usize) -> Option<&FlowMatching> {
+        match self {
+            Objective::FlowMatching { config, mle_from } if mle_from.is_none_or(|m| iter < m) => Some(config),
+            _ => None,
         }
     }
 }
@@ -227,6 +260,10 @@ pub struct CnfProblem<'a, T: Real, F: Field<T>, D, R = ChaCha8Rng> {
     pub sample_batch: &'a mut D,
     /// Backprop's tapes, reused across iterations.
     pub scratch: &'a mut Vec<GradScratch<T, F>>,
+    /// Likelihood or flow matching, by iteration.
+    pub objective: Objective,
+    /// Whether the step being taken holds the end times (a flow-matching step).
+    pub hold_t: bool,
     /// The RNG type.
     pub rng: std::marker::PhantomData<fn(&mut R)>,
 }
@@ -261,16 +298,24 @@ where
             block.field.params_mut().copy_from_slice(&flat[at..at + n]);
             at += n;
             if block.learn_t {
-                // T = s², kept away from zero so that a block never collapses.
-                block.t_end = (flat[at] * flat[at]).max(T::c(1e-4));
+                // T = s², kept away from zero so that a block never collapses. Flow
+                // matching holds T (it has no gradient there, and an optimizer's
+                // normalised step on weight decay alone would shrink it at full speed).
+                if !self.hold_t {
+                    block.t_end = (flat[at] * flat[at]).max(T::c(1e-4));
+                }
                 at += 1;
             }
         }
     }
 
-    fn loss_and_grad(&mut self, _iter: usize, rng: &mut R, grad: &mut Vec<T>) -> Result<(f64, LossGrad<T>), CnfError> {
+    fn loss_and_grad(&mut self, iter: usize, rng: &mut R, grad: &mut Vec<T>) -> Result<(f64, LossGrad<T>), CnfError> {
         let x = (self.sample_batch)(self.batch, rng);
-        let lg = loss_and_grad_par_in(self.model, &x, self.loss, rng, self.n_parts, self.scratch)?;
+        self.hold_t = self.objective.is_flow_matching(iter).is_some();
+        let lg = match self.objective.is_flow_matching(iter) {
+            Some(fm) => fm_loss_and_grad(self.model, &x, fm, rng)?,
+            None => loss_and_grad_par_in(self.model, &x, self.loss, rng, self.n_parts, self.scratch)?,
+        };
         // dL/d√T = 2 √T dL/dT.
         grad.clear();
         for (k, block) in self.model.blocks.iter().enumerate() {
@@ -364,6 +409,8 @@ where
             n_parts: config.n_parts,
             sample_batch: &mut sample_batch,
             scratch: &mut scratch,
+            objective: config.objective,
+            hold_t: false,
             rng: std::marker::PhantomData,
         };
         let lg = match take_step(&mut problem, &mut state.optimizer, lr, iter, &mut rng, &mut buf) {
