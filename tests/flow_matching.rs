@@ -1,7 +1,7 @@
 //! Flow matching: the loss's gradient against central differences (both couplings),
 //! the exact assignment against brute force, and a short fit whose loss falls.
 
-use cnflow::cnf::{fm_loss_and_grad, ot_assignment, Block, Cnf, Coupling, Field, FlowMatching};
+use cnflow::cnf::{fm_loss_and_grad, ot_assignment, Block, Cnf, Coupling, FlowMatching};
 use cnflow::data::Dataset;
 use cnflow::nn::{Mlp, MlpConfig};
 use rand::SeedableRng;
@@ -72,7 +72,7 @@ fn the_ot_assignment_is_the_brute_force_optimum() {
         }
         for i in 0..k {
             heap(k - 1, p, f);
-            let j = if k % 2 == 0 { i } else { 0 };
+            let j = if k.is_multiple_of(2) { i } else { 0 };
             p.swap(j, k - 1);
         }
     }
