@@ -88,6 +88,7 @@ fn main() -> anyhow::Result<()> {
         seed: args.seed,
         n_parts: 2,
         eval_at_train_tolerance: false,
+        objective: cnflow::train::Objective::Mle,
         ..TrainConfig::new(args.iters, args.batch, adam, loss)
     };
     let to_f32 = |a: Array2<f64>| a.iter().map(|&v| v as f32).collect::<Vec<f32>>();

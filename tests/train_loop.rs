@@ -49,6 +49,7 @@ fn config(n_iters: usize, grad: GradMethod) -> TrainConfig {
         seed: 3,
         n_parts: 1,
         eval_at_train_tolerance: false,
+        objective: cnflow::train::Objective::Mle,
     }
 }
 
