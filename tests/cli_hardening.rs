@@ -252,7 +252,7 @@ fn sigkill_during_a_forced_run_always_leaves_one_consistent_resumable_run() {
             .unwrap()
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with('.'))
+            .filter(|n| n.starts_with('.') && !n.ends_with(".lock"))
             .collect();
         // A hidden half-built run may remain after a SIGKILL; the next run removes it.
         assert!(leftovers.len() <= 1, "{leftovers:?}");
@@ -482,4 +482,98 @@ fn configurations_that_cannot_fit_are_refused_before_allocating() {
     );
     fails(&o, &["needs about", "--chunk"]);
     ok(&with_memory("200M", &["sample", "--model", p(&run.model), "-n", "10"]));
+}
+
+#[test]
+fn dev_stdout_appends_where_the_shell_points_it() {
+    let run = trained();
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("log.txt");
+    std::fs::write(&log, "before\n").unwrap();
+    let file = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_cnflow"))
+        .args(["sample", "--model", p(&run.model), "-n", "5", "--output", "/dev/stdout"])
+        .stdout(file)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.starts_with("before\n"), "{text}");
+    assert_eq!(text.lines().count(), 1 + 5, "{text}");
+}
+
+#[test]
+fn run_folders_are_locked_and_odd_out_paths_handled() {
+    let tmp = tempfile::tempdir().unwrap();
+    // --out . in an empty folder: the run lands there.
+    let here = tmp.path().join("here");
+    std::fs::create_dir(&here).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cnflow"))
+        .current_dir(&here)
+        .args([
+            "train",
+            "--iters",
+            "3",
+            "--batch",
+            "32",
+            "--hidden",
+            "8",
+            "--test-size",
+            "50",
+            "--out",
+            ".",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(here.join("checkpoint.json").is_file() && here.join("model.json").is_file());
+    // --out naming a file.
+    let f = tmp.path().join("afile");
+    std::fs::write(&f, "mine").unwrap();
+    fails(&small_run(&f, "2", &[]), &["is a file"]);
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "mine");
+    // A second process on a run folder in use is refused.
+    let dir = tmp.path().join("busy");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cnflow"))
+        .args([
+            "train",
+            "--iters",
+            "100000",
+            "--batch",
+            "32",
+            "--hidden",
+            "8",
+            "--eval-every",
+            "5",
+        ])
+        .args(["--test-size", "50", "--out", p(&dir)])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..500 {
+        if dir.join("checkpoint.json").exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let second = cnflow(&["train", "--out", p(&dir), "--resume", "--iters", "100"]);
+    let _ = child.kill();
+    let _ = child.wait();
+    fails(&second, &["another cnflow train"]);
+    // A row of commas is a row of missing values, not a blank line.
+    let run = trained();
+    let commas = tmp.path().join("commas.csv");
+    std::fs::write(&commas, "1,2\n,\n3,4\n").unwrap();
+    fails(
+        &cnflow(&["density", "--model", p(&run.model), "--input", p(&commas)]),
+        &["commas.csv:2"],
+    );
+    // An unreadable memory budget is an error, not "no limit".
+    let o = Command::new(env!("CARGO_BIN_EXE_cnflow"))
+        .env("CNFLOW_MEMORY_LIMIT", "lots")
+        .args(["sample", "--model", p(&run.model), "-n", "3"])
+        .output()
+        .unwrap();
+    fails(&o, &["CNFLOW_MEMORY_LIMIT"]);
 }

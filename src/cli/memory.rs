@@ -24,7 +24,9 @@ pub fn human(bytes: u128) -> String {
 }
 
 fn parse_size(text: &str) -> Option<u128> {
+    // "4G", "4GB", "4GiB", "4096M", "1e9" all read.
     let t = text.trim();
+    let t = t.strip_suffix("iB").or_else(|| t.strip_suffix('B')).unwrap_or(t);
     let (num, mult) = match t.chars().last()? {
         'k' | 'K' => (&t[..t.len() - 1], 1u128 << 10),
         'm' | 'M' => (&t[..t.len() - 1], 1 << 20),
@@ -39,9 +41,12 @@ fn parse_size(text: &str) -> Option<u128> {
 }
 
 /// The memory this process may still use, if known.
-pub fn available() -> Option<u128> {
+pub fn available() -> Result<Option<u128>> {
     if let Ok(v) = std::env::var("CNFLOW_MEMORY_LIMIT") {
-        return parse_size(&v);
+        return match parse_size(&v) {
+            Some(b) => Ok(Some(b)),
+            None => bail!("CNFLOW_MEMORY_LIMIT={v:?} is not a size; give bytes or a number with K, M or G (e.g. 4G)"),
+        };
     }
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
         t.lines()
@@ -57,17 +62,17 @@ pub fn available() -> Option<u128> {
     };
     let cgroup = read("/sys/fs/cgroup/memory.max")
         .map(|max| max.saturating_sub(read("/sys/fs/cgroup/memory.current").unwrap_or(0)));
-    match (meminfo, cgroup) {
+    Ok(match (meminfo, cgroup) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
-    }
+    })
 }
 
 /// Refuses `need` bytes when more than the memory available; `what` says what needs
 /// them and `lower` which flags lower it.
 pub fn check(need: u128, what: &str, lower: &str) -> Result<()> {
     let need = need + BASE;
-    if let Some(have) = available() {
+    if let Some(have) = available()? {
         if need > have {
             bail!(
                 "{what} needs about {} of memory, more than the {} available; {lower}",
@@ -80,7 +85,7 @@ pub fn check(need: u128, what: &str, lower: &str) -> Result<()> {
 }
 
 /// Peak bytes of training: per part of the batch, the workspaces of the forward pass
-/// and of the gradient (about four); backprop's tape of up to `tape_samples` sample
+/// and of the gradient (two); backprop's tape of up to `tape_samples` sample
 /// evaluations; the parameters with their gradient, optimizer state, best copy and
 /// flat buffers (about ten copies); the test evaluation's workspaces on every thread.
 pub fn train_bytes<T: Real>(
@@ -97,7 +102,7 @@ pub fn train_bytes<T: Real>(
     let params = arch.n_params() as u128 * n_blocks as u128 * std::mem::size_of::<T>() as u128;
     let threads = rayon::current_num_threads() as u128;
     let test = threads * Workspace::<T>::estimate_bytes(arch, 250, arch.dim());
-    n_parts.max(1) as u128 * 4 * ws + tape_samples as u128 * per_sample + 10 * params + test
+    n_parts.max(1) as u128 * 2 * ws + tape_samples as u128 * per_sample + 10 * params + test
 }
 
 /// Peak bytes of a streamed evaluation: `window` chunks of `chunk` points in flight,

@@ -210,10 +210,19 @@ impl Metrics {
                 );
             }
         }
-        let mut writer = BufWriter::new(File::create(path).with_context(|| format!("creating {}", path.display()))?);
-        for line in kept {
-            writeln!(writer, "{line}")?;
-        }
+        // The kept rows replace the file atomically (a kill now cannot cost the rows of
+        // the iterations the checkpoint has), then new rows are appended.
+        cnflow::data::write_atomic(path, |w| -> Result<()> {
+            for line in &kept {
+                writeln!(w, "{line}")?;
+            }
+            Ok(())
+        })?;
+        let file = fs::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        let writer = BufWriter::new(file);
         Ok(Metrics {
             writer,
             path: path.to_path_buf(),
@@ -284,6 +293,8 @@ pub struct Checkpoints {
     folder: RunFolder,
     /// The data's entropy, where known.
     entropy: Option<f64>,
+    /// Why a checkpoint could not be written, if one could not.
+    pub failure: Option<String>,
     args: TrainArgs,
     eval_solver: EvalSolver,
     /// The last evaluation, in the user's units.
@@ -298,6 +309,7 @@ impl Checkpoints {
         Checkpoints {
             folder,
             entropy,
+            failure: None,
             args: args.clone(),
             eval_solver,
             last_eval: None,
@@ -366,10 +378,12 @@ impl Checkpoints {
 
 impl<T: Real> Observer<T, Mlp<T>> for Checkpoints {
     fn evaluation(&mut self, e: &EvalMetrics, state: &TrainState<T, Mlp<T>>) -> ControlFlow<()> {
-        let saved = self.save(state, Some(e)).is_ok();
+        let saved = self.save(state, Some(e));
         self.last_eval = Some(e.clone());
-        if !saved {
-            say(self.bar.as_ref(), "could not write the checkpoint; stopping");
+        if let Err(error) = saved {
+            let message = format!("could not write the checkpoint: {}", super::common::one_line(&error));
+            say(self.bar.as_ref(), &format!("{message}; stopping"));
+            self.failure = Some(message);
             return ControlFlow::Break(());
         }
         ControlFlow::Continue(())

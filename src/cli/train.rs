@@ -562,6 +562,9 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, folder: RunFolder, checkpoin
             Err(e) => eprintln!("could not draw the pictures: {}", super::common::one_line(&e)),
         }
     }
+    if let Some(failure) = &checkpoints.failure {
+        bail!("training stopped: {failure}");
+    }
     if let Some(sig) = super::signals::received() {
         // An unfinished model must not pass for a finished one (`train && next-step`).
         return Err(super::Interrupted(super::signals::exit_code(sig)).into());

@@ -167,8 +167,8 @@ impl<R: Read> CsvChunks<R> {
             // the newlines before the record's last byte ourselves.
             let end = self.reader.position().byte();
             let line = self.reader.get_mut().line_at(end.saturating_sub(1));
-            if self.record.iter().all(|f| f.trim_start_matches('\u{feff}').is_empty()) {
-                continue; // a line of nothing but spaces (or commas)
+            if self.record.len() == 1 && self.record[0].trim_start_matches('\u{feff}').is_empty() {
+                continue; // a line of nothing but spaces (a line of commas is a row of blanks)
             }
             if !self.first_record_seen {
                 self.first_record_seen = true;

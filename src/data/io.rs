@@ -137,6 +137,29 @@ pub fn register_temp_file(path: &Path) {
     live_temps().push(path.to_path_buf());
 }
 
+/// Creates the temporary file `path` (failing if it exists) with the permissions of
+/// the file it will replace, if any, from the start; registered for removal on a
+/// signal in the same critical section, so that the signal handler either removes it
+/// or finds the registry locked before it exists.
+fn create_temp_file(path: &Path, permissions: Option<&fs::Permissions>) -> io::Result<File> {
+    let mut registry = live_temps();
+    let mut options = File::options();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    if let Some(p) = permissions {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(p.mode() & 0o7777);
+    }
+    let handle = options.open(path)?;
+    registry.push(path.to_path_buf());
+    drop(registry);
+    if let Some(p) = permissions {
+        // The umask may have cleared bits the old file had.
+        handle.set_permissions(p.clone())?;
+    }
+    Ok(handle)
+}
+
 /// Forgets `path` (after it was renamed into place or removed).
 pub fn unregister_temp_file(path: &Path) {
     live_temps().retain(|p| p != path);
@@ -169,8 +192,14 @@ enum Target {
 
 /// Follows symlinks from `path` (at most 40) to the path that is written.
 fn resolve_target(path: &Path, file: &str) -> Result<Target, DataError> {
-    // What the path finally names (following /proc's magic links too, which
-    // /dev/stdout is): a device, FIFO or socket is opened by the path as given.
+    // /dev/stdout, /dev/fd/N and the like are the process's own descriptors, whatever
+    // they point at (a regular file opened with `>>` must be appended to, not
+    // replaced): written directly, as is anything else in /dev.
+    if path.starts_with("/dev") {
+        return Ok(Target::Special(path.to_path_buf()));
+    }
+    // What the path finally names: a device, FIFO or socket is opened by the path as
+    // given.
     match fs::metadata(path) {
         Ok(m) if m.is_dir() => return Err(DataError::IsDirectory { file: file.to_string() }),
         Ok(m) if !m.is_file() => return Ok(Target::Special(path.to_path_buf())),
@@ -189,6 +218,10 @@ fn resolve_target(path: &Path, file: &str) -> Result<Target, DataError> {
                     Some(dir) if link.is_relative() => dir.join(link),
                     _ => link,
                 };
+                // A link into /proc/PID/fd or /dev names a descriptor: write through it.
+                if at.starts_with("/proc") || at.starts_with("/dev") {
+                    return Ok(Target::Special(path.to_path_buf()));
+                }
             }
             Ok(m) if m.is_dir() => return Err(DataError::IsDirectory { file: file.to_string() }),
             Ok(m) if m.is_file() => {
@@ -211,6 +244,38 @@ fn resolve_target(path: &Path, file: &str) -> Result<Target, DataError> {
         action: "following its symlinks",
         error: io::Error::other("more than 40 levels of symlinks"),
     })
+}
+
+/// `/dev/stdout`, `/dev/stderr`, `/dev/fd/N` and `/proc/self/fd/N` as a duplicate of
+/// the process's own descriptor, so that writes share its offset and mode (a shell's
+/// `>>` appends, and a script's later writes to the same file follow ours); `None`
+/// for other paths.
+fn own_descriptor(path: &Path) -> Option<io::Result<File>> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::io::FromRawFd;
+        let text = path.to_str()?;
+        let fd: i32 = match text {
+            "/dev/stdout" => 1,
+            "/dev/stderr" => 2,
+            _ => text
+                .strip_prefix("/dev/fd/")
+                .or_else(|| text.strip_prefix("/proc/self/fd/"))?
+                .parse()
+                .ok()?,
+        };
+        // SAFETY: dup returns a new descriptor (or -1), which the File then owns.
+        let new = unsafe { libc::dup(fd) };
+        if new < 0 {
+            return Some(Err(io::Error::last_os_error()));
+        }
+        Some(Ok(unsafe { File::from_raw_fd(new) }))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
 }
 
 /// Whether writes to `path` go to a device, FIFO or socket (directly, unseekable for a
@@ -240,10 +305,11 @@ where
     };
     let (target, permissions) = match resolve_target(path, &file)? {
         Target::Special(at) => {
-            let handle = File::options()
-                .write(true)
-                .open(&at)
-                .map_err(|e| io_err("opening for writing", e))?;
+            let handle = match own_descriptor(&at) {
+                Some(h) => h,
+                None => File::options().write(true).open(&at),
+            }
+            .map_err(|e| io_err("opening for writing", e))?;
             let mut writer = BufWriter::new(handle);
             write(&mut writer)?;
             writer.into_inner().map_err(|e| io_err("writing", e.into_error()))?;
@@ -255,27 +321,26 @@ where
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let base = target
+    let mut base = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "points".to_string());
+    // Room for the prefix and suffix within the 255 bytes a file name may have.
+    if base.len() > 200 {
+        let mut cut = 200;
+        while !base.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        base.truncate(cut);
+    }
     let temp = dir.join(format!(
         ".{base}.{}.{}.tmp",
         std::process::id(),
         TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
     ));
-    register_temp_file(&temp);
     let result = (|| {
-        let handle = File::options()
-            .write(true)
-            .create_new(true)
-            .open(&temp)
+        let handle = create_temp_file(&temp, permissions.as_ref())
             .map_err(|e| io_err("creating a temporary file beside it", e))?;
-        if let Some(p) = &permissions {
-            handle
-                .set_permissions(p.clone())
-                .map_err(|e| io_err("keeping its permissions", e))?;
-        }
         let mut writer = BufWriter::new(handle);
         write(&mut writer)?;
         let handle = writer.into_inner().map_err(|e| io_err("writing", e.into_error()))?;

@@ -115,12 +115,20 @@ pub struct MlpConfig {
     activation: Activation,
 }
 
+/// The widest hidden layer [`MlpConfig::parse_hidden`] accepts (2^26).
+pub const MAX_WIDTH: usize = 1 << 26;
+
 impl MlpConfig {
     /// Validates and builds a config: `dim ≥ 1` and every hidden width `≥ 1`. An empty
     /// `hidden` gives a single layer `d → d` with no activation.
     pub fn new(dim: usize, hidden: &[usize], layer: LayerKind, activation: Activation) -> Result<Self, NnError> {
         if dim == 0 {
             return Err(NnError::ZeroDim);
+        }
+        if let Some(&w) = hidden.iter().chain([&dim]).find(|&&w| w > MAX_WIDTH) {
+            return Err(NnError::BadHidden {
+                spec: format!("{w} (a width or dimension above {MAX_WIDTH})"),
+            });
         }
         if let Some(layer) = hidden.iter().position(|&w| w == 0) {
             return Err(NnError::ZeroWidth { layer });
@@ -140,7 +148,8 @@ impl MlpConfig {
         Self::new(dim, &hidden, layer.parse()?, activation.parse()?)
     }
 
-    /// Parses hidden widths `"64-64-64"` into `[64, 64, 64]`; `""` gives `[]`.
+    /// Parses hidden widths `"64-64-64"` into `[64, 64, 64]`; `""` gives `[]`. Each
+    /// width is at least 1 and at most [`MAX_WIDTH`].
     pub fn parse_hidden(spec: &str) -> Result<Vec<usize>, NnError> {
         let spec_t = spec.trim();
         if spec_t.is_empty() {
@@ -149,7 +158,8 @@ impl MlpConfig {
         spec_t
             .split('-')
             .map(|w| match w.trim().parse::<usize>() {
-                Ok(n) if n > 0 => Ok(n),
+                // Widths beyond 2^26 are no network's (and would overflow counts).
+                Ok(n) if n > 0 && n <= MAX_WIDTH => Ok(n),
                 _ => Err(NnError::BadHidden { spec: spec.to_string() }),
             })
             .collect()
