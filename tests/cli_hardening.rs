@@ -56,15 +56,7 @@ fn special_files_are_written_directly_and_symlinks_followed() {
     }
 
     // /dev/stdout is the process's stdout (a pipe here).
-    let out = ok(&cnflow(&[
-        "sample",
-        "--model",
-        p(&run.model),
-        "-n",
-        "50",
-        "--output",
-        "/dev/stdout",
-    ]));
+    let out = sample(Path::new("/dev/stdout"));
     assert_eq!(out.as_bytes(), std::fs::read(&regular_csv).unwrap());
 
     // A symlink stays a link; its target is replaced, keeping its permissions.

@@ -210,31 +210,51 @@ impl Drop for RunFolder {
     }
 }
 
-/// Renames `a` to `b`, failing if `b` exists (a folder made there during the run).
-fn rename_no_replace(a: &Path, b: &Path) -> io::Result<()> {
+/// `renameat2(a, b, flags)`; `None` where the system or filesystem lacks it (not
+/// Linux, EINVAL, ENOSYS), so that the caller falls back.
+fn renameat2(a: &Path, b: &Path, flags: u32) -> Option<io::Result<()>> {
     #[cfg(target_os = "linux")]
     {
         use std::ffi::CString;
         use std::os::unix::ffi::OsStrExt;
-        let ca = CString::new(a.as_os_str().as_bytes()).map_err(io::Error::other)?;
-        let cb = CString::new(b.as_os_str().as_bytes()).map_err(io::Error::other)?;
-        // SAFETY: both paths are valid NUL-terminated strings that outlive the call.
-        let r = unsafe {
-            libc::renameat2(
-                libc::AT_FDCWD,
-                ca.as_ptr(),
-                libc::AT_FDCWD,
-                cb.as_ptr(),
-                libc::RENAME_NOREPLACE,
-            )
+        let (ca, cb) = match (
+            CString::new(a.as_os_str().as_bytes()),
+            CString::new(b.as_os_str().as_bytes()),
+        ) {
+            (Ok(ca), Ok(cb)) => (ca, cb),
+            _ => return Some(Err(io::Error::other("a path holds a NUL byte"))),
         };
+        // SAFETY: both paths are valid NUL-terminated strings that outlive the call.
+        let r = unsafe { libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), flags) };
         if r == 0 {
-            return Ok(());
+            return Some(Ok(()));
         }
         let err = io::Error::last_os_error();
-        if !matches!(err.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) {
-            return Err(err);
+        if matches!(err.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) {
+            return None;
         }
+        Some(Err(err))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (a, b, flags);
+        None
+    }
+}
+
+#[cfg(target_os = "linux")]
+const NOREPLACE: u32 = libc::RENAME_NOREPLACE;
+#[cfg(not(target_os = "linux"))]
+const NOREPLACE: u32 = 0;
+#[cfg(target_os = "linux")]
+const EXCHANGE: u32 = libc::RENAME_EXCHANGE;
+#[cfg(not(target_os = "linux"))]
+const EXCHANGE: u32 = 0;
+
+/// Renames `a` to `b`, failing if `b` exists (a folder made there during the run).
+fn rename_no_replace(a: &Path, b: &Path) -> io::Result<()> {
+    if let Some(done) = renameat2(a, b, NOREPLACE) {
+        return done;
     }
     if b.exists() {
         return Err(io::Error::new(
@@ -245,32 +265,10 @@ fn rename_no_replace(a: &Path, b: &Path) -> io::Result<()> {
     fs::rename(a, b)
 }
 
-/// Swaps two directories atomically where the system can.
+/// Swaps two directories atomically where the system can (else three renames).
 fn exchange(a: &Path, b: &Path) -> io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        use std::ffi::CString;
-        use std::os::unix::ffi::OsStrExt;
-        let ca = CString::new(a.as_os_str().as_bytes()).map_err(io::Error::other)?;
-        let cb = CString::new(b.as_os_str().as_bytes()).map_err(io::Error::other)?;
-        // SAFETY: both paths are valid NUL-terminated strings that outlive the call.
-        let r = unsafe {
-            libc::renameat2(
-                libc::AT_FDCWD,
-                ca.as_ptr(),
-                libc::AT_FDCWD,
-                cb.as_ptr(),
-                libc::RENAME_EXCHANGE,
-            )
-        };
-        if r == 0 {
-            return Ok(());
-        }
-        let err = io::Error::last_os_error();
-        // EINVAL / ENOSYS: a filesystem or kernel without the exchange.
-        if !matches!(err.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) {
-            return Err(err);
-        }
+    if let Some(done) = renameat2(a, b, EXCHANGE) {
+        return done;
     }
     let old = a.with_extension("old");
     fs::rename(b, &old)?;

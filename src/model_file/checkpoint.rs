@@ -47,12 +47,7 @@ fn optimizer_state<'de, D: serde::Deserializer<'de>>(d: D) -> Result<OptimizerSt
 impl<A: Serialize + DeserializeOwned> Checkpoint<A> {
     /// Reads and checks a checkpoint.
     pub fn load(path: &Path) -> Result<Self, ModelFileError> {
-        let file = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| ModelFileError::Read {
-            file: file.clone(),
-            error: source,
-        })?;
-        Self::from_slice(&bytes, &file)
+        Self::from_slice(&super::read_bytes(path)?, &path.display().to_string())
     }
 
     /// Parses and checks a checkpoint's bytes; `file` names it in errors.

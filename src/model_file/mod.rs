@@ -194,11 +194,7 @@ impl ModelFile {
                 problem: "is a directory; give the model file inside it (e.g. DIR/model.json)".into(),
             });
         }
-        let bytes = std::fs::read(path).map_err(|source| ModelFileError::Read {
-            file: file.clone(),
-            error: source,
-        })?;
-        Self::from_slice(&bytes, &file)
+        Self::from_slice(&read_bytes(path)?, &file)
     }
 
     /// Parses and checks a model file's bytes; `file` names it in errors.
@@ -300,6 +296,14 @@ impl ModelFile {
         }
         Ok(())
     }
+}
+
+/// The bytes of the file at `path`, or [`ModelFileError::Read`].
+pub(crate) fn read_bytes(path: &Path) -> Result<Vec<u8>, ModelFileError> {
+    std::fs::read(path).map_err(|error| ModelFileError::Read {
+        file: path.display().to_string(),
+        error,
+    })
 }
 
 /// Writes `bytes` to `path` atomically (a temporary file renamed over it).
