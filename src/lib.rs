@@ -56,6 +56,7 @@ pub mod optim;
 pub mod plot;
 pub mod real;
 pub mod sensitivity;
+pub mod series;
 pub mod train;
 
 pub use real::Real;

@@ -323,3 +323,33 @@ fn output_rows<T: Real>(bn: usize, n: usize, bias: &[T], g: &[T], c: &[T], h: &m
         }
     }
 }
+
+/// One sample's hidden layer with no time terms: `a = φ(h + b)` and `φ'` into `d1` (all
+/// of length `n`), on the same dispatched loops as the batched layers; `ones` and
+/// `zeros` are at least `n` long (the gate and shift of a layer that ignores `t`).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn activate_single(
+    act: Activation,
+    h: &mut [f64],
+    bias: &[f64],
+    ones: &[f64],
+    zeros: &[f64],
+    a: &mut [f64],
+    d1: &mut [f64],
+) {
+    let args = HiddenArgs {
+        n_batch: 1,
+        n_out: h.len(),
+        bias,
+        g: ones,
+        c: zeros,
+        keep: Keep::D1,
+    };
+    let d2: &mut [f64] = &mut [];
+    match act {
+        Activation::Tanh => hidden_rows::<Tanh, f64>(&args, h, a, d1, d2),
+        Activation::Softplus => hidden_rows::<Softplus, f64>(&args, h, a, d1, d2),
+        Activation::Elu => hidden_rows::<Elu, f64>(&args, h, a, d1, d2),
+        Activation::Swish => hidden_rows::<Swish, f64>(&args, h, a, d1, d2),
+    }
+}

@@ -73,6 +73,7 @@ mod gemm_x86;
 mod mlp;
 mod probes;
 mod reverse;
+mod single;
 #[cfg(target_arch = "x86_64")]
 mod tanh_x86;
 mod thin;
@@ -84,6 +85,7 @@ pub use activation::{fast_tanh, fast_tanh_f32, fast_tanh_f64, Activation};
 pub use config::{LayerKind, LayerShape, MlpConfig};
 pub use mlp::{Cotangents, FieldEval, FieldOutputs, Gradients, Mlp, TraceMode};
 pub use probes::{fill_probes, probes, ProbeKind};
+pub use single::SingleTape;
 pub use workspace::Workspace;
 
 /// The values `CNFLOW_SIMD` may take, widest first (others are ignored by the library;
