@@ -49,7 +49,7 @@ fn main() -> anyhow::Result<()> {
     };
 
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let net = NeuralTerm::new(2, &[50], Activation::Tanh, InputTransform::Cube, None, &mut rng)?;
+    let net = NeuralTerm::new(2, &[50], Activation::Tanh, InputTransform::Cube, None, false, &mut rng)?;
     let model = SeriesModel::new(data.names.clone(), None, Some(net))?;
     let gradient = if adjoint {
         SensitivityMethod::Adjoint { seminorm: true }

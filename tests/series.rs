@@ -64,6 +64,7 @@ fn hybrid_fit(gradient: SensitivityMethod, shooting: usize) -> SeriesFit {
         Activation::Tanh,
         InputTransform::Cube,
         Some(vec![false, true]),
+        false,
         &mut rng,
     )
     .unwrap();

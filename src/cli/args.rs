@@ -32,6 +32,12 @@ pub enum Command {
     Plot(PlotArgs),
     /// List the built-in datasets with their entropies, or write points of one.
     Datasets(DatasetsArgs),
+    /// Fit a neural, mechanistic or hybrid ODE to a time series; writes a run folder.
+    #[command(name = "fit-series", allow_negative_numbers = true)]
+    FitSeries(FitSeriesArgs),
+    /// Predict (extrapolate) a fitted series model at given times.
+    #[command(allow_negative_numbers = true)]
+    Predict(PredictArgs),
 }
 
 /// ODE methods, as on the command line.
@@ -235,6 +241,41 @@ pub enum OptimizerArg {
     Rmsprop,
     /// SGD with momentum.
     Sgd,
+}
+
+impl OptimizerArg {
+    /// The optimizer at `lr` with `weight_decay`; `momentum` for RMSprop (default 0)
+    /// and SGD (default 0.9).
+    pub fn config(self, lr: f64, weight_decay: f64, momentum: Option<f64>) -> cnflow::optim::OptimizerConfig {
+        use cnflow::optim::{AdamConfig, OptimizerConfig, RmsPropConfig, SgdConfig};
+        let adam = AdamConfig::new(lr, weight_decay);
+        match self {
+            OptimizerArg::Adam => OptimizerConfig::Adam(adam),
+            OptimizerArg::Adamw => OptimizerConfig::AdamW(adam),
+            OptimizerArg::Rmsprop => OptimizerConfig::RmsProp(RmsPropConfig {
+                momentum: momentum.unwrap_or(0.0),
+                weight_decay,
+                ..RmsPropConfig::new(lr)
+            }),
+            OptimizerArg::Sgd => OptimizerConfig::Sgd(SgdConfig {
+                weight_decay,
+                ..SgdConfig::new(lr, momentum.unwrap_or(0.9))
+            }),
+        }
+    }
+}
+
+impl ActivationArg {
+    /// The library's activation.
+    pub fn activation(self) -> cnflow::nn::Activation {
+        use cnflow::nn::Activation;
+        match self {
+            ActivationArg::Tanh => Activation::Tanh,
+            ActivationArg::Softplus => Activation::Softplus,
+            ActivationArg::Elu => Activation::Elu,
+            ActivationArg::Swish => Activation::Swish,
+        }
+    }
 }
 
 fn unit_interval(s: &str) -> Result<f64, String> {
@@ -520,4 +561,148 @@ pub struct DatasetsArgs {
     /// (a model trained on its batches learns the spots, not the density).
     #[arg(long)]
     pub grid: bool,
+}
+
+/// Squared-error reductions.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SeriesLossArg {
+    /// Mean over the observed values.
+    Mean,
+    /// Sum over the observed values.
+    Sum,
+}
+
+/// Gradients of a series fit.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SeriesGradArg {
+    /// Backprop through the solver's steps (exact gradient of the discrete solution).
+    Backprop,
+    /// Continuous adjoint with jumps at the observations (memory flat in the steps).
+    Adjoint,
+}
+
+/// `cnflow fit-series`: a neural ODE, a mechanistic model given as equations, or a
+/// hybrid of both, fitted to one or more trajectories observed at irregular times.
+///
+/// The data is a CSV with a header: the time (first column, or --time), an optional
+/// trajectory id (a column named id or trajectory, or --id) and one column per state;
+/// an empty cell or nan is a value not observed.
+#[derive(Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct FitSeriesArgs {
+    /// The observations (CSV).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Name of the time column [default: the first column].
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Name of the trajectory-id column [default: a column named id or trajectory].
+    #[arg(long)]
+    pub id: Option<String>,
+    /// Mechanistic equations, e.g. "dx = a*x - b*x*y; dy = -d*y + g*x*y" (state names are
+    /// the data's column names), or @FILE to read them from a file.
+    #[arg(long)]
+    pub mechanistic: Option<String>,
+    /// Parameter values, e.g. a=1.5,b=1,d=3,g=1 (every parameter the equations use).
+    #[arg(long)]
+    pub params: Option<String>,
+    /// Parameters to fit, e.g. a,d; "all" or "none" [default: all].
+    #[arg(long)]
+    pub learn: Option<String>,
+    /// Equations that get a neural term, e.g. dx,dy; "all" or "none" [default: all
+    /// without --mechanistic, none with it].
+    #[arg(long)]
+    pub neural: Option<String>,
+    /// Hidden widths of the network, joined by '-'.
+    #[arg(long, default_value = "50")]
+    pub hidden: String,
+    /// Activation between layers.
+    #[arg(long, value_enum, default_value_t = ActivationArg::Tanh)]
+    pub activation: ActivationArg,
+    /// What the network sees: the state, or its cube (the spiral demo's u ↦ u³).
+    #[arg(long, default_value = "none")]
+    pub input_transform: String,
+    /// ODE solver.
+    #[arg(long, value_enum, default_value_t = SolverArg::Tsit5)]
+    pub solver: SolverArg,
+    /// Relative tolerance.
+    #[arg(long, allow_hyphen_values = true, value_parser = positive_f64, default_value_t = 1e-6)]
+    pub rtol: f64,
+    /// Absolute tolerance.
+    #[arg(long, allow_hyphen_values = true, value_parser = positive_f64, default_value_t = 1e-8)]
+    pub atol: f64,
+    /// How gradients are computed.
+    #[arg(long, value_enum, default_value_t = SeriesGradArg::Backprop)]
+    pub gradient: SeriesGradArg,
+    /// Iterations in total [default: 1000; with --resume, the checkpoint's total].
+    #[arg(long, value_parser = positive_usize)]
+    pub iters: Option<usize>,
+    /// Optimizer.
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
+    pub optimizer: OptimizerArg,
+    /// Learning rate.
+    #[arg(long, allow_hyphen_values = true, value_parser = positive_f64, default_value_t = 0.05)]
+    pub lr: f64,
+    /// Learning-rate schedule.
+    #[arg(long, value_enum, default_value_t = LrScheduleArg::Constant)]
+    pub lr_schedule: LrScheduleArg,
+    /// Mean or sum of the squared errors.
+    #[arg(long, value_enum, default_value_t = SeriesLossArg::Mean)]
+    pub loss: SeriesLossArg,
+    /// Weight of each state in the loss, comma-separated (e.g. 1,0.5).
+    #[arg(long)]
+    pub weights: Option<String>,
+    /// Fit each trajectory's initial state too (needed when a first row has a missing value).
+    #[arg(long)]
+    pub learn_y0: bool,
+    /// Multiple shooting: cut each trajectory into this many segments.
+    #[arg(long, value_parser = positive_usize, default_value_t = 1)]
+    pub shooting: usize,
+    /// Weight of multiple shooting's continuity penalty.
+    #[arg(long, allow_hyphen_values = true, value_parser = positive_f64, default_value_t = 10.0)]
+    pub continuity: f64,
+    /// Growing training window: a count of equal stages (e.g. 3), or the windows' ends
+    /// (e.g. 1.5,3,5); the iterations are shared equally [default: 1, the whole series].
+    #[arg(long)]
+    pub curriculum: Option<String>,
+    /// End of the prediction and picture [default: the last observation + 50 % of the span].
+    #[arg(long, allow_hyphen_values = true)]
+    pub extrapolate: Option<f64>,
+    /// Seed of the network's initialisation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Run folder (default: runs/series-<data file stem>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace an existing run in the folder.
+    #[arg(long)]
+    #[serde(skip)]
+    pub force: bool,
+    /// Continue the run in the folder (up to --iters in total).
+    #[arg(long)]
+    #[serde(skip)]
+    pub resume: bool,
+    /// Threads for several trajectories [default: all cores]; never changes a result.
+    #[arg(long, value_parser = positive_usize)]
+    pub threads: Option<usize>,
+}
+
+/// `cnflow predict`: a fitted series model's solution at given times.
+#[derive(Args, Debug, Clone)]
+pub struct PredictArgs {
+    /// The model (model.json of a fit-series run, or its folder).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Times: a range START:STEP:END or START:END (100 steps), or a comma-separated list.
+    #[arg(long, allow_hyphen_values = true)]
+    pub t: String,
+    /// Initial state at the first time, comma-separated [default: the fitted start of
+    /// --trajectory, solved on to the first time].
+    #[arg(long, allow_hyphen_values = true)]
+    pub y0: Option<String>,
+    /// Which fitted trajectory's start to use [default: the first].
+    #[arg(long)]
+    pub trajectory: Option<String>,
+    /// Where to write the CSV (t and one column per state), or - for stdout.
+    #[arg(long, default_value = "-")]
+    pub output: PathBuf,
 }

@@ -8,6 +8,7 @@ mod memory;
 mod observers;
 mod plot;
 mod run_folder;
+mod series;
 pub mod signals;
 mod train;
 
@@ -38,5 +39,7 @@ pub fn run(cli: Cli, explicit: &[String]) -> Result<()> {
         Command::Eval(a) => evaluate::eval(a),
         Command::Plot(a) => plot::run(a),
         Command::Datasets(a) => datasets::run(a),
+        Command::FitSeries(a) => series::fit(a),
+        Command::Predict(a) => series::predict(a),
     }
 }

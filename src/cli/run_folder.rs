@@ -15,14 +15,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-/// Files `cnflow train` writes into a run folder.
-pub const RUN_FILES: [&str; 6] = [
+/// Files `cnflow train` and `cnflow fit-series` write into a run folder.
+pub const RUN_FILES: [&str; 8] = [
     "checkpoint.json",
     "model.json",
     "metrics.csv",
     "panels.png",
     "flow.png",
     "metrics.png",
+    "prediction.csv",
+    "fit.png",
 ];
 
 /// Where a run writes and where it ends up.

@@ -15,18 +15,15 @@ use cnflow::model_file::EvalSolver;
 
 use super::observers::{Checkpoints, EntropyCheck, Interrupt, Metrics, Progress};
 use super::run_folder::RunFolder;
-use cnflow::nn::{Activation, LayerKind, Mlp, MlpConfig};
+use cnflow::nn::{LayerKind, Mlp, MlpConfig};
 use cnflow::ode::{Method, SolverConfig};
-use cnflow::optim::{AdamConfig, LrSchedule, OptimizerConfig, RmsPropConfig, SgdConfig};
+use cnflow::optim::{LrSchedule, OptimizerConfig};
 use cnflow::train::{test_set_rng, train, Objective, StopReason, TrainConfig, TrainState};
 use cnflow::Real;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::args::{
-    ActivationArg, GradArg, LayerArg, LrScheduleArg, ObjectiveArg, OptimizerArg, PrecisionArg, SolverArg, TraceArg,
-    TrainArgs,
-};
+use super::args::{GradArg, LayerArg, LrScheduleArg, ObjectiveArg, PrecisionArg, SolverArg, TraceArg, TrainArgs};
 use super::common::{to_flat, DataSource};
 
 /// Iterations of `cnflow train` without --iters.
@@ -46,20 +43,7 @@ type Checkpoint = cnflow::model_file::Checkpoint<TrainArgs>;
 
 /// The optimizer the flags ask for.
 fn optimizer_config(args: &TrainArgs) -> OptimizerConfig {
-    let adam = AdamConfig::new(args.lr, args.weight_decay);
-    match args.optimizer {
-        OptimizerArg::Adam => OptimizerConfig::Adam(adam),
-        OptimizerArg::Adamw => OptimizerConfig::AdamW(adam),
-        OptimizerArg::Rmsprop => OptimizerConfig::RmsProp(RmsPropConfig {
-            momentum: args.momentum.unwrap_or(0.0),
-            weight_decay: args.weight_decay,
-            ..RmsPropConfig::new(args.lr)
-        }),
-        OptimizerArg::Sgd => OptimizerConfig::Sgd(SgdConfig {
-            weight_decay: args.weight_decay,
-            ..SgdConfig::new(args.lr, args.momentum.unwrap_or(0.9))
-        }),
-    }
+    args.optimizer.config(args.lr, args.weight_decay, args.momentum)
 }
 
 /// Flags that may change when a run is resumed; every other flag must match the run's.
@@ -394,13 +378,7 @@ fn mlp_config(args: &TrainArgs, dim: usize) -> Result<MlpConfig> {
         LayerArg::Concat => LayerKind::Concat,
         LayerArg::Ignore => LayerKind::Ignore,
     };
-    let activation = match args.activation {
-        ActivationArg::Tanh => Activation::Tanh,
-        ActivationArg::Softplus => Activation::Softplus,
-        ActivationArg::Elu => Activation::Elu,
-        ActivationArg::Swish => Activation::Swish,
-    };
-    Ok(MlpConfig::new(dim, &hidden, layer, activation)?)
+    Ok(MlpConfig::new(dim, &hidden, layer, args.activation.activation())?)
 }
 
 fn run_typed<T: Real>(args: &TrainArgs, out: &Path, folder: RunFolder, checkpoint: Option<Checkpoint>) -> Result<()> {

@@ -74,6 +74,8 @@ pub struct Solver<T: Real, St: Stepper<T> = ExplicitRk<T>> {
     /// Buffers of the first-step heuristic.
     probe_y: Vec<T>,
     probe_f: Vec<T>,
+    /// The first step of the next [`Solver::start`], if set ([`Solver::set_first_step`]).
+    first_step: Option<T>,
 }
 
 /// Where the loop is.
@@ -94,6 +96,7 @@ impl<T: Real> Solver<T, ExplicitRk<T>> {
             tab: Some(tab),
             probe_y: Vec::new(),
             probe_f: Vec::new(),
+            first_step: None,
         })
     }
 
@@ -111,6 +114,7 @@ impl<T: Real> Solver<T, ExplicitRk<T>> {
             tab: Some(tab),
             probe_y: Vec::new(),
             probe_f: Vec::new(),
+            first_step: None,
         })
     }
 }
@@ -129,7 +133,15 @@ impl<T: Real, St: Stepper<T>> Solver<T, St> {
             tab: None,
             probe_y: Vec::new(),
             probe_f: Vec::new(),
+            first_step: None,
         })
+    }
+
+    /// The next [`Solver::start`] (and only that one) tries `h` as its first step
+    /// instead of the configured `h0` or the first-step heuristic: a solve split into
+    /// pieces carries its step size across the joins.
+    pub fn set_first_step(&mut self, h: Option<T>) {
+        self.first_step = h.map(|h| h.abs());
     }
 
     /// The configuration this solver was made with.
@@ -216,8 +228,8 @@ impl<T: Real, St: Stepper<T>> Solver<T, St> {
             StepControl::Adaptive(a) => {
                 let h_max = a.h_max.map_or(span, |h| T::c(h).min(span));
                 let (rtol, atol) = (T::c(a.rtol), T::c(a.atol));
-                let h_abs = match a.h0 {
-                    Some(h0) => T::c(h0),
+                let h_abs = match self.first_step.take().or(a.h0.map(T::c)) {
+                    Some(h0) => h0,
                     None => {
                         let h = self.initial_step(system, t0, dir, span, rtol, atol, &mut cur.stats);
                         system.step_event(StepEvent::Probe);

@@ -272,6 +272,9 @@ pub fn discrete_forward<T: Real, S: OdeSystem<T> + ?Sized>(
     let mut n_evals = 0;
     let mut n_steps = 0;
     let keep_all = policy == Checkpointing::All;
+    // The largest step of a segment starts the next, so the joins at the observations
+    // cost no first-step probes and no regrowth of the step size.
+    let mut carry: Option<T> = None;
     for i in 1..times.len() {
         let mut seg = Segment {
             grid: Vec::new(),
@@ -290,6 +293,8 @@ pub fn discrete_forward<T: Real, S: OdeSystem<T> + ?Sized>(
             steps: Vec::new(),
         };
         let stats;
+        ode.set_first_step(carry.take());
+        let mut h_big = T::zero();
         {
             let run = if keep_all {
                 ode.start(&mut rec, &y, times[i - 1], times[i], &none)
@@ -309,10 +314,14 @@ pub fn discrete_forward<T: Real, S: OdeSystem<T> + ?Sized>(
                 .map_err(forward_err)?;
                 if let StepOutcome::Accepted { t_prev, h, .. } = outcome {
                     seg.grid.push((t_prev, h));
+                    h_big = h_big.max(h.abs());
                 }
             }
             stats = run.stats();
             y = run.finish().y_final;
+        }
+        if matches!(solver.step, crate::ode::StepControl::Adaptive(_)) && h_big > T::zero() {
+            carry = Some(h_big);
         }
         n_evals += stats.n_evals;
         n_steps += seg.grid.len();

@@ -219,14 +219,16 @@ impl Series {
                 }
                 match s.parse::<f64>() {
                     Ok(v) if v.is_finite() => values.push(v),
-                    _ => return Err(at(
-                        line,
-                        format!(
+                    _ => {
+                        return Err(at(
+                            line,
+                            format!(
                             "column '{}': '{}' is not a finite number (leave it empty or write nan if not observed)",
                             names[c],
                             crate::data::csv_io::shown(s)
                         ),
-                    )),
+                        ))
+                    }
                 }
             }
             let k = match trajectories.iter().position(|tr| tr.id == id) {

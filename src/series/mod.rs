@@ -29,12 +29,14 @@
 
 mod data;
 mod equations;
+mod file;
 mod fit;
 mod model;
 mod second_order;
 
 pub use data::{Series, SeriesError, Trajectory};
 pub use equations::{EquationError, Equations};
+pub use file::{SavedModelError, SavedNetwork, SavedSeriesModel, SavedStart, SERIES_FORMAT, SERIES_VERSION};
 pub use fit::{FitConfig, FitError, FitReport, SeriesFit};
 pub use model::{Generic, InputTransform, Mechanistic, ModelError, NeuralTerm, SeriesModel, SeriesSystem};
 pub use second_order::{SecondOrder, SecondOrderSystem};

@@ -145,17 +145,20 @@ pub struct NeuralTerm {
 impl NeuralTerm {
     /// A network of hidden widths `hidden` and activation `activation` on `dim` states,
     /// PyTorch's default initialisation from `rng`; `outputs` all true when `None`.
+    /// With `zero_last` the last layer starts at zero, so the term starts at `0` (a
+    /// hybrid model then starts as its mechanistic part).
     pub fn new<R: Rng + ?Sized>(
         dim: usize,
         hidden: &[usize],
         activation: Activation,
         transform: InputTransform,
         outputs: Option<Vec<bool>>,
+        zero_last: bool,
         rng: &mut R,
     ) -> Result<Self, NnError> {
         let config = MlpConfig::new(dim, hidden, LayerKind::Ignore, activation)?;
         Ok(NeuralTerm {
-            mlp: Mlp::new(config, rng, false),
+            mlp: Mlp::new(config, rng, zero_last),
             transform,
             outputs: outputs.unwrap_or_else(|| vec![true; dim]),
         })
