@@ -623,7 +623,7 @@ fn parse_times(spec: &str) -> Result<Vec<f64>> {
             [a, s, b] => (*a, *s, *b),
             _ => return Err(bad()),
         };
-        if !(step > 0.0) || b <= a {
+        if step.is_nan() || step <= 0.0 || b <= a {
             return Err(bad());
         }
         let n = ((b - a) / step + 1e-9).floor() as usize;
