@@ -13,7 +13,7 @@
 //! Data flows one way through the crate, and the modules' imports follow it:
 //!
 //! ```text
-//! data ──► nn (fields + derivatives) ──► cnf (one model among others)
+//! data ──► nn (fields + derivatives) ──► cnf, classifier, series (models among others)
 //!      ──► ode (systems in derivative layers, steppers, controllers, the driver)
 //!      ──► sensitivity (continuous adjoint with jumps; discrete adjoint with a checkpoint policy)
 //!      ──► loss ──► optim ──► train (a generic loop over a Problem, observers)
@@ -45,6 +45,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod classifier;
 pub mod cnf;
 pub mod data;
 pub mod fuzz;

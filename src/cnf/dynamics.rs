@@ -12,7 +12,7 @@
 //! the one second-order kernel that the adjoint and backprop share.
 
 use super::field::{Cotangents, Field, FieldOutputs, TraceMode};
-use crate::ode::{OdeSystem, StepEvent, Vjp};
+use crate::ode::{OdeSystem, StageSlots, StepEvent, Vjp};
 use crate::Real;
 
 /// Where each part of a block's augmented state lives.
@@ -128,22 +128,14 @@ pub(crate) struct Taped<'a, T: Real, F: Field<T>> {
     pub mode: TraceMode<'a, T>,
     pub n_tangents: usize,
     pub tape: Vec<Record<T, F::Workspace>>,
-    /// Per accepted step, the tape slots of its stages `k_1..k_s` (`s` entries a step).
-    pub steps: Vec<usize>,
-    /// Slots whose evaluations were not stages, free to be overwritten.
-    pub vacant: Vec<usize>,
-    /// Slots of the evaluations since the last step event.
-    pub pending: Vec<usize>,
-    /// Slot of the current step's first stage.
-    pub first: Option<usize>,
+    /// Which tape slots hold the stages of accepted steps.
+    pub slots: StageSlots,
     /// Records of earlier solves (same shapes) to reuse before allocating new ones.
     pub free: &'a mut Vec<Record<T, F::Workspace>>,
     pub limit: usize,
     pub overflowed: bool,
     /// Workspace for the evaluations after an overflow.
     pub spare: Option<F::Workspace>,
-    /// Stages per step of the method (to find a step's slots).
-    pub n_stages: usize,
     /// The VJP kernel, and a full workspace for VJPs of evaluations not on the tape.
     pub eval: GradEval<T>,
     pub recompute: Option<Record<T, F::Workspace>>,
@@ -161,7 +153,6 @@ impl<'a, T: Real, F: Field<T>> Taped<'a, T, F> {
         n_tangents: usize,
         free: &'a mut Vec<Record<T, F::Workspace>>,
         limit: usize,
-        n_stages: usize,
     ) -> Self {
         Taped {
             field,
@@ -170,15 +161,11 @@ impl<'a, T: Real, F: Field<T>> Taped<'a, T, F> {
             mode,
             n_tangents,
             tape: Vec::new(),
-            steps: Vec::new(),
-            vacant: Vec::new(),
-            pending: Vec::new(),
-            first: None,
+            slots: StageSlots::default(),
             free,
             limit,
             overflowed: false,
             spare: None,
-            n_stages,
             eval: GradEval::new(layout),
             recompute: None,
             n_recomputed: 0,
@@ -210,7 +197,7 @@ impl<'a, T: Real, F: Field<T>> Taped<'a, T, F> {
         if self.overflowed {
             return None;
         }
-        self.steps.get(step * self.n_stages + stage).copied()
+        self.slots.slot(step, stage)
     }
 
     /// The VJP of `g` for the evaluation kept in `rec`: `grad_s` gets `cᵀ∂g/∂s` (only
@@ -237,13 +224,13 @@ impl<'a, T: Real, F: Field<T>> Taped<'a, T, F> {
     fn overflow(&mut self) {
         self.overflowed = true;
         self.free.append(&mut self.tape);
-        self.steps.clear();
+        self.slots.clear();
     }
 }
 
 impl<T: Real, F: Field<T>> OdeSystem<T> for Taped<'_, T, F> {
     fn rhs(&mut self, tau: T, s: &[T], ds: &mut [T]) {
-        if !self.overflowed && self.vacant.is_empty() && self.tape.len() >= self.limit {
+        if !self.overflowed && self.slots.none_vacant() && self.tape.len() >= self.limit {
             self.overflow();
         }
         if self.overflowed {
@@ -254,7 +241,7 @@ impl<T: Real, F: Field<T>> OdeSystem<T> for Taped<'_, T, F> {
             scale_raw(&self.layout, self.t_end, ds);
             return;
         }
-        let slot = self.vacant.pop().unwrap_or_else(|| {
+        let slot = self.slots.take().unwrap_or_else(|| {
             let rec = self.free.pop().unwrap_or_else(|| Record {
                 ws: self.field.workspace(self.layout.n_batch, self.n_tangents),
                 raw: vec![T::zero(); self.layout.len()],
@@ -275,26 +262,14 @@ impl<T: Real, F: Field<T>> OdeSystem<T> for Taped<'_, T, F> {
         );
         ds.copy_from_slice(&rec.raw);
         scale_raw(&self.layout, self.t_end, ds);
-        if self.first.is_none() {
-            self.first = Some(slot);
-        } else {
-            self.pending.push(slot);
-        }
+        self.slots.record(slot);
     }
 
     fn step_event(&mut self, event: StepEvent) {
         if self.overflowed {
             return;
         }
-        match event {
-            StepEvent::Probe => self.vacant.extend(self.pending.pop()),
-            StepEvent::Rejected => self.vacant.append(&mut self.pending),
-            StepEvent::Accepted { fsal } => {
-                self.steps.extend(self.first);
-                self.steps.append(&mut self.pending);
-                self.first = if fsal { self.steps.last().copied() } else { None };
-            }
-        }
+        self.slots.event(event);
     }
 }
 

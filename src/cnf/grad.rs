@@ -247,7 +247,6 @@ fn adjoint_loss<T: Real, F: Field<T>, R: Rng + ?Sized>(
         .collect();
     let mut grad_t_end = vec![T::zero(); n_blocks];
     let mut n_evals_backward = 0;
-    let n_stages = config.solver.method.tableau().n_stages();
     let len = layout.len();
     let (mut y_both, mut cot_both) = (vec![T::zero(); 2 * len], vec![T::zero(); 2 * len]);
     for k in (0..n_blocks).rev() {
@@ -257,16 +256,7 @@ fn adjoint_loss<T: Real, F: Field<T>, R: Rng + ?Sized>(
         // No tape: the adjoint evaluates each point once, forward and reverse together.
         let mut free = Vec::new();
         let mode = Trace::mode(probes);
-        let mut sys = Taped::new(
-            &block.field,
-            block.t_end,
-            layout,
-            mode,
-            n_tangents,
-            &mut free,
-            0,
-            n_stages,
-        );
+        let mut sys = Taped::new(&block.field, block.t_end, layout, mode, n_tangents, &mut free, 0);
         y_both[len..].copy_from_slice(s_end);
         cot_both[len..].copy_from_slice(&cot);
         let mut grad_p = vec![T::zero(); n_theta + 1];
@@ -322,7 +312,6 @@ fn backprop_loss<T: Real, F: Field<T>, R: Rng + ?Sized>(
         error_mask: Some(layout.error_mask()),
         ..config.solver.clone()
     };
-    let n_stages = config.solver.method.tableau().n_stages();
     // Only the all-stages policy keeps a tape; the others recompute for every VJP.
     let limit = match config.checkpointing {
         Checkpointing::All => config.tape_budget / (n_batch * n_blocks),
@@ -343,16 +332,7 @@ fn backprop_loss<T: Real, F: Field<T>, R: Rng + ?Sized>(
     {
         s[layout.n_z()..].fill(T::zero());
         let mode = Trace::mode(probes);
-        let mut sys = Taped::new(
-            &block.field,
-            block.t_end,
-            layout,
-            mode,
-            n_tangents,
-            free,
-            limit,
-            n_stages,
-        );
+        let mut sys = Taped::new(&block.field, block.t_end, layout, mode, n_tangents, free, limit);
         let fwd = discrete_forward(&mut sys, &s, &span, &fwd_config, config.checkpointing).map_err(sens_error(k))?;
         pass.n_evals += fwd.n_evals;
         s.copy_from_slice(fwd.y_at(1));

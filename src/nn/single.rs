@@ -6,6 +6,11 @@
 //! plain loops do only the arithmetic: `a₀ = x`, `a_l = φ(W_l a_{l−1} + b_l)` (no `φ` on
 //! the last layer), and the reverse pass `ḡ_l = (W_{l+1}ᵀ ḡ_{l+1}) ⊙ φ'`, `∂W_l += ḡ_l
 //! a_{l−1}ᵀ`, `∂b_l += ḡ_l`. Only layers of kind [`LayerKind::Ignore`] (no `t`).
+//!
+//! Each product runs along the longer side of its matrix, so the inner loops are long
+//! and vectorise: a widening layer (`n_in ≤ n_out`) adds columns of `W` (rows of a copy
+//! of `Wᵀ` the tape keeps), a narrowing one takes dot products of rows, each summed in
+//! four interleaved partial sums (a fixed order, so results are reproducible).
 
 use super::{LayerKind, Mlp};
 
@@ -25,11 +30,66 @@ pub struct SingleTape {
     /// Scratch for the reverse pass (the widest layer).
     g: Vec<f64>,
     g_next: Vec<f64>,
+    /// `Wᵀ` (`n_in × n_out`) of each widening layer, copied at [`Mlp::single_tape`]
+    /// (empty for the others).
+    wt: Vec<Vec<f64>>,
+}
+
+/// `Σ a_k b_k` in four interleaved partial sums.
+#[inline(always)]
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f64; 4];
+    let (ac, bc) = (a.chunks_exact(4), b.chunks_exact(4));
+    let tail: f64 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ac.zip(bc) {
+        for k in 0..4 {
+            acc[k] += x[k] * y[k];
+        }
+    }
+    (acc[0] + acc[2]) + (acc[1] + acc[3]) + tail
+}
+
+/// `y += α x`.
+#[inline(always)]
+fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y += alpha * x;
+    }
+}
+
+impl SingleTape {
+    /// How many values [`SingleTape::save`] writes.
+    pub fn saved_len(&self) -> usize {
+        self.inputs.iter().chain(&self.d1).map(Vec::len).sum()
+    }
+
+    /// Writes what the reverse pass reads (each layer's input and `φ'`) into `out`
+    /// ([`SingleTape::saved_len`] values).
+    pub fn save(&self, out: &mut [f64]) {
+        let mut at = 0;
+        for v in self.inputs.iter().chain(&self.d1) {
+            out[at..at + v.len()].copy_from_slice(v);
+            at += v.len();
+        }
+    }
+
+    /// Restores what [`SingleTape::save`] saved (from a tape of the same network).
+    pub fn restore(&mut self, saved: &[f64]) {
+        let mut at = 0;
+        for v in self.inputs.iter_mut().chain(self.d1.iter_mut()) {
+            let n = v.len();
+            v.copy_from_slice(&saved[at..at + n]);
+            at += n;
+        }
+    }
 }
 
 impl Mlp<f64> {
     /// A tape sized for this network, or `None` if a layer takes `t` (only
-    /// [`LayerKind::Ignore`] layers are supported here).
+    /// [`LayerKind::Ignore`] layers are supported here). The tape holds a copy of the
+    /// weights' transposes: make a new one after the params change.
     pub fn single_tape(&self) -> Option<SingleTape> {
         if self.shapes.iter().any(|s| s.kind != LayerKind::Ignore) {
             return None;
@@ -43,6 +103,23 @@ impl Mlp<f64> {
             zeros: vec![0.0; widest],
             g: vec![0.0; widest],
             g_next: vec![0.0; widest],
+            wt: self
+                .shapes
+                .iter()
+                .map(|s| {
+                    if s.n_in > s.n_out {
+                        return Vec::new();
+                    }
+                    let w = &self.params[s.offset..s.bias_offset()];
+                    let mut t = vec![0.0; s.n_in * s.n_out];
+                    for j in 0..s.n_out {
+                        for i in 0..s.n_in {
+                            t[i * s.n_out + j] = w[j * s.n_in + i];
+                        }
+                    }
+                    t
+                })
+                .collect(),
         })
     }
 
@@ -60,9 +137,16 @@ impl Mlp<f64> {
             let (before, after) = tape.inputs.split_at_mut(l + 1);
             let input = &before[l];
             let h = &mut tape.h[..n_out];
-            for j in 0..n_out {
-                let row = &w[j * n_in..(j + 1) * n_in];
-                h[j] = row.iter().zip(input.iter()).map(|(w, x)| w * x).sum::<f64>();
+            if n_in <= n_out {
+                h.fill(0.0);
+                let wt = &tape.wt[l];
+                for i in 0..n_in {
+                    axpy(input[i], &wt[i * n_out..(i + 1) * n_out], h);
+                }
+            } else {
+                for j in 0..n_out {
+                    h[j] = dot(&w[j * n_in..(j + 1) * n_in], input);
+                }
             }
             if l + 1 < n_layers {
                 let (ones, zeros) = (&tape.ones[..n_out], &tape.zeros[..n_out]);
@@ -80,7 +164,12 @@ impl Mlp<f64> {
     pub fn vjp_single(&self, tape: &mut SingleTape, w: &[f64], grad_x: &mut [f64], grad_params: &mut [f64]) {
         let n_layers = self.shapes.len();
         let SingleTape {
-            inputs, d1, g, g_next, ..
+            inputs,
+            d1,
+            g,
+            g_next,
+            wt,
+            ..
         } = tape;
         let d = w.len();
         g[..d].copy_from_slice(w);
@@ -92,18 +181,22 @@ impl Mlp<f64> {
                     g[j] *= d1[l][j];
                 }
             }
-            let wt = &self.params[s.offset..s.bias_offset()];
-            let (gw, rest) = grad_params[s.offset..s.time_offset()].split_at_mut(n_out * n_in);
+            let w = &self.params[s.offset..s.bias_offset()];
+            let (gw, gb) = grad_params[s.offset..s.time_offset()].split_at_mut(n_out * n_in);
             let input = &inputs[l];
-            g_next[..n_in].fill(0.0);
+            axpy(1.0, &g[..n_out], gb);
             for j in 0..n_out {
-                let gj = g[j];
-                rest[j] += gj;
-                let row = &wt[j * n_in..(j + 1) * n_in];
-                let grow = &mut gw[j * n_in..(j + 1) * n_in];
+                axpy(g[j], input, &mut gw[j * n_in..(j + 1) * n_in]);
+            }
+            if n_in <= n_out {
+                let wt = &wt[l];
                 for i in 0..n_in {
-                    grow[i] += gj * input[i];
-                    g_next[i] += gj * row[i];
+                    g_next[i] = dot(&wt[i * n_out..(i + 1) * n_out], &g[..n_out]);
+                }
+            } else {
+                g_next[..n_in].fill(0.0);
+                for j in 0..n_out {
+                    axpy(g[j], &w[j * n_in..(j + 1) * n_in], &mut g_next[..n_in]);
                 }
             }
             std::mem::swap(g, g_next);

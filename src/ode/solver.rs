@@ -217,6 +217,7 @@ impl<T: Real, St: Stepper<T>> Solver<T, St> {
             sol.step_t.push(t0);
             sol.step_y.extend_from_slice(y0);
         }
+        system.step_event(StepEvent::Start);
         self.stepper.init(system, t0, y0);
         cur.stats.n_evals += 1;
         if !all_finite(self.stepper.f()) {

@@ -22,6 +22,9 @@ use crate::Real;
 /// evaluation of a solve, at `(t0, y0)`, is the first stage of the first step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StepEvent {
+    /// A solve starts: its next evaluation, at `(t0, y0)`, is the first stage of its first
+    /// step (told before that evaluation, so a solve split into pieces restarts cleanly).
+    Start,
     /// The last evaluation was a probe (the first-step heuristic), not a stage.
     Probe,
     /// The attempt was rejected: its pending evaluations (stages 2..s) are not stages of
@@ -188,4 +191,75 @@ pub trait GenericSystem {
     fn n_params(&self) -> usize;
     /// Writes `f(t, y; p)` into `dy`, in any number type (`f64` or a dual number).
     fn eval<D: num_dual::DualNum<Primitive = f64> + Copy>(&self, t: D, y: &[D], p: &[D], dy: &mut [D]);
+}
+
+/// Which of a system's evaluations are stages of accepted steps, from the driver's
+/// [`StepEvent`]s: the bookkeeping of a system (or wrapper) that keeps something per
+/// evaluation in slots of its own and answers [`Vjp::vjp_stage`] from them.
+///
+/// At each evaluation take a slot with [`StageSlots::take`] (a vacant one, or a new one
+/// the caller makes), store the evaluation there, and report it with
+/// [`StageSlots::record`]; pass every event on to [`StageSlots::event`]. Slots of
+/// evaluations that were not stages become vacant and are handed out again.
+#[derive(Clone, Debug, Default)]
+pub struct StageSlots {
+    /// The slots of every accepted step's stages `k_1..k_s`, one step after another.
+    pub steps: Vec<usize>,
+    /// Where each accepted step's slots start in `steps`.
+    starts: Vec<usize>,
+    vacant: Vec<usize>,
+    pending: Vec<usize>,
+    first: Option<usize>,
+}
+
+impl StageSlots {
+    /// A vacant slot, if any (otherwise the caller makes a new one).
+    pub fn take(&mut self) -> Option<usize> {
+        self.vacant.pop()
+    }
+
+    /// Whether no slot is vacant.
+    pub fn none_vacant(&self) -> bool {
+        self.vacant.is_empty()
+    }
+
+    /// The evaluation just made is in `slot`.
+    pub fn record(&mut self, slot: usize) {
+        if self.first.is_none() {
+            self.first = Some(slot);
+        } else {
+            self.pending.push(slot);
+        }
+    }
+
+    /// The driver's event after an attempted step.
+    pub fn event(&mut self, event: StepEvent) {
+        match event {
+            StepEvent::Start => {
+                self.vacant.append(&mut self.pending);
+                self.first = None;
+            }
+            StepEvent::Probe => self.vacant.extend(self.pending.pop()),
+            StepEvent::Rejected => self.vacant.append(&mut self.pending),
+            StepEvent::Accepted { fsal } => {
+                self.starts.push(self.steps.len());
+                self.steps.extend(self.first);
+                self.steps.append(&mut self.pending);
+                self.first = if fsal { self.steps.last().copied() } else { None };
+            }
+        }
+    }
+
+    /// The slot of stage `stage` of accepted step `step` (counted from 0 since the slots
+    /// were made or cleared).
+    pub fn slot(&self, step: usize, stage: usize) -> Option<usize> {
+        let at = self.starts.get(step)? + stage;
+        let end = self.starts.get(step + 1).copied().unwrap_or(self.steps.len());
+        (at < end).then(|| self.steps[at])
+    }
+
+    /// Forgets everything (a new solve).
+    pub fn clear(&mut self) {
+        *self = StageSlots::default();
+    }
 }

@@ -7,7 +7,7 @@
 
 use super::revolve::split_point;
 use super::{Checkpointing, Loss, Sensitivity, SensitivityError};
-use crate::ode::{OdeSystem, SaveAt, Solver, SolverConfig, StepEvent, StepOutcome, Tableau, Vjp};
+use crate::ode::{OdeSystem, SaveAt, Solver, SolverConfig, StageSlots, StepEvent, StepOutcome, Tableau, Vjp};
 use crate::Real;
 
 /// Records the stage inputs `(t_i, Y_i)` of accepted steps, from the driver's
@@ -16,18 +16,13 @@ struct StageRecorder<'a, T, S: ?Sized> {
     system: &'a mut S,
     /// Every evaluation kept so far: time and input.
     evals: Vec<(T, Vec<T>)>,
-    /// Slots free for reuse (evaluations that were not stages).
-    vacant: Vec<usize>,
-    pending: Vec<usize>,
-    first: Option<usize>,
-    /// Per accepted step, the slots of its stages.
-    steps: Vec<usize>,
+    slots: StageSlots,
 }
 
 impl<T: Real, S: OdeSystem<T> + ?Sized> OdeSystem<T> for StageRecorder<'_, T, S> {
     fn rhs(&mut self, t: T, y: &[T], dy: &mut [T]) {
         self.system.rhs(t, y, dy);
-        let slot = match self.vacant.pop() {
+        let slot = match self.slots.take() {
             Some(slot) => {
                 let e = &mut self.evals[slot];
                 e.0 = t;
@@ -39,24 +34,12 @@ impl<T: Real, S: OdeSystem<T> + ?Sized> OdeSystem<T> for StageRecorder<'_, T, S>
                 self.evals.len() - 1
             }
         };
-        if self.first.is_none() {
-            self.first = Some(slot);
-        } else {
-            self.pending.push(slot);
-        }
+        self.slots.record(slot);
     }
 
     fn step_event(&mut self, event: StepEvent) {
         self.system.step_event(event);
-        match event {
-            StepEvent::Probe => self.vacant.extend(self.pending.pop()),
-            StepEvent::Rejected => self.vacant.append(&mut self.pending),
-            StepEvent::Accepted { fsal } => {
-                self.steps.extend(self.first);
-                self.steps.append(&mut self.pending);
-                self.first = if fsal { self.steps.last().copied() } else { None };
-            }
-        }
+        self.slots.event(event);
     }
 }
 
@@ -287,10 +270,7 @@ pub fn discrete_forward<T: Real, S: OdeSystem<T> + ?Sized>(
         let mut rec = StageRecorder {
             system: &mut *system,
             evals: Vec::new(),
-            vacant: Vec::new(),
-            pending: Vec::new(),
-            first: None,
-            steps: Vec::new(),
+            slots: StageSlots::default(),
         };
         let stats;
         ode.set_first_step(carry.take());
@@ -327,7 +307,7 @@ pub fn discrete_forward<T: Real, S: OdeSystem<T> + ?Sized>(
         n_steps += seg.grid.len();
         if keep_all {
             seg.stages = rec.evals;
-            seg.stage_slots = rec.steps;
+            seg.stage_slots = rec.slots.steps;
         }
         y_obs.extend_from_slice(&y);
         segments.push(seg);

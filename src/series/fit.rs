@@ -27,7 +27,7 @@ use super::data::Series;
 use super::model::SeriesModel;
 use crate::loss::Reduction;
 use crate::ode::SolverConfig;
-use crate::sensitivity::{gradient, SensitivityError, SensitivityMethod};
+use crate::sensitivity::{gradient, Checkpointing, SensitivityError, SensitivityMethod};
 use crate::train::Problem;
 
 /// How a series is fitted.
@@ -326,8 +326,12 @@ impl SeriesFit {
         }
         let n_seg = bounds.len() - 1;
         let lambda = self.config.continuity * scale;
-        let mut sys = self.model.system();
         for s in 0..n_seg {
+            // A new system per solve: a taped one numbers its steps from the solve's start.
+            let mut sys = match self.config.gradient {
+                SensitivityMethod::Backprop(Checkpointing::All) => self.model.system_taped(),
+                _ => self.model.system(),
+            };
             let (lo, hi) = (bounds[s], bounds[s + 1]);
             let start: &[f64] = if s == 0 {
                 &self.y0[k]

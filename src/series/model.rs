@@ -4,7 +4,9 @@ use ndarray::Array1;
 use rand::Rng;
 
 use crate::nn::{Activation, LayerKind, Mlp, MlpConfig, NnError, SingleTape};
-use crate::ode::{integrate, DualSystem, GenericSystem, OdeSystem, SaveAt, SolveError, SolverConfig, Vjp};
+use crate::ode::{
+    integrate, DualSystem, GenericSystem, OdeSystem, SaveAt, SolveError, SolverConfig, StageSlots, StepEvent, Vjp,
+};
 
 /// A mechanistic term `f_mech(t, y; p)` with its VJP; the model's other parts do not
 /// care how it is written. Implemented by [`Equations`](super::Equations) (typed at the
@@ -300,7 +302,26 @@ impl SeriesModel {
             u: vec![0.0; d],
             f: vec![0.0; d],
             w: vec![0.0; d],
+            tape: None,
         }
+    }
+
+    /// [`SeriesModel::system`] that keeps the network's forward pass of every stage of
+    /// accepted steps, so that backprop through the steps
+    /// ([`Checkpointing::All`](crate::sensitivity::Checkpointing::All)) does not evaluate
+    /// the network a second time. Use one per gradient: its steps are numbered from its
+    /// creation.
+    pub fn system_taped(&self) -> SeriesSystem<'_> {
+        let mut sys = self.system();
+        if let Some((_, tape)) = &sys.neural {
+            let len = tape.saved_len();
+            sys.tape = Some(Tape {
+                records: Vec::with_capacity(1024 * len),
+                len,
+                slots: StageSlots::default(),
+            });
+        }
+        sys
     }
 
     /// The model's solution from `y0` at `times[0]`, at every time of `times` (increasing,
@@ -332,6 +353,16 @@ pub struct SeriesSystem<'a> {
     u: Vec<f64>,
     f: Vec<f64>,
     w: Vec<f64>,
+    tape: Option<Tape>,
+}
+
+/// The network's saved forward passes, one record of `len` values per evaluation slot,
+/// one after another.
+#[derive(Default)]
+struct Tape {
+    records: Vec<f64>,
+    len: usize,
+    slots: StageSlots,
 }
 
 impl OdeSystem<f64> for SeriesSystem<'_> {
@@ -348,6 +379,49 @@ impl OdeSystem<f64> for SeriesSystem<'_> {
                     *d += f;
                 }
             }
+            if let Some(rec) = &mut self.tape {
+                let slot = rec.slots.take().unwrap_or_else(|| {
+                    rec.records.resize(rec.records.len() + rec.len, 0.0);
+                    rec.records.len() / rec.len - 1
+                });
+                tape.save(&mut rec.records[slot * rec.len..(slot + 1) * rec.len]);
+                rec.slots.record(slot);
+            }
+        }
+    }
+
+    fn step_event(&mut self, event: StepEvent) {
+        if let Some(rec) = &mut self.tape {
+            rec.slots.event(event);
+        }
+    }
+}
+
+impl SeriesSystem<'_> {
+    /// `grad_y = wᵀ ∂f/∂y`, `grad_p += wᵀ ∂f/∂p`, the network's forward pass either
+    /// restored from the tape (`saved`) or recomputed.
+    fn vjp_from(&mut self, t: f64, y: &[f64], w: &[f64], grad_y: &mut [f64], grad_p: &mut [f64], saved: Option<usize>) {
+        grad_y.fill(0.0);
+        let m = self.mech_params.len();
+        if let Some(mech) = &mut self.mech {
+            mech.vjp(t, y, self.mech_params, w, grad_y, &mut grad_p[..m]);
+        }
+        if let Some((nt, tape)) = &mut self.neural {
+            match (saved, &self.tape) {
+                (Some(slot), Some(rec)) => tape.restore(&rec.records[slot * rec.len..(slot + 1) * rec.len]),
+                _ => {
+                    nt.transform.apply(y, &mut self.u);
+                    nt.mlp.forward_single(&self.u, tape, &mut self.f);
+                }
+            }
+            for ((wm, &wi), &on) in self.w.iter_mut().zip(w).zip(&nt.outputs) {
+                *wm = if on { wi } else { 0.0 };
+            }
+            nt.mlp.vjp_single(tape, &self.w, &mut self.f, &mut grad_p[m..]);
+            nt.transform.back(y, &mut self.f);
+            for (g, &v) in grad_y.iter_mut().zip(&self.f) {
+                *g += v;
+            }
         }
     }
 }
@@ -358,22 +432,20 @@ impl Vjp<f64> for SeriesSystem<'_> {
     }
 
     fn vjp(&mut self, t: f64, y: &[f64], w: &[f64], grad_y: &mut [f64], grad_p: &mut [f64]) {
-        grad_y.fill(0.0);
-        let m = self.mech_params.len();
-        if let Some(mech) = &mut self.mech {
-            mech.vjp(t, y, self.mech_params, w, grad_y, &mut grad_p[..m]);
-        }
-        if let Some((nt, tape)) = &mut self.neural {
-            nt.transform.apply(y, &mut self.u);
-            nt.mlp.forward_single(&self.u, tape, &mut self.f);
-            for ((wm, &wi), &on) in self.w.iter_mut().zip(w).zip(&nt.outputs) {
-                *wm = if on { wi } else { 0.0 };
-            }
-            nt.mlp.vjp_single(tape, &self.w, &mut self.f, &mut grad_p[m..]);
-            nt.transform.back(y, &mut self.f);
-            for (g, &v) in grad_y.iter_mut().zip(&self.f) {
-                *g += v;
-            }
-        }
+        self.vjp_from(t, y, w, grad_y, grad_p, None);
+    }
+
+    fn vjp_stage(
+        &mut self,
+        step: usize,
+        stage: usize,
+        t: f64,
+        y: &[f64],
+        w: &[f64],
+        grad_y: &mut [f64],
+        grad_p: &mut [f64],
+    ) {
+        let saved = self.tape.as_ref().and_then(|rec| rec.slots.slot(step, stage));
+        self.vjp_from(t, y, w, grad_y, grad_p, saved);
     }
 }
