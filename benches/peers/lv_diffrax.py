@@ -54,6 +54,7 @@ def main():
     ap.add_argument("--rtol", type=float, default=1e-6)
     ap.add_argument("--atol", type=float, default=1e-8)
     ap.add_argument("--max-steps", type=int, default=100_000)
+    ap.add_argument("--write-csv", help="write the noisy observations (t,x,y) to this file and exit")
     args = ap.parse_args()
 
     saveat = diffrax.SaveAt(ts=TS)
@@ -64,6 +65,12 @@ def main():
     ).ys
     rng = np.random.default_rng(args.seed)
     obs = jnp.asarray(np.asarray(clean) * (1.0 + 0.01 * rng.standard_normal(clean.shape)))
+    if args.write_csv:
+        with open(args.write_csv, "w") as f:
+            f.write("t,x,y\n")
+            for t, (x, y) in zip(np.asarray(TS), np.asarray(obs)):
+                f.write(f"{float(t)!r},{float(x)!r},{float(y)!r}\n")
+        return
 
     solver = diffrax.Tsit5()
     controller = diffrax.PIDController(rtol=args.rtol, atol=args.atol)
