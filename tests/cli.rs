@@ -252,6 +252,31 @@ fn sample_and_eval_work_and_eval_prints_json() {
     let nll = v["nll"].as_f64().unwrap();
     assert!((v["kl_gap"].as_f64().unwrap() - (nll - 2.832)).abs() < 1e-9);
     assert!(v["n_evals"].as_u64().unwrap() > 0);
+    // W2 on the 300 test points, beside two true samples' W2: both positive, and a
+    // trained model's samples not absurdly far from the data.
+    let (w2, reference) = (v["w2"].as_f64().unwrap(), v["w2_reference"].as_f64().unwrap());
+    assert_eq!(v["w2_points"].as_u64(), Some(300));
+    assert!(
+        w2 > 0.0 && reference > 0.0 && w2 < 20.0 * reference,
+        "W2 {w2}, reference {reference}"
+    );
+    let skipped: serde_json::Value = serde_json::from_str(
+        ok(&cnflow(&[
+            "eval",
+            "--model",
+            p(&run.model),
+            "--data",
+            "8gaussians",
+            "-n",
+            "50",
+            "--json",
+            "--w2-points",
+            "0",
+        ]))
+        .trim(),
+    )
+    .unwrap();
+    assert!(skipped["w2"].is_null());
     let text_out = ok(&cnflow(&[
         "eval",
         "--model",
@@ -261,7 +286,7 @@ fn sample_and_eval_work_and_eval_prints_json() {
         "-n",
         "300",
     ]));
-    assert!(text_out.contains("KL gap"));
+    assert!(text_out.contains("KL gap") && text_out.contains("W2") && text_out.contains("a fresh true sample"));
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Flow matching: the loss's gradient against central differences (both couplings),
-//! the exact assignment against brute force, and a short fit whose loss falls.
+//! the exact assignment against brute force, W2's identities, and a short fit whose
+//! loss falls.
 
-use cnflow::cnf::{fm_loss_and_grad, ot_assignment, Block, Cnf, Coupling, FlowMatching};
+use cnflow::cnf::{fm_loss_and_grad, ot_assignment, wasserstein2, Block, Cnf, Coupling, FlowMatching};
 use cnflow::data::Dataset;
 use cnflow::nn::{Mlp, MlpConfig};
 use rand::SeedableRng;
@@ -163,4 +164,32 @@ fn a_short_fit_lowers_the_loss_and_then_the_exact_nll() {
         nll - h,
         untrained - h
     );
+}
+
+#[test]
+fn w2_is_a_distance_and_a_translation_moves_it_by_its_length() {
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let a = Dataset::EightGaussians
+        .sample(200, &mut rng)
+        .into_raw_vec_and_offset()
+        .0;
+    let b = Dataset::Moons.sample(200, &mut rng).into_raw_vec_and_offset().0;
+    assert!(wasserstein2(&a, &a, 2) < 1e-12);
+    let (ab, ba) = (wasserstein2(&a, &b, 2), wasserstein2(&b, &a, 2));
+    assert!(ab > 0.5 && (ab - ba).abs() < 1e-9 * ab, "{ab} vs {ba}");
+    // For empirical measures W2(P, P + v) = |v| exactly: the identity pairing is optimal.
+    let v = [0.3, -1.1];
+    let shifted: Vec<f64> = a.iter().enumerate().map(|(k, x)| x + v[k % 2]).collect();
+    let norm = (v[0] * v[0] + v[1] * v[1]).sqrt();
+    assert!((wasserstein2(&a, &shifted, 2) - norm).abs() < 1e-6);
+    // No better than any of many random pairings.
+    use rand::seq::SliceRandom;
+    let mut perm: Vec<usize> = (0..200).collect();
+    for _ in 0..50 {
+        perm.shuffle(&mut rng);
+        let cost: f64 = (0..200)
+            .map(|i| (0..2).map(|c| (a[2 * i + c] - b[2 * perm[i] + c]).powi(2)).sum::<f64>())
+            .sum();
+        assert!(ab <= (cost / 200.0).sqrt() + 1e-9);
+    }
 }

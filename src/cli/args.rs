@@ -514,6 +514,10 @@ pub struct EvalArgs {
     /// Seed of the test draw.
     #[arg(long, default_value_t = 12345)]
     pub seed: u64,
+    /// Points of the W2 distance between model samples and test points (exact optimal
+    /// transport, about a second at 1000; its cost grows as the cube); 0 skips it.
+    #[arg(long, default_value_t = 1000)]
+    pub w2_points: usize,
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,

@@ -322,6 +322,7 @@ fn eval_in<T: Real>(args: &EvalArgs, file: &ModelFile) -> Result<()> {
         }
     };
     let n_points = x.len() / d;
+    let x_w2 = x.clone();
     let started = Instant::now();
     let (log_p, n_evals) = log_density_in(&model, x, &solver, Trace::Exact, args.solver.chunk, args.seed)?;
     let seconds = started.elapsed().as_secs_f64();
@@ -329,6 +330,29 @@ fn eval_in<T: Real>(args: &EvalArgs, file: &ModelFile) -> Result<()> {
     let stderr = {
         let var = log_p.iter().map(|v| (v + nll).powi(2)).sum::<f64>() / (n_points.max(2) - 1) as f64;
         (var / n_points as f64).sqrt()
+    };
+    // Sample quality beside likelihood: W2 between model samples and test points, and
+    // the same figure for two true samples (its noise floor at this many points).
+    let m = args.w2_points.min(n_points);
+    let (w2, w2_reference, reference_kind) = if m > 0 {
+        let (samples, _) = model.sample_par(m, &solver, args.solver.chunk, args.seed ^ 0x5eed)?;
+        let test = &x_w2[..m * d];
+        let w2 = cnflow::cnf::wasserstein2(&samples, test, d);
+        let reference = match &source {
+            DataSource::Builtin(ds) => {
+                let mut rng = ChaCha8Rng::seed_from_u64(args.seed.wrapping_add(1));
+                let fresh = to_flat(&ds.sample(m, &mut rng));
+                Some((cnflow::cnf::wasserstein2(&fresh, test, d), "a fresh true sample"))
+            }
+            DataSource::File { .. } if x_w2.len() >= 2 * m * d => Some((
+                cnflow::cnf::wasserstein2(&x_w2[m * d..2 * m * d], test, d),
+                "the next test points",
+            )),
+            DataSource::File { .. } => None,
+        };
+        (Some(w2), reference.map(|r| r.0), reference.map(|r| r.1))
+    } else {
+        (None, None, None)
     };
     if args.json {
         let obj = serde_json::json!({
@@ -342,6 +366,9 @@ fn eval_in<T: Real>(args: &EvalArgs, file: &ModelFile) -> Result<()> {
             "kl_gap": entropy.map(|h| nll - h),
             "n_evals": n_evals,
             "seconds": seconds,
+            "w2": w2,
+            "w2_reference": w2_reference,
+            "w2_points": if m > 0 { Some(m) } else { None },
         });
         println!("{obj}");
     } else {
@@ -350,6 +377,13 @@ fn eval_in<T: Real>(args: &EvalArgs, file: &ModelFile) -> Result<()> {
         if let Some(h) = entropy {
             println!("entropy     {h:.4} nats");
             println!("KL gap      {:.4} nats", nll - h);
+        }
+        if let Some(w2) = w2 {
+            let reference = match (w2_reference, reference_kind) {
+                (Some(r), Some(kind)) => format!("; {kind}: {r:.4}"),
+                _ => String::new(),
+            };
+            println!("W2          {w2:.4} ({m} model samples vs {m} test points{reference})");
         }
         println!("NFE         {n_evals} (all chunks, {})", T::NAME);
         println!("time        {seconds:.3} s");
