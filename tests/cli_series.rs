@@ -227,3 +227,63 @@ fn bad_input_names_the_file_line_or_symbol() {
     let out = fit(&good, &["--mechanistic", "dx = a*x - q*y; dy = x", "--params", "a=1"]);
     assert_eq!(String::from_utf8_lossy(&out.stderr).lines().count(), 1, "one line");
 }
+
+#[test]
+fn sigint_saves_the_fit_exits_130_and_the_fit_resumes() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("lv.csv");
+    write_lv(&data);
+    let out = dir.path().join("run");
+    let child = Command::new(env!("CARGO_BIN_EXE_cnflow"))
+        .args([
+            "fit-series",
+            "--data",
+            p(&data),
+            "--mechanistic",
+            LV,
+            "--params",
+            "a=1.3,b=0.8,d=2.7,g=0.8",
+        ])
+        .args(["--iters", "1000000", "--out", p(&out)])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    let done = child.wait_with_output().unwrap();
+    assert_eq!(
+        done.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let ck: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("checkpoint.json")).unwrap()).unwrap();
+    let iter = ck["iter"].as_u64().unwrap() as usize;
+    assert!(iter > 0);
+    let rows = |d: &Path| -> Vec<usize> {
+        let m = std::fs::read_to_string(d.join("metrics.csv")).unwrap();
+        m.lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap().parse().unwrap())
+            .collect()
+    };
+    assert_eq!(rows(&out), (1..=iter).collect::<Vec<_>>());
+    let more = (iter + 5).to_string();
+    ok(&cnflow(&[
+        "fit-series",
+        "--out",
+        p(&out),
+        "--resume",
+        "--iters",
+        &more,
+        "--data",
+        p(&data),
+    ]));
+    assert_eq!(rows(&out), (1..=iter + 5).collect::<Vec<_>>());
+}
