@@ -253,3 +253,24 @@ fn the_curriculum_grows_the_window() {
     fit.config.shooting = 2;
     assert!(fit.set_curriculum(&[1.0], 10).is_err());
 }
+
+#[test]
+fn a_rust_term_through_dual_numbers_equals_the_same_equations() {
+    use cnflow::ode::problems::LotkaVolterraModel;
+    use cnflow::series::Generic;
+    let mut rust = Generic::new(LotkaVolterraModel, &["a", "b", "d", "g"]);
+    let mut text = lv_equations();
+    assert_eq!(rust.param_names(), text.param_names());
+    let (y, p, w) = ([1.3, 0.7], [1.5, 1.0, 3.0, 1.0], [0.4, -1.2]);
+    let (mut f1, mut f2) = ([0.0; 2], [0.0; 2]);
+    rust.rhs(0.0, &y, &p, &mut f1);
+    text.rhs(0.0, &y, &p, &mut f2);
+    assert_close(&f1, &f2, 1e-15, 0.0, "right-hand side");
+    // Both ADD into their outputs.
+    let (mut gy1, mut gp1, mut gy2, mut gp2) = ([1.0; 2], [1.0; 4], [1.0; 2], [1.0; 4]);
+    rust.vjp(0.0, &y, &p, &w, &mut gy1, &mut gp1);
+    text.vjp(0.0, &y, &p, &w, &mut gy2, &mut gp2);
+    assert_close(&gy1, &gy2, 1e-14, 1e-15, "VJP in y");
+    assert_close(&gp1, &gp2, 1e-14, 1e-15, "VJP in p");
+    assert!((gp1[0] - (1.0 + w[0] * y[0])).abs() < 1e-15, "∂/∂a = w_x x, added to 1");
+}

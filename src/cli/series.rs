@@ -195,8 +195,8 @@ fn solver_of(args: &FitSeriesArgs) -> Result<SolverConfig> {
     let method = args.solver.method();
     if !method.tableau().is_adaptive() {
         bail!(
-            "--solver {:?} takes fixed steps; fit-series needs an adaptive one (tsit5, dopri5 or bosh3)",
-            args.solver
+            "--solver {} takes fixed steps; fit-series needs an adaptive one (tsit5, dopri5 or bosh3)",
+            method.tableau().name
         );
     }
     Ok(SolverConfig::adaptive(method, args.rtol, args.atol))

@@ -56,6 +56,9 @@ pub struct Series {
 /// Why a series file cannot be used; every message names the file and line.
 #[derive(Debug, thiserror::Error)]
 pub enum SeriesError {
+    /// The file could not be opened (the message names it).
+    #[error("{0}")]
+    Open(String),
     /// The file could not be read.
     #[error("{file}: {message}")]
     Io {
@@ -111,10 +114,7 @@ impl Series {
     /// column and a column named `id` or `trajectory` by default).
     pub fn read_csv(path: &Path, time: Option<&str>, id: Option<&str>) -> Result<Self, SeriesError> {
         let file = file_name(path);
-        let mut reader = open_for_reading(path).map_err(|e| SeriesError::Io {
-            file: file.clone(),
-            message: e.to_string(),
-        })?;
+        let mut reader = open_for_reading(path).map_err(|e| SeriesError::Open(e.to_string()))?;
         let mut text = String::new();
         std::io::Read::read_to_string(&mut reader, &mut text).map_err(|e| SeriesError::Io {
             file: file.clone(),

@@ -46,6 +46,8 @@ impl std::fmt::Debug for dyn Mechanistic {
 pub struct Generic<S> {
     inner: DualSystem<S>,
     names: Vec<String>,
+    /// Scratch for `wᵀ ∂f/∂y` (the dual system overwrites, the term adds).
+    gy: Vec<f64>,
 }
 
 impl<S: GenericSystem> Generic<S> {
@@ -53,9 +55,11 @@ impl<S: GenericSystem> Generic<S> {
     pub fn new(system: S, names: &[&str]) -> Self {
         assert_eq!(names.len(), system.n_params(), "Generic: one name per parameter");
         let p = vec![0.0; system.n_params()];
+        let gy = vec![0.0; system.dim()];
         Generic {
             inner: DualSystem::new(system, p),
             names: names.iter().map(|s| s.to_string()).collect(),
+            gy,
         }
     }
 }
@@ -76,9 +80,8 @@ impl<S: GenericSystem + Clone + Send + Sync + 'static> Mechanistic for Generic<S
 
     fn vjp(&mut self, t: f64, y: &[f64], p: &[f64], w: &[f64], grad_y: &mut [f64], grad_p: &mut [f64]) {
         self.inner.params.copy_from_slice(p);
-        let mut gy = vec![0.0; y.len()];
-        self.inner.vjp(t, y, w, &mut gy, grad_p);
-        for (g, v) in grad_y.iter_mut().zip(gy) {
+        self.inner.vjp(t, y, w, &mut self.gy, grad_p);
+        for (g, v) in grad_y.iter_mut().zip(&self.gy) {
             *g += v;
         }
     }
