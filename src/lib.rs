@@ -58,6 +58,7 @@ pub mod plot;
 pub mod real;
 pub mod sensitivity;
 pub mod series;
+pub mod stiff;
 pub mod train;
 
 pub use real::Real;

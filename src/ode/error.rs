@@ -90,6 +90,36 @@ pub enum SolveError {
         /// Steps taken (accepted and rejected).
         n_steps: usize,
     },
+    /// Newton's iteration of an implicit step did not converge, even with a fresh
+    /// Jacobian (fixed steps), or only at step sizes below the minimum (adaptive).
+    #[error(
+        "Newton's iteration did not converge at t = {t} (h = {h:e}) after {iterations} iterations \
+         ({n_steps} steps); use smaller steps or an adaptive method, loosen the tolerances, or \
+         check the Jacobian"
+    )]
+    NewtonFailed {
+        /// Time of the step's start.
+        t: f64,
+        /// Step size tried.
+        h: f64,
+        /// Iterations of the last attempt.
+        iterations: usize,
+        /// Steps taken (accepted and rejected).
+        n_steps: usize,
+    },
+    /// The iteration matrix `I − hγJ` of an implicit step is singular at every step size tried.
+    #[error(
+        "the iteration matrix I - h*gamma*J is singular at t = {t} (h = {h:e}) after {n_steps} steps; \
+         check the Jacobian for NaN or for rows of zeros in a component with no dynamics"
+    )]
+    SingularMatrix {
+        /// Time of the step's start.
+        t: f64,
+        /// Step size tried.
+        h: f64,
+        /// Steps taken (accepted and rejected).
+        n_steps: usize,
+    },
     /// [`Integration::step`](super::Integration::step) was called after the end time.
     #[error("the solve already reached its end time t = {t}; start a new one")]
     Finished {

@@ -123,6 +123,12 @@ pub trait Jacobian<T: Real>: OdeSystem<T> {
         JacobianShape::Dense
     }
 
+    /// Whether `f` does not depend on `t` (so `∂f/∂t = 0`: a Rosenbrock step then skips
+    /// its finite difference in `t`). `false` unless a system says so.
+    fn is_autonomous(&self) -> bool {
+        false
+    }
+
     /// Writes `∂f/∂y (t, y)` into `jac`, row-major: `n × n` when dense, the blocks one
     /// after another (`n / b` blocks of `b × b`) when block-diagonal.
     fn jacobian(&mut self, t: T, y: &[T], jac: &mut [T]);

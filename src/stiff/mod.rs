@@ -1,0 +1,351 @@
+//! Stiff problems: implicit and Rosenbrock methods with Newton's method on dense LU.
+//!
+//! A stiff system needs its Jacobian `J = ∂f/∂y`: any [`OdeSystem`] that is also a
+//! [`Jacobian`] will do — analytic ([`problems`] writes them out), from dual numbers
+//! ([`DualSystem`](crate::ode::DualSystem)), or by forward differences ([`FdJacobian`]
+//! around a plain closure).
+//!
+//! | method | kind | order | when to choose it |
+//! |---|---|---|---|
+//! | [`StiffMethod::Bdf`] | variable-order BDF 1–5 (NDF form) | 1–5 | the default: fewest Jacobians and factorisations, large systems, most tolerances |
+//! | [`StiffMethod::Rodas4`] | Rosenbrock, L-stable, stiffly accurate | 4(3) | no Newton iteration at all; moderate tolerances, many events or save times |
+//! | [`StiffMethod::BackwardEuler`] | implicit, L-stable, fixed steps | 1 | teaching, and as the sub-flow of a splitting |
+//! | [`StiffMethod::Trapezoid`] | implicit, A-stable, fixed steps | 2 | fixed-step work where damping is unwanted |
+//!
+//! Adaptive methods control the weighted RMS norm
+//! `sqrt(mean_i (err_i / (atol + rtol·|y_i|))²)`; output at the save times comes from
+//! each method's dense output. Failures are [`SolveError`] values naming `t`, `h` and
+//! what to try ([`SolveError::NewtonFailed`], [`SolveError::SingularMatrix`], …).
+//!
+//! ```
+//! use cnflow::stiff::{problems::Robertson, solve, StiffConfig, StiffMethod};
+//!
+//! let config = StiffConfig::adaptive(StiffMethod::Bdf, 1e-6, 1e-10);
+//! let sol = solve(&mut Robertson, &[1.0, 0.0, 0.0], 0.0, 40.0, &[40.0], &config).unwrap();
+//! // Hairer & Wanner, Solving ODEs II, §IV.1: y1(40) = 0.7158...
+//! assert!((sol.y_at(0)[0] - 0.7158271).abs() < 1e-5);
+//! ```
+
+mod bdf;
+mod linalg;
+pub mod problems;
+mod rosenbrock;
+
+pub use linalg::DenseLu;
+
+use crate::ode::{Jacobian, OdeSystem, SolveError};
+
+/// The stiff methods.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum StiffMethod {
+    /// Backward Euler, fixed steps, simplified Newton (order 1, L-stable).
+    BackwardEuler,
+    /// The implicit trapezoid rule, fixed steps, simplified Newton (order 2, A-stable).
+    Trapezoid,
+    /// RODAS4: Hairer & Wanner, *Solving ODEs II*, §IV.7 (coefficients of their code
+    /// `rodas`, METH = 1): 6 stages, order 4 with an embedded order 3, L-stable,
+    /// stiffly accurate, dense output of order 3.
+    Rodas4,
+    /// Variable-order, variable-step BDF of orders 1–5 in the quasi-constant-step NDF form
+    /// of Shampine & Reichelt, *The MATLAB ODE Suite* (SIAM J. Sci. Comput. 18, 1997).
+    Bdf,
+}
+
+impl StiffMethod {
+    /// Every method, in the order of the table above.
+    pub const ALL: [StiffMethod; 4] = [StiffMethod::Bdf, StiffMethod::Rodas4, StiffMethod::BackwardEuler, StiffMethod::Trapezoid];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            StiffMethod::BackwardEuler => "backward-euler",
+            StiffMethod::Trapezoid => "trapezoid",
+            StiffMethod::Rodas4 => "rodas4",
+            StiffMethod::Bdf => "bdf",
+        }
+    }
+
+    /// Order of the propagated solution (the largest, for BDF).
+    pub fn order(self) -> u32 {
+        match self {
+            StiffMethod::BackwardEuler => 1,
+            StiffMethod::Trapezoid => 2,
+            StiffMethod::Rodas4 => 4,
+            StiffMethod::Bdf => 5,
+        }
+    }
+
+    /// Whether the method adapts its step size.
+    pub fn is_adaptive(self) -> bool {
+        matches!(self, StiffMethod::Rodas4 | StiffMethod::Bdf)
+    }
+
+    /// The stability function `R(z)` of the one-step methods (`None` for BDF, a
+    /// multistep method): from the tableau of the Rosenbrock method
+    /// (`R(z) = 1 + z bᵀ (I − z B)⁻¹ 1` with `B = α + Γ`).
+    pub fn stability(self, z: f64) -> Option<f64> {
+        match self {
+            StiffMethod::BackwardEuler => Some(1.0 / (1.0 - z)),
+            StiffMethod::Trapezoid => Some((1.0 + z / 2.0) / (1.0 - z / 2.0)),
+            StiffMethod::Rodas4 => Some(rosenbrock::rodas4_stability(z)),
+            StiffMethod::Bdf => None,
+        }
+    }
+}
+
+impl std::fmt::Display for StiffMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for StiffMethod {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        StiffMethod::ALL.into_iter().find(|m| m.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = StiffMethod::ALL.iter().map(|m| m.name()).collect();
+            format!("unknown stiff method '{s}'; choose one of {}", names.join(", "))
+        })
+    }
+}
+
+/// Settings of a stiff solve.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StiffConfig {
+    /// The method.
+    pub method: StiffMethod,
+    /// Relative tolerance (of the error control; of Newton's iteration for fixed steps).
+    pub rtol: f64,
+    /// Absolute tolerance.
+    pub atol: f64,
+    /// First step size; `None` picks it from `f` and its change (Hairer's heuristic).
+    pub h0: Option<f64>,
+    /// Largest step size.
+    pub h_max: Option<f64>,
+    /// Number of equal steps of a fixed-step method (required by them, unused otherwise).
+    pub fixed_steps: Option<usize>,
+    /// Most steps (accepted plus rejected).
+    pub max_steps: usize,
+}
+
+impl StiffConfig {
+    /// Adaptive stepping at the given tolerances.
+    pub fn adaptive(method: StiffMethod, rtol: f64, atol: f64) -> Self {
+        StiffConfig { method, rtol, atol, h0: None, h_max: None, fixed_steps: None, max_steps: 500_000 }
+    }
+
+    /// `steps` equal steps of a fixed-step method; Newton converges to `rtol`/`atol`.
+    pub fn fixed(method: StiffMethod, steps: usize, rtol: f64, atol: f64) -> Self {
+        StiffConfig { fixed_steps: Some(steps), ..StiffConfig::adaptive(method, rtol, atol) }
+    }
+
+    fn validate(&self) -> Result<(), SolveError> {
+        use crate::ode::ConfigError;
+        let bad = |name, value, need| Err(ConfigError::Setting { name, value, need }.into());
+        if !(self.rtol >= 0.0 && self.rtol.is_finite()) {
+            return bad("rtol", self.rtol, "must be a finite number ≥ 0");
+        }
+        if !(self.atol >= 0.0 && self.atol.is_finite()) {
+            return bad("atol", self.atol, "must be a finite number ≥ 0");
+        }
+        if self.rtol == 0.0 && self.atol == 0.0 {
+            return Err(ConfigError::ZeroTolerances.into());
+        }
+        if self.method.is_adaptive() && self.rtol < 100.0 * f64::EPSILON && self.atol == 0.0 {
+            return bad("rtol", self.rtol, "is below 100 machine epsilons; give a larger rtol or a positive atol");
+        }
+        if let Some(h) = self.h0 {
+            if !(h > 0.0 && h.is_finite()) {
+                return bad("h0", h, "must be a finite number > 0");
+            }
+        }
+        if let Some(h) = self.h_max {
+            if !(h > 0.0) {
+                return bad("h_max", h, "must be > 0");
+            }
+        }
+        if !self.method.is_adaptive() {
+            match self.fixed_steps {
+                Some(n) if n > 0 => {}
+                _ => return bad("fixed_steps", self.fixed_steps.unwrap_or(0) as f64, "must be given (≥ 1) for a fixed-step method"),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Work done by a stiff solve.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StiffStats {
+    /// Evaluations of `f` (those inside a finite-difference Jacobian not included).
+    pub n_evals: usize,
+    /// Jacobian evaluations.
+    pub n_jacobians: usize,
+    /// LU factorisations.
+    pub n_factorizations: usize,
+    /// Linear solves with a factorisation.
+    pub n_solves: usize,
+    /// Newton iterations.
+    pub n_newton: usize,
+    /// Newton iterations that failed to converge (each followed by a fresh Jacobian or a
+    /// smaller step).
+    pub n_newton_failures: usize,
+    /// Accepted steps.
+    pub n_accepted: usize,
+    /// Steps rejected by the error test.
+    pub n_rejected: usize,
+}
+
+/// The result of a stiff solve.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StiffSolution {
+    /// State dimension.
+    pub n: usize,
+    /// The save times.
+    pub t: Vec<f64>,
+    /// States at the save times, row-major.
+    pub y: Vec<f64>,
+    /// State at the end time.
+    pub y_final: Vec<f64>,
+    /// Work done.
+    pub stats: StiffStats,
+}
+
+impl StiffSolution {
+    /// State at the `i`-th save time.
+    pub fn y_at(&self, i: usize) -> &[f64] {
+        &self.y[i * self.n..(i + 1) * self.n]
+    }
+}
+
+/// Solves `dy/dt = f(t, y)`, `y(t0) = y0` to `t1` (either direction) with a stiff method;
+/// the states at `save` (within the span, ordered in the direction of integration) are
+/// served by dense output.
+pub fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
+    system: &mut S,
+    y0: &[f64],
+    t0: f64,
+    t1: f64,
+    save: &[f64],
+    config: &StiffConfig,
+) -> Result<StiffSolution, SolveError> {
+    config.validate()?;
+    check_span(y0, t0, t1, save)?;
+    match config.method {
+        StiffMethod::Bdf => bdf::solve(system, y0, t0, t1, save, config),
+        StiffMethod::Rodas4 => rosenbrock::solve_rodas(system, y0, t0, t1, save, config),
+        StiffMethod::BackwardEuler | StiffMethod::Trapezoid => rosenbrock::solve_fixed(system, y0, t0, t1, save, config),
+    }
+}
+
+fn check_span(y0: &[f64], t0: f64, t1: f64, save: &[f64]) -> Result<(), SolveError> {
+    if !t0.is_finite() || !t1.is_finite() {
+        return Err(SolveError::InvalidSpan { t0, t1 });
+    }
+    if t0 == t1 {
+        return Err(SolveError::EmptySpan { t: t0 });
+    }
+    if y0.is_empty() {
+        return Err(SolveError::DimensionMismatch { what: "initial state", got: 0, expected: 1 });
+    }
+    if let Some(i) = y0.iter().position(|v| !v.is_finite()) {
+        return Err(SolveError::NonFinite { what: "initial state", t: t0, h: 0.0, n_steps: i - i });
+    }
+    let dir = (t1 - t0).signum();
+    let mut last = t0;
+    for (index, &t) in save.iter().enumerate() {
+        if !t.is_finite() || (t - t0) * dir < 0.0 || (t1 - t) * dir < 0.0 || (t - last) * dir < 0.0 {
+            return Err(SolveError::InvalidOutputTime { index, t, t0, t1 });
+        }
+        last = t;
+    }
+    Ok(())
+}
+
+/// A system whose Jacobian comes from forward differences of `f` (n evaluations each):
+/// for a closure with no derivative of its own.
+pub struct FdJacobian<F> {
+    /// The right-hand side `f(t, y, dy)`.
+    pub f: F,
+    /// Evaluations spent in Jacobians.
+    pub n_evals: usize,
+    work: Vec<f64>,
+    f0: Vec<f64>,
+    f1: Vec<f64>,
+}
+
+impl<F: FnMut(f64, &[f64], &mut [f64])> FdJacobian<F> {
+    /// Wraps a right-hand side.
+    pub fn new(f: F) -> Self {
+        FdJacobian { f, n_evals: 0, work: Vec::new(), f0: Vec::new(), f1: Vec::new() }
+    }
+}
+
+impl<F: FnMut(f64, &[f64], &mut [f64])> OdeSystem<f64> for FdJacobian<F> {
+    fn rhs(&mut self, t: f64, y: &[f64], dy: &mut [f64]) {
+        (self.f)(t, y, dy)
+    }
+}
+
+impl<F: FnMut(f64, &[f64], &mut [f64])> Jacobian<f64> for FdJacobian<F> {
+    fn jacobian(&mut self, t: f64, y: &[f64], jac: &mut [f64]) {
+        let n = y.len();
+        self.work.clear();
+        self.work.extend_from_slice(y);
+        self.f0.resize(n, 0.0);
+        self.f1.resize(n, 0.0);
+        (self.f)(t, y, &mut self.f0);
+        for j in 0..n {
+            let h = f64::EPSILON.sqrt() * y[j].abs().max(1e-8_f64.max(f64::EPSILON.sqrt()));
+            self.work[j] = y[j] + h;
+            let h = self.work[j] - y[j];
+            (self.f)(t, &self.work, &mut self.f1);
+            for i in 0..n {
+                jac[i * n + j] = (self.f1[i] - self.f0[i]) / h;
+            }
+            self.work[j] = y[j];
+        }
+        self.n_evals += n + 1;
+    }
+}
+
+/// Weighted RMS norm of `v` with weights `1 / (atol + rtol·|y|)`.
+pub(crate) fn wrms(v: &[f64], y: &[f64], rtol: f64, atol: f64) -> f64 {
+    let n = v.len();
+    let s: f64 = v.iter().zip(y).map(|(&e, &y)| (e / (atol + rtol * y.abs())).powi(2)).sum();
+    (s / n as f64).sqrt()
+}
+
+/// Hairer's first-step heuristic for a method of order `p` (one extra evaluation).
+pub(crate) fn initial_step<S: OdeSystem<f64> + ?Sized>(
+    system: &mut S,
+    t0: f64,
+    y0: &[f64],
+    f0: &[f64],
+    dir: f64,
+    p: u32,
+    config: &StiffConfig,
+    stats: &mut StiffStats,
+) -> f64 {
+    let (rtol, atol) = (config.rtol, config.atol);
+    let d0 = wrms(y0, y0, rtol, atol);
+    let d1 = wrms(f0, y0, rtol, atol);
+    let h0 = if d0 < 1e-5 || d1 < 1e-5 { 1e-6 } else { 0.01 * d0 / d1 };
+    let y1: Vec<f64> = y0.iter().zip(f0).map(|(&y, &f)| y + dir * h0 * f).collect();
+    let mut f1 = vec![0.0; y0.len()];
+    system.rhs(t0 + dir * h0, &y1, &mut f1);
+    stats.n_evals += 1;
+    let diff: Vec<f64> = f1.iter().zip(f0).map(|(a, b)| a - b).collect();
+    let d2 = wrms(&diff, y0, rtol, atol) / h0;
+    let h1 = if d1.max(d2) <= 1e-15 { (h0 * 1e-3).max(1e-6) } else { (0.01 / d1.max(d2)).powf(1.0 / (p as f64 + 1.0)) };
+    let mut h = (100.0 * h0).min(h1);
+    if let Some(hm) = config.h_max {
+        h = h.min(hm);
+    }
+    h
+}
+
+/// Smallest step magnitude allowed at `t` before the solve fails.
+pub(crate) fn h_min(t: f64) -> f64 {
+    16.0 * f64::EPSILON * t.abs().max(f64::MIN_POSITIVE.sqrt())
+}
