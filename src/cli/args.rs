@@ -38,6 +38,9 @@ pub enum Command {
     /// Predict (extrapolate) a fitted series model at given times.
     #[command(allow_negative_numbers = true)]
     Predict(PredictArgs),
+    /// Integrate a system given as equations (stiff or not); prints the solution as CSV.
+    #[command(allow_negative_numbers = true)]
+    Solve(SolveArgs),
 }
 
 /// ODE methods, as on the command line.
@@ -707,6 +710,67 @@ pub struct PredictArgs {
     #[arg(long)]
     pub trajectory: Option<String>,
     /// Where to write the CSV (t and one column per state), or - for stdout.
+    #[arg(long, default_value = "-")]
+    pub output: PathBuf,
+}
+
+/// Methods of `cnflow solve`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SolveMethodArg {
+    /// Variable-order BDF 1–5 (NDF form), adaptive, implicit: the default, fast on stiff problems.
+    Bdf,
+    /// RODAS4, a 4(3) Rosenbrock method, adaptive, L-stable: no Newton iteration.
+    Rodas4,
+    /// Backward Euler, fixed steps (--steps), implicit.
+    BackwardEuler,
+    /// Implicit trapezoid rule, fixed steps (--steps).
+    Trapezoid,
+    /// Dormand–Prince 5(4), explicit: for non-stiff problems.
+    Dopri5,
+    /// Tsitouras 5(4), explicit.
+    Tsit5,
+    /// Bogacki–Shampine 3(2), explicit.
+    Bosh3,
+}
+
+/// `cnflow solve`: integrate equations and print the solution at the save times.
+#[derive(Args, Debug, Clone)]
+pub struct SolveArgs {
+    /// The system, `dNAME = expression` statements separated by ';' or new lines (the
+    /// states are the NAMEs, in order), or @FILE to read them from a file.
+    #[arg(long, allow_hyphen_values = true)]
+    pub equations: String,
+    /// Parameter values used by the equations, `name=value,…`.
+    #[arg(long, allow_hyphen_values = true)]
+    pub params: Option<String>,
+    /// Initial state, comma-separated, one value per equation.
+    #[arg(long, allow_hyphen_values = true)]
+    pub y0: String,
+    /// Time span T0:T1 (T1 < T0 integrates backwards).
+    #[arg(long, allow_hyphen_values = true)]
+    pub t: String,
+    /// Save times: a comma-separated list, or START:STEP:END [default: T0 and T1].
+    #[arg(long, allow_hyphen_values = true)]
+    pub save: Option<String>,
+    /// Method.
+    #[arg(long, value_enum, default_value_t = SolveMethodArg::Bdf)]
+    pub solver: SolveMethodArg,
+    /// Relative tolerance.
+    #[arg(long, default_value_t = 1e-6)]
+    pub rtol: f64,
+    /// Absolute tolerance.
+    #[arg(long, default_value_t = 1e-10)]
+    pub atol: f64,
+    /// Number of equal steps (fixed-step methods only).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Most steps before giving up.
+    #[arg(long, default_value_t = 500_000)]
+    pub max_steps: usize,
+    /// Print one JSON object (states, times, solution, statistics, seconds) instead of CSV.
+    #[arg(long)]
+    pub json: bool,
+    /// Where to write the CSV or JSON, or - for stdout.
     #[arg(long, default_value = "-")]
     pub output: PathBuf,
 }

@@ -10,6 +10,7 @@ mod plot;
 mod run_folder;
 mod series;
 pub mod signals;
+mod solve;
 mod train;
 
 use anyhow::Result;
@@ -41,5 +42,6 @@ pub fn run(cli: Cli, explicit: &[String]) -> Result<()> {
         Command::Datasets(a) => datasets::run(a),
         Command::FitSeries(a) => series::fit(a),
         Command::Predict(a) => series::predict(a),
+        Command::Solve(a) => solve::run(a),
     }
 }

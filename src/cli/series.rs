@@ -46,7 +46,7 @@ const CHECKPOINT_FORMAT: &str = "cnflow-series-checkpoint";
 const METRICS_FIXED: &str = "iter,loss,seconds,elapsed,window,nfe_forward,nfe_backward";
 
 /// `name=value,…` → pairs, in order.
-fn parse_params(spec: &str) -> Result<Vec<(String, f64)>> {
+pub(super) fn parse_params(spec: &str) -> Result<Vec<(String, f64)>> {
     let mut out: Vec<(String, f64)> = Vec::new();
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (name, value) = item
@@ -67,7 +67,7 @@ fn parse_params(spec: &str) -> Result<Vec<(String, f64)>> {
 }
 
 /// A comma-separated list of numbers (`what` names it in errors).
-fn parse_list(spec: &str, what: &str) -> Result<Vec<f64>> {
+pub(super) fn parse_list(spec: &str, what: &str) -> Result<Vec<f64>> {
     spec.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -614,7 +614,7 @@ pub fn fit(cli: FitSeriesArgs) -> Result<()> {
 }
 
 /// `START:STEP:END`, `START:END` (100 steps) or `a,b,c`.
-fn parse_times(spec: &str) -> Result<Vec<f64>> {
+pub(super) fn parse_times(spec: &str) -> Result<Vec<f64>> {
     let bad = || anyhow!("--t '{spec}': give START:STEP:END, START:END or a comma-separated list of increasing times");
     let times: Vec<f64> = if spec.contains(':') {
         let parts = parse_list(&spec.replace(':', ","), "--t")?;

@@ -16,6 +16,7 @@ use exmex::prelude::*;
 use exmex::Differentiate;
 
 use super::model::Mechanistic;
+use crate::ode::{Jacobian, OdeSystem};
 
 /// Why equations could not be used.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
@@ -315,11 +316,112 @@ impl Equations {
         used
     }
 
+    /// The state names of equations written for themselves, in the order of their
+    /// statements (`dy1 = …; dy2 = …` → `y1, y2`): for `cnflow solve`, where no data file
+    /// names the states.
+    pub fn states_of(text: &str) -> Result<Vec<String>, EquationError> {
+        let mut names: Vec<String> = Vec::new();
+        let statements = text
+            .split(['\n', ';'])
+            .map(|s| s.split('#').next().unwrap_or("").trim())
+            .filter(|s| !s.is_empty());
+        for (index, stmt) in statements.enumerate().map(|(k, s)| (k + 1, s)) {
+            let (lhs, _) = stmt
+                .split_once('=')
+                .ok_or_else(|| EquationError::Form { index, text: cut(stmt) })?;
+            let lhs = lhs.trim();
+            let name = lhs.strip_suffix("/dt").unwrap_or(lhs).trim();
+            let name = name.strip_prefix('d').map(str::trim).unwrap_or("");
+            let ok = name.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_alphanumeric() || c == '_');
+            if !ok || name == "t" {
+                return Err(EquationError::Form { index, text: cut(stmt) });
+            }
+            if let Some(first) = names.iter().position(|n| n == name) {
+                return Err(EquationError::Duplicate {
+                    state: name.to_string(),
+                    first: first + 1,
+                    second: index,
+                });
+            }
+            names.push(name.to_string());
+        }
+        if names.is_empty() {
+            return Err(EquationError::Form {
+                index: 1,
+                text: cut(text.trim()),
+            });
+        }
+        Ok(names)
+    }
+
+    /// Whether an equation uses `t` (the system is not autonomous).
+    pub fn uses_t(&self) -> bool {
+        let t_slot = self.states.len() + self.params.len();
+        self.rhs.iter().flatten().any(|c| c.slots.contains(&t_slot))
+    }
+
+    /// Writes `∂f/∂y (t, y; p)` into `jac` (row-major `n × n`), from the symbolic partials.
+    pub fn jacobian(&mut self, t: f64, y: &[f64], p: &[f64], jac: &mut [f64]) {
+        self.load(t, y, p);
+        let n = y.len();
+        jac.iter_mut().for_each(|v| *v = 0.0);
+        for (i, c) in self.rhs.iter().enumerate() {
+            let Some(c) = c else { continue };
+            for (slot, d) in &c.partials {
+                if *slot < n {
+                    jac[i * n + slot] += Compiled::eval(d, &c.slots, &self.all, &mut self.vars);
+                }
+            }
+        }
+    }
+
+    /// The equations with their parameter values fixed: an ODE system with its
+    /// Jacobian, for the stiff solvers.
+    pub fn with_params(self, p: Vec<f64>) -> EquationSystem {
+        EquationSystem {
+            autonomous: !self.uses_t(),
+            eq: self,
+            p,
+        }
+    }
+
     fn load(&mut self, t: f64, y: &[f64], p: &[f64]) {
         let n = y.len();
         self.all[..n].copy_from_slice(y);
         self.all[n..n + p.len()].copy_from_slice(p);
         self.all[n + p.len()] = t;
+    }
+}
+
+/// [`Equations`] with fixed parameter values, as an [`OdeSystem`] with an analytic
+/// [`Jacobian`] (`cnflow solve`).
+#[derive(Clone, Debug)]
+pub struct EquationSystem {
+    eq: Equations,
+    p: Vec<f64>,
+    autonomous: bool,
+}
+
+impl EquationSystem {
+    /// The state names.
+    pub fn states(&self) -> &[String] {
+        &self.eq.states
+    }
+}
+
+impl OdeSystem<f64> for EquationSystem {
+    fn rhs(&mut self, t: f64, y: &[f64], dy: &mut [f64]) {
+        Mechanistic::rhs(&mut self.eq, t, y, &self.p, dy)
+    }
+}
+
+impl Jacobian<f64> for EquationSystem {
+    fn is_autonomous(&self) -> bool {
+        self.autonomous
+    }
+    fn jacobian(&mut self, t: f64, y: &[f64], jac: &mut [f64]) {
+        self.eq.jacobian(t, y, &self.p, jac)
     }
 }
 

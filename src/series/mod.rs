@@ -35,7 +35,7 @@ mod model;
 mod second_order;
 
 pub use data::{Series, SeriesError, Trajectory};
-pub use equations::{EquationError, Equations};
+pub use equations::{EquationError, EquationSystem, Equations};
 pub use file::{SavedModelError, SavedNetwork, SavedSeriesModel, SavedStart, SERIES_FORMAT, SERIES_VERSION};
 pub use fit::{FitConfig, FitError, FitReport, SeriesFit};
 pub use model::{Generic, InputTransform, Mechanistic, ModelError, NeuralTerm, SeriesModel, SeriesSystem};

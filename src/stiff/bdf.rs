@@ -46,7 +46,11 @@ fn coeffs() -> Coeffs {
         alpha[k] = (1.0 - kappa) * gamma[k];
         error_const[k] = kappa * gamma[k] + 1.0 / (k as f64 + 1.0);
     }
-    Coeffs { gamma, alpha, error_const }
+    Coeffs {
+        gamma,
+        alpha,
+        error_const,
+    }
 }
 
 /// `R(ρ)`: the `(k+1) × (k+1)` matrix taking differences on a grid of spacing `h` to a
@@ -57,7 +61,11 @@ fn r_matrix(order: usize, factor: f64, r: &mut [[f64; MAX_ORDER + 1]; MAX_ORDER 
     }
     for i in 1..=order {
         for j in 0..=order {
-            let m = if j == 0 { 0.0 } else { (i as f64 - 1.0 - factor * j as f64) / i as f64 };
+            let m = if j == 0 {
+                0.0
+            } else {
+                (i as f64 - 1.0 - factor * j as f64) / i as f64
+            };
             r[i][j] = r[i - 1][j] * m;
         }
     }
@@ -124,7 +132,11 @@ pub(super) fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
     let mut f = vec![0.0; n];
     system.rhs(t0, y0, &mut f);
     stats.n_evals += 1;
-    let mut h = config.h0.unwrap_or_else(|| initial_step(system, t0, y0, &f, dir, 1, config, &mut stats)).min(h_max).min((t1 - t0).abs());
+    let mut h = config
+        .h0
+        .unwrap_or_else(|| initial_step(system, t0, y0, &f, dir, 1, config, &mut stats))
+        .min(h_max)
+        .min((t1 - t0).abs());
     let mut d: Vec<Vec<f64>> = vec![vec![0.0; n]; MAX_ORDER + 3];
     d[0].copy_from_slice(y0);
     for i in 0..n {
@@ -151,7 +163,12 @@ pub(super) fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
     while (t1 - t) * dir > 0.0 {
         let n_steps = stats.n_accepted + stats.n_rejected;
         if n_steps >= config.max_steps {
-            return Err(SolveError::MaxStepsExceeded { t, h, n_steps, max_steps: config.max_steps });
+            return Err(SolveError::MaxStepsExceeded {
+                t,
+                h,
+                n_steps,
+                max_steps: config.max_steps,
+            });
         }
         let hmin = h_min(t);
         if h > h_max {
@@ -170,7 +187,12 @@ pub(super) fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
         let (t_new, n_iter, error_norm) = loop {
             if h < hmin {
                 let n_steps = stats.n_accepted + stats.n_rejected;
-                return Err(SolveError::StepSizeTooSmall { t, h, h_min: hmin, n_steps });
+                return Err(SolveError::StepSizeTooSmall {
+                    t,
+                    h,
+                    h_min: hmin,
+                    n_steps,
+                });
             }
             let mut t_new = t + dir * h;
             if (t_new - t1) * dir > 0.0 || (t1 - t_new).abs() < hmin {
@@ -193,7 +215,13 @@ pub(super) fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
             while !converged {
                 if !lu_valid {
                     stats.n_factorizations += 1;
-                    if !lu.factor(|i, j| if i == j { 1.0 - c * jac[i * n + j] } else { -c * jac[i * n + j] }) {
+                    if !lu.factor(|i, j| {
+                        if i == j {
+                            1.0 - c * jac[i * n + j]
+                        } else {
+                            -c * jac[i * n + j]
+                        }
+                    }) {
                         singular = true;
                         break;
                     }
@@ -258,7 +286,12 @@ pub(super) fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
                 lu_valid = false;
                 if h < hmin {
                     let n_steps = stats.n_accepted + stats.n_rejected;
-                    return Err(SolveError::NewtonFailed { t, h, iterations: n_iter, n_steps });
+                    return Err(SolveError::NewtonFailed {
+                        t,
+                        h,
+                        iterations: n_iter,
+                        n_steps,
+                    });
                 }
                 continue;
             }
@@ -270,7 +303,11 @@ pub(super) fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
             let error_norm = norm_scaled(&err, &scale);
             if error_norm > 1.0 || !error_norm.is_finite() {
                 stats.n_rejected += 1;
-                let factor = if error_norm.is_finite() { MIN_FACTOR.max(safety * error_norm.powf(-1.0 / (order as f64 + 1.0))) } else { 0.25 };
+                let factor = if error_norm.is_finite() {
+                    MIN_FACTOR.max(safety * error_norm.powf(-1.0 / (order as f64 + 1.0)))
+                } else {
+                    0.25
+                };
                 h *= factor;
                 change_d(&mut d, order, factor, &mut tmp);
                 n_equal = 0;
@@ -350,5 +387,11 @@ pub(super) fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
         n_equal = 0;
         lu_valid = false;
     }
-    Ok(StiffSolution { n, t: save.to_vec(), y: out, y_final: d[0].clone(), stats })
+    Ok(StiffSolution {
+        n,
+        t: save.to_vec(),
+        y: out,
+        y_final: d[0].clone(),
+        stats,
+    })
 }

@@ -53,7 +53,12 @@ pub enum StiffMethod {
 
 impl StiffMethod {
     /// Every method, in the order of the table above.
-    pub const ALL: [StiffMethod; 4] = [StiffMethod::Bdf, StiffMethod::Rodas4, StiffMethod::BackwardEuler, StiffMethod::Trapezoid];
+    pub const ALL: [StiffMethod; 4] = [
+        StiffMethod::Bdf,
+        StiffMethod::Rodas4,
+        StiffMethod::BackwardEuler,
+        StiffMethod::Trapezoid,
+    ];
 
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
@@ -122,7 +127,8 @@ pub struct StiffConfig {
     pub h0: Option<f64>,
     /// Largest step size.
     pub h_max: Option<f64>,
-    /// Number of equal steps of a fixed-step method (required by them, unused otherwise).
+    /// Number of equal steps: required by the fixed-step methods; RODAS4 given it takes
+    /// equal steps without error control; BDF ignores it.
     pub fixed_steps: Option<usize>,
     /// Most steps (accepted plus rejected).
     pub max_steps: usize,
@@ -131,12 +137,23 @@ pub struct StiffConfig {
 impl StiffConfig {
     /// Adaptive stepping at the given tolerances.
     pub fn adaptive(method: StiffMethod, rtol: f64, atol: f64) -> Self {
-        StiffConfig { method, rtol, atol, h0: None, h_max: None, fixed_steps: None, max_steps: 500_000 }
+        StiffConfig {
+            method,
+            rtol,
+            atol,
+            h0: None,
+            h_max: None,
+            fixed_steps: None,
+            max_steps: 500_000,
+        }
     }
 
     /// `steps` equal steps of a fixed-step method; Newton converges to `rtol`/`atol`.
     pub fn fixed(method: StiffMethod, steps: usize, rtol: f64, atol: f64) -> Self {
-        StiffConfig { fixed_steps: Some(steps), ..StiffConfig::adaptive(method, rtol, atol) }
+        StiffConfig {
+            fixed_steps: Some(steps),
+            ..StiffConfig::adaptive(method, rtol, atol)
+        }
     }
 
     fn validate(&self) -> Result<(), SolveError> {
@@ -152,7 +169,11 @@ impl StiffConfig {
             return Err(ConfigError::ZeroTolerances.into());
         }
         if self.method.is_adaptive() && self.rtol < 100.0 * f64::EPSILON && self.atol == 0.0 {
-            return bad("rtol", self.rtol, "is below 100 machine epsilons; give a larger rtol or a positive atol");
+            return bad(
+                "rtol",
+                self.rtol,
+                "is below 100 machine epsilons; give a larger rtol or a positive atol",
+            );
         }
         if let Some(h) = self.h0 {
             if !(h > 0.0 && h.is_finite()) {
@@ -160,14 +181,20 @@ impl StiffConfig {
             }
         }
         if let Some(h) = self.h_max {
-            if !(h > 0.0) {
+            if h.is_nan() || h <= 0.0 {
                 return bad("h_max", h, "must be > 0");
             }
         }
         if !self.method.is_adaptive() {
             match self.fixed_steps {
                 Some(n) if n > 0 => {}
-                _ => return bad("fixed_steps", self.fixed_steps.unwrap_or(0) as f64, "must be given (≥ 1) for a fixed-step method"),
+                _ => {
+                    return bad(
+                        "fixed_steps",
+                        self.fixed_steps.unwrap_or(0) as f64,
+                        "must be given (≥ 1) for a fixed-step method",
+                    )
+                }
             }
         }
         Ok(())
@@ -234,7 +261,9 @@ pub fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
     match config.method {
         StiffMethod::Bdf => bdf::solve(system, y0, t0, t1, save, config),
         StiffMethod::Rodas4 => rosenbrock::solve_rodas(system, y0, t0, t1, save, config),
-        StiffMethod::BackwardEuler | StiffMethod::Trapezoid => rosenbrock::solve_fixed(system, y0, t0, t1, save, config),
+        StiffMethod::BackwardEuler | StiffMethod::Trapezoid => {
+            rosenbrock::solve_fixed(system, y0, t0, t1, save, config)
+        }
     }
 }
 
@@ -246,10 +275,19 @@ fn check_span(y0: &[f64], t0: f64, t1: f64, save: &[f64]) -> Result<(), SolveErr
         return Err(SolveError::EmptySpan { t: t0 });
     }
     if y0.is_empty() {
-        return Err(SolveError::DimensionMismatch { what: "initial state", got: 0, expected: 1 });
+        return Err(SolveError::DimensionMismatch {
+            what: "initial state",
+            got: 0,
+            expected: 1,
+        });
     }
-    if let Some(i) = y0.iter().position(|v| !v.is_finite()) {
-        return Err(SolveError::NonFinite { what: "initial state", t: t0, h: 0.0, n_steps: i - i });
+    if y0.iter().any(|v| !v.is_finite()) {
+        return Err(SolveError::NonFinite {
+            what: "initial state",
+            t: t0,
+            h: 0.0,
+            n_steps: 0,
+        });
     }
     let dir = (t1 - t0).signum();
     let mut last = t0;
@@ -277,7 +315,13 @@ pub struct FdJacobian<F> {
 impl<F: FnMut(f64, &[f64], &mut [f64])> FdJacobian<F> {
     /// Wraps a right-hand side.
     pub fn new(f: F) -> Self {
-        FdJacobian { f, n_evals: 0, work: Vec::new(), f0: Vec::new(), f1: Vec::new() }
+        FdJacobian {
+            f,
+            n_evals: 0,
+            work: Vec::new(),
+            f0: Vec::new(),
+            f1: Vec::new(),
+        }
     }
 }
 
@@ -312,11 +356,16 @@ impl<F: FnMut(f64, &[f64], &mut [f64])> Jacobian<f64> for FdJacobian<F> {
 /// Weighted RMS norm of `v` with weights `1 / (atol + rtol·|y|)`.
 pub(crate) fn wrms(v: &[f64], y: &[f64], rtol: f64, atol: f64) -> f64 {
     let n = v.len();
-    let s: f64 = v.iter().zip(y).map(|(&e, &y)| (e / (atol + rtol * y.abs())).powi(2)).sum();
+    let s: f64 = v
+        .iter()
+        .zip(y)
+        .map(|(&e, &y)| (e / (atol + rtol * y.abs())).powi(2))
+        .sum();
     (s / n as f64).sqrt()
 }
 
 /// Hairer's first-step heuristic for a method of order `p` (one extra evaluation).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn initial_step<S: OdeSystem<f64> + ?Sized>(
     system: &mut S,
     t0: f64,
@@ -337,7 +386,11 @@ pub(crate) fn initial_step<S: OdeSystem<f64> + ?Sized>(
     stats.n_evals += 1;
     let diff: Vec<f64> = f1.iter().zip(f0).map(|(a, b)| a - b).collect();
     let d2 = wrms(&diff, y0, rtol, atol) / h0;
-    let h1 = if d1.max(d2) <= 1e-15 { (h0 * 1e-3).max(1e-6) } else { (0.01 / d1.max(d2)).powf(1.0 / (p as f64 + 1.0)) };
+    let h1 = if d1.max(d2) <= 1e-15 {
+        (h0 * 1e-3).max(1e-6)
+    } else {
+        (0.01 / d1.max(d2)).powf(1.0 / (p as f64 + 1.0))
+    };
     let mut h = (100.0 * h0).min(h1);
     if let Some(hm) = config.h_max {
         h = h.min(hm);

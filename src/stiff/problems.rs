@@ -59,7 +59,12 @@ impl Jacobian<f64> for VanDerPol {
         true
     }
     fn jacobian(&mut self, _t: f64, y: &[f64], j: &mut [f64]) {
-        j.copy_from_slice(&[0.0, 1.0, -2.0 * self.mu * y[0] * y[1] - 1.0, self.mu * (1.0 - y[0] * y[0])]);
+        j.copy_from_slice(&[
+            0.0,
+            1.0,
+            -2.0 * self.mu * y[0] * y[1] - 1.0,
+            self.mu * (1.0 - y[0] * y[0]),
+        ]);
     }
 }
 
@@ -83,7 +88,12 @@ impl Jacobian<f64> for VanDerPolScaled {
         true
     }
     fn jacobian(&mut self, _t: f64, y: &[f64], j: &mut [f64]) {
-        j.copy_from_slice(&[0.0, 1.0, (-2.0 * y[0] * y[1] - 1.0) / self.eps, (1.0 - y[0] * y[0]) / self.eps]);
+        j.copy_from_slice(&[
+            0.0,
+            1.0,
+            (-2.0 * y[0] * y[1] - 1.0) / self.eps,
+            (1.0 - y[0] * y[0]) / self.eps,
+        ]);
     }
 }
 

@@ -32,26 +32,73 @@ struct Rodas {
 const RODAS4: Rodas = Rodas {
     gamma: 0.25,
     c: [0.0, 0.386, 0.21, 0.63, 1.0, 1.0],
-    d: [0.25, -0.1043, 0.1035, -0.0362000000000000023, 0.0, 0.0],
+    d: [0.25, -0.1043, 0.1035, -0.0362, 0.0, 0.0],
     a: [
         [0.0; S],
         [1.544, 0.0, 0.0, 0.0, 0.0, 0.0],
         [0.9466785280815826, 0.2557011698983284, 0.0, 0.0, 0.0, 0.0],
         [3.314825187068521, 2.896124015972201, 0.9986419139977817, 0.0, 0.0, 0.0],
-        [1.221224509226641, 6.019134481288629, 12.53708332932087, -0.687886036105895, 0.0, 0.0],
-        [1.221224509226641, 6.019134481288629, 12.53708332932087, -0.687886036105895, 1.0, 0.0],
+        [
+            1.221224509226641,
+            6.019134481288629,
+            12.53708332932087,
+            -0.687886036105895,
+            0.0,
+            0.0,
+        ],
+        [
+            1.221224509226641,
+            6.019134481288629,
+            12.53708332932087,
+            -0.687886036105895,
+            1.0,
+            0.0,
+        ],
     ],
     cc: [
         [0.0; S],
         [-5.6688, 0.0, 0.0, 0.0, 0.0, 0.0],
         [-2.430093356833875, -0.2063599157091915, 0.0, 0.0, 0.0, 0.0],
-        [-0.1073529058151375, -9.594562251023355, -20.47028614809616, 0.0, 0.0, 0.0],
-        [7.496443313967647, -10.24680431464352, -33.99990352819905, 11.7089089320616, 0.0, 0.0],
-        [8.083246795921522, -7.981132988064893, -31.52159432874371, 16.31930543123136, -6.058818238834054, 0.0],
+        [
+            -0.1073529058151375,
+            -9.594562251023355,
+            -20.47028614809616,
+            0.0,
+            0.0,
+            0.0,
+        ],
+        [
+            7.496443313967647,
+            -10.24680431464352,
+            -33.99990352819905,
+            11.7089089320616,
+            0.0,
+            0.0,
+        ],
+        [
+            8.083246795921522,
+            -7.981132988064893,
+            -31.52159432874371,
+            16.31930543123136,
+            -6.058818238834054,
+            0.0,
+        ],
     ],
     h: [
-        [10.12623508344586, -7.487995877610167, -34.80091861555747, -7.992771707568823, 1.025137723295662],
-        [-0.6762803392801253, 6.087714651680015, 16.43084320892478, 24.76722511418386, -6.594389125716872],
+        [
+            10.12623508344586,
+            -7.487995877610167,
+            -34.80091861555747,
+            -7.992771707568823,
+            1.025137723295662,
+        ],
+        [
+            -0.6762803392801253,
+            6.087714651680015,
+            16.43084320892478,
+            24.76722511418386,
+            -6.594389125716872,
+        ],
     ],
 };
 
@@ -98,22 +145,40 @@ impl Work {
     fn factor(&mut self, diag: f64, stats: &mut StiffStats) -> bool {
         let (n, jac) = (self.n, &self.jac);
         stats.n_factorizations += 1;
-        self.lu.factor(|i, j| if i == j { diag - jac[i * n + j] } else { -jac[i * n + j] })
+        self.lu
+            .factor(|i, j| if i == j { diag - jac[i * n + j] } else { -jac[i * n + j] })
     }
 }
 
 /// Serves the save times inside `(t, t_new]` from an interpolant `y(θ)` on the step.
-fn serve(save: &[f64], next: &mut usize, t: f64, t_new: f64, dir: f64, out: &mut Vec<f64>, mut at: impl FnMut(f64, &mut Vec<f64>)) {
+fn serve(
+    save: &[f64],
+    next: &mut usize,
+    t: f64,
+    t_new: f64,
+    dir: f64,
+    out: &mut Vec<f64>,
+    mut at: impl FnMut(f64, &mut Vec<f64>),
+) {
     let h = t_new - t;
     while *next < save.len() && (save[*next] - t_new) * dir <= 0.0 {
-        let theta = if h == 0.0 { 1.0 } else { ((save[*next] - t) / h).clamp(0.0, 1.0) };
+        let theta = if h == 0.0 {
+            1.0
+        } else {
+            ((save[*next] - t) / h).clamp(0.0, 1.0)
+        };
         at(theta, out);
         *next += 1;
     }
 }
 
 fn non_finite(what: &'static str, t: f64, h: f64, stats: &StiffStats) -> SolveError {
-    SolveError::NonFinite { what, t, h, n_steps: stats.n_accepted + stats.n_rejected }
+    SolveError::NonFinite {
+        what,
+        t,
+        h,
+        n_steps: stats.n_accepted + stats.n_rejected,
+    }
 }
 
 pub(super) fn solve_rodas<Sys: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
@@ -144,7 +209,14 @@ pub(super) fn solve_rodas<Sys: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
     let mut t = t0;
     system.rhs(t, &y, &mut f0);
     stats.n_evals += 1;
-    let mut h = config.h0.unwrap_or_else(|| initial_step(system, t0, &y, &f0, dir, 4, config, &mut stats));
+    // Fixed steps (`fixed_steps`): equal steps, every one accepted.
+    let fixed = config.fixed_steps.map(|k| (t1 - t0).abs() / k as f64);
+    let mut h = match fixed {
+        Some(h) => h,
+        None => config
+            .h0
+            .unwrap_or_else(|| initial_step(system, t0, &y, &f0, dir, 4, config, &mut stats)),
+    };
     let h_max = config.h_max.unwrap_or(f64::INFINITY).min((t1 - t0).abs());
     h = h.min(h_max);
     let mut rejected_last = false;
@@ -152,15 +224,25 @@ pub(super) fn solve_rodas<Sys: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
     let mut jac_current = false;
     loop {
         if stats.n_accepted + stats.n_rejected >= config.max_steps {
-            return Err(SolveError::MaxStepsExceeded { t, h, n_steps: config.max_steps, max_steps: config.max_steps });
+            return Err(SolveError::MaxStepsExceeded {
+                t,
+                h,
+                n_steps: config.max_steps,
+                max_steps: config.max_steps,
+            });
         }
         let mut last = false;
-        if (t + dir * h - t1) * dir >= 0.0 || (t1 - t).abs() - h < h_min(t1) {
+        if (t + dir * h - t1) * dir >= 0.0 || (t1 - t).abs() - h < h_min(t1) + fixed.map_or(0.0, |hf| 1e-9 * hf) {
             h = (t1 - t).abs();
             last = true;
         }
         if h < h_min(t) {
-            return Err(SolveError::StepSizeTooSmall { t, h, h_min: h_min(t), n_steps: stats.n_accepted + stats.n_rejected });
+            return Err(SolveError::StepSizeTooSmall {
+                t,
+                h,
+                h_min: h_min(t),
+                n_steps: stats.n_accepted + stats.n_rejected,
+            });
         }
         let hs = dir * h;
         // A fresh Jacobian at every new point (a Rosenbrock method's order needs the exact
@@ -227,7 +309,10 @@ pub(super) fn solve_rodas<Sys: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
             continue;
         }
         let mut fac = (0.9 * e.max(1e-10).powf(-0.25)).clamp(0.2, 6.0);
-        if e <= 1.0 {
+        if let Some(hf) = fixed {
+            fac = hf / h;
+        }
+        if e <= 1.0 || fixed.is_some() {
             stats.n_accepted += 1;
             let t_new = if last { t1 } else { t + hs };
             for i in 0..n {
@@ -264,7 +349,13 @@ pub(super) fn solve_rodas<Sys: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
             h *= fac.min(1.0);
         }
     }
-    Ok(StiffSolution { n, t: save.to_vec(), y: out, y_final: y, stats })
+    Ok(StiffSolution {
+        n,
+        t: save.to_vec(),
+        y: out,
+        y_final: y,
+        stats,
+    })
 }
 
 /// Backward Euler or the trapezoid rule on equal steps, each implicit stage solved by
@@ -283,7 +374,11 @@ pub(super) fn solve_fixed<Sys: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
     let dir = (t1 - t0).signum();
     let hs = (t1 - t0) / steps as f64;
     // θ: the weight of f(t + h, z) — 1 for backward Euler, 1/2 for the trapezoid rule.
-    let theta = if config.method == StiffMethod::BackwardEuler { 1.0 } else { 0.5 };
+    let theta = if config.method == StiffMethod::BackwardEuler {
+        1.0
+    } else {
+        0.5
+    };
     let mut stats = StiffStats::default();
     let mut w = Work::new(n, 1);
     let mut y = y0.to_vec();
@@ -298,10 +393,16 @@ pub(super) fn solve_fixed<Sys: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
     }
     system.rhs(t0, &y, &mut f0);
     stats.n_evals += 1;
-    let tol = (10.0 * f64::EPSILON / config.rtol.max(1e-300)).max(0.03f64.min(config.rtol.sqrt())).min(0.03);
+    let tol = (10.0 * f64::EPSILON / config.rtol.max(1e-300))
+        .max(0.03f64.min(config.rtol.sqrt()))
+        .min(0.03);
     for step in 0..steps {
         let t = t0 + step as f64 * hs;
-        let t_new = if step + 1 == steps { t1 } else { t0 + (step + 1) as f64 * hs };
+        let t_new = if step + 1 == steps {
+            t1
+        } else {
+            t0 + (step + 1) as f64 * hs
+        };
         let h = t_new - t;
         // Predictor: explicit Euler.
         for i in 0..n {
@@ -355,7 +456,12 @@ pub(super) fn solve_fixed<Sys: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
             }
         }
         if !converged {
-            return Err(SolveError::NewtonFailed { t, h, iterations, n_steps: step });
+            return Err(SolveError::NewtonFailed {
+                t,
+                h,
+                iterations,
+                n_steps: step,
+            });
         }
         system.rhs(t_new, &z, &mut f1);
         stats.n_evals += 1;
@@ -378,5 +484,11 @@ pub(super) fn solve_fixed<Sys: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
         std::mem::swap(&mut y, &mut z);
         std::mem::swap(&mut f0, &mut f1);
     }
-    Ok(StiffSolution { n, t: save.to_vec(), y: out, y_final: y, stats })
+    Ok(StiffSolution {
+        n,
+        t: save.to_vec(),
+        y: out,
+        y_final: y,
+        stats,
+    })
 }

@@ -1,0 +1,344 @@
+//! Stiff solvers: stability functions from the tableaux, convergence orders, the standard
+//! stiff test problems against their published reference values, Jacobians, and failures
+//! as values.
+
+use cnflow::ode::{Jacobian, OdeSystem, SolveError};
+use cnflow::series::Equations;
+use cnflow::stiff::problems::{Hires, Orego, Robertson, VanDerPol, VanDerPolScaled};
+use cnflow::stiff::{solve, FdJacobian, StiffConfig, StiffMethod};
+
+/// Reference solutions at the end time from the *Test Set for IVP Solvers* (F. Mazzia and
+/// F. Iavernaro / C. Magherini, University of Bari, release 2.4: problem descriptions
+/// ROBER, VDPOL, HIRES, OREGO), computed there with RADAU5 at tight tolerances.
+const ROBER_1E11: [f64; 3] = [0.2083340149701255e-07, 0.8333360770334713e-13, 0.9999999791665050];
+const VDPOL_2: [f64; 2] = [0.1706167732170483e1, -0.8928097010247975];
+const HIRES_END: [f64; 8] = [
+    0.7371312573325668e-3,
+    0.1442485726316185e-3,
+    0.5888729740967575e-4,
+    0.1175651343283149e-2,
+    0.2386356198831331e-2,
+    0.6238968252742796e-2,
+    0.2849998395185769e-2,
+    0.2850001604814231e-2,
+];
+const OREGO_END: [f64; 3] = [0.1000814870318523e1, 0.1228178521549917e4, 0.1320554942846706e3];
+
+/// Largest error relative to `|ref| + floor` over the components.
+fn mixed_error(y: &[f64], reference: &[f64], floor: f64) -> f64 {
+    y.iter()
+        .zip(reference)
+        .map(|(a, b)| (a - b).abs() / (b.abs() + floor))
+        .fold(0.0, f64::max)
+}
+
+/// One step of a one-step method on `y' = λy` (`h = 1`) equals its stated stability
+/// function, and RODAS4's is L-stable, A-stable on a grid and of order 4.
+#[test]
+fn stability_functions_match_one_step_and_rodas4_is_l_stable_of_order_4() {
+    for method in [StiffMethod::BackwardEuler, StiffMethod::Trapezoid, StiffMethod::Rodas4] {
+        for &z in &[-1e3, -20.0, -1.0, -0.1, 0.3] {
+            let mut f = FdJacobian::new(move |_t: f64, y: &[f64], dy: &mut [f64]| dy[0] = z * y[0]);
+            let config = StiffConfig::fixed(method, 1, 1e-12, 1e-14);
+            let sol = solve(&mut f, &[1.0], 0.0, 1.0, &[], &config).unwrap();
+            let r = method.stability(z).unwrap();
+            assert!(
+                (sol.y_final[0] - r).abs() < 1e-7 * r.abs().max(1.0),
+                "{method} at z = {z}: {} vs R = {r}",
+                sol.y_final[0]
+            );
+        }
+    }
+    let r = |z: f64| StiffMethod::Rodas4.stability(z).unwrap();
+    assert!(r(-1e8).abs() < 1e-6, "R(-1e8) = {}", r(-1e8));
+    assert!(StiffMethod::BackwardEuler.stability(-1e8).unwrap().abs() < 1e-7);
+    assert!(
+        (StiffMethod::Trapezoid.stability(-1e8).unwrap() + 1.0).abs() < 1e-7,
+        "the trapezoid rule is not L-stable"
+    );
+    // |R(z)| ≤ 1 on the left half-plane, sampled on a grid.
+    for a in 0..40 {
+        for b in 0..40 {
+            let (x, y) = (-(a as f64).powi(2) * 0.05, (b as f64 - 20.0).powi(3) * 0.01);
+            let m = StiffMethod::Rodas4;
+            // R(z) = P(z)/Q(z) for complex z: evaluate through the real-coefficient
+            // recurrence on complex numbers.
+            let rz = rodas_complex(m, x, y);
+            assert!(rz <= 1.0 + 1e-12, "|R({x} + {y}i)| = {rz}");
+        }
+    }
+    // Order 4: R(z) − e^z = O(z⁵), so halving z divides the difference by ≈ 32.
+    let e1 = (r(0.1) - 0.1f64.exp()).abs();
+    let e2 = (r(0.05) - 0.05f64.exp()).abs();
+    let ratio = e1 / e2;
+    assert!((24.0..40.0).contains(&ratio), "R(z) - exp(z) ratio {ratio}");
+}
+
+/// |R(x + iy)| for RODAS4, from real solves: a complex scalar test equation is a real
+/// 2 × 2 linear system `y' = [[x, −y], [y, x]] u`.
+fn rodas_complex(m: StiffMethod, x: f64, y: f64) -> f64 {
+    let mut f = FdJacobian::new(move |_t: f64, u: &[f64], du: &mut [f64]| {
+        du[0] = x * u[0] - y * u[1];
+        du[1] = y * u[0] + x * u[1];
+    });
+    let sol = solve(
+        &mut f,
+        &[1.0, 0.0],
+        0.0,
+        1.0,
+        &[],
+        &StiffConfig::fixed(m, 1, 1e-12, 1e-14),
+    )
+    .unwrap();
+    sol.y_final[0].hypot(sol.y_final[1])
+}
+
+/// Prothero–Robinson `y' = λ (y − sin t) + cos t`, `y = sin t`: non-autonomous, so RODAS4's
+/// `∂f/∂t` term is exercised.
+fn prothero_robinson(lambda: f64) -> impl OdeSystem<f64> + Jacobian<f64> {
+    FdJacobian::new(move |t: f64, y: &[f64], dy: &mut [f64]| {
+        dy[0] = lambda * (y[0] - t.sin()) + t.cos();
+        dy[1] = -y[1] * y[1]; // y2 = 1/(1 + t) from 1: a nonlinear component
+    })
+}
+
+#[test]
+fn fixed_step_methods_converge_at_their_orders() {
+    for (method, order) in [
+        (StiffMethod::BackwardEuler, 1.0),
+        (StiffMethod::Trapezoid, 2.0),
+        (StiffMethod::Rodas4, 4.0),
+    ] {
+        let mut errors = Vec::new();
+        for steps in [20, 40, 80] {
+            let mut f = prothero_robinson(-2.0);
+            let config = StiffConfig::fixed(method, steps, 1e-13, 1e-15);
+            let sol = solve(&mut f, &[0.0, 1.0], 0.0, 2.0, &[1.0], &config).unwrap();
+            let e = (sol.y_final[0] - 2f64.sin())
+                .abs()
+                .max((sol.y_final[1] - 1.0 / 3.0).abs());
+            errors.push(e);
+        }
+        let observed = (errors[1] / errors[2]).log2();
+        assert!(
+            (observed - order).abs() < 0.25,
+            "{method}: errors {errors:?}, observed order {observed}"
+        );
+    }
+}
+
+/// The adaptive methods on the standard stiff problems: the achieved error tracks the
+/// tolerance, against the test set's reference values.
+#[test]
+fn standard_stiff_problems_match_the_test_set_references() {
+    type Case = (
+        &'static str,
+        Box<dyn FnMut(StiffMethod, f64) -> Vec<f64>>,
+        Vec<f64>,
+        f64,
+    );
+    let mut cases: Vec<Case> = vec![
+        (
+            "ROBER to 1e11",
+            Box::new(|m, rtol| {
+                let c = StiffConfig::adaptive(m, rtol, rtol * 1e-6);
+                solve(&mut Robertson, &[1.0, 0.0, 0.0], 0.0, 1e11, &[], &c)
+                    .unwrap()
+                    .y_final
+            }),
+            ROBER_1E11.to_vec(),
+            1e-20,
+        ),
+        (
+            "VDPOL eps = 1e-6",
+            Box::new(|m, rtol| {
+                let c = StiffConfig::adaptive(m, rtol, rtol);
+                solve(&mut VanDerPolScaled { eps: 1e-6 }, &[2.0, 0.0], 0.0, 2.0, &[], &c)
+                    .unwrap()
+                    .y_final
+            }),
+            VDPOL_2.to_vec(),
+            1.0,
+        ),
+        (
+            "HIRES",
+            Box::new(|m, rtol| {
+                let c = StiffConfig::adaptive(m, rtol, rtol * 1e-4);
+                let y0 = [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0057];
+                solve(&mut Hires, &y0, 0.0, 321.8122, &[], &c).unwrap().y_final
+            }),
+            HIRES_END.to_vec(),
+            1e-4,
+        ),
+        (
+            "OREGO",
+            Box::new(|m, rtol| {
+                let c = StiffConfig::adaptive(m, rtol, rtol);
+                solve(&mut Orego, &[1.0, 2.0, 3.0], 0.0, 360.0, &[], &c)
+                    .unwrap()
+                    .y_final
+            }),
+            OREGO_END.to_vec(),
+            1.0,
+        ),
+    ];
+    for (name, solve_with, reference, floor) in cases.iter_mut() {
+        for method in [StiffMethod::Bdf, StiffMethod::Rodas4] {
+            let mut errors = Vec::new();
+            for rtol in [1e-4, 1e-6, 1e-8] {
+                let y = solve_with(method, rtol);
+                let e = mixed_error(&y, reference, *floor);
+                assert!(e < 300.0 * rtol, "{name}, {method}, rtol {rtol:e}: error {e:e}");
+                errors.push(e);
+            }
+            assert!(
+                errors[2] < errors[0] * 1e-2,
+                "{name}, {method}: errors {errors:?} do not track the tolerance"
+            );
+        }
+    }
+}
+
+/// Van der Pol at μ = 1000 over a period and a half: stiff enough that an explicit method
+/// needs a step budget far beyond BDF's.
+#[test]
+fn van_der_pol_mu_1000_bdf_and_rodas4_agree() {
+    let end = |m| {
+        let c = StiffConfig::adaptive(m, 1e-9, 1e-11);
+        solve(&mut VanDerPol { mu: 1e3 }, &[2.0, 0.0], 0.0, 3000.0, &[], &c).unwrap()
+    };
+    let (a, b) = (end(StiffMethod::Bdf), end(StiffMethod::Rodas4));
+    assert!(
+        (a.y_final[0] - b.y_final[0]).abs() < 1e-5,
+        "{:?} vs {:?}",
+        a.y_final,
+        b.y_final
+    );
+    assert!(a.stats.n_accepted < 20_000, "BDF took {} steps", a.stats.n_accepted);
+}
+
+/// Dense output at save times agrees with solving to each save time.
+#[test]
+fn dense_output_at_save_times_matches_solves_to_them() {
+    let save = [0.3, 1.0, 4.0, 10.0, 33.0];
+    for method in [StiffMethod::Bdf, StiffMethod::Rodas4] {
+        let c = StiffConfig::adaptive(method, 1e-8, 1e-12);
+        let all = solve(&mut Robertson, &[1.0, 0.0, 0.0], 0.0, 40.0, &save, &c).unwrap();
+        for (i, &t) in save.iter().enumerate() {
+            let one = solve(&mut Robertson, &[1.0, 0.0, 0.0], 0.0, t, &[], &c).unwrap();
+            let e = mixed_error(all.y_at(i), &one.y_final, 1e-6);
+            assert!(e < 1e-5, "{method} at t = {t}: {:?} vs {:?}", all.y_at(i), one.y_final);
+        }
+    }
+}
+
+#[test]
+fn jacobians_from_equations_and_finite_differences_match_the_analytic_ones() {
+    let y = [0.3, 0.2, 0.1, 0.05, 0.6, 0.01, 0.002, 0.004];
+    let mut analytic = vec![0.0; 64];
+    Hires.jacobian(0.0, &y, &mut analytic);
+    let mut fd = FdJacobian::new(|t, y: &[f64], dy: &mut [f64]| Hires.rhs(t, y, dy));
+    let mut approx = vec![0.0; 64];
+    fd.jacobian(0.0, &y, &mut approx);
+    for (a, b) in analytic.iter().zip(&approx) {
+        assert!((a - b).abs() < 1e-5 * (1.0 + a.abs()), "{a} vs {b}");
+    }
+    let states: Vec<String> = ["y1", "y2", "y3"].iter().map(|s| s.to_string()).collect();
+    let text = "dy1 = -0.04*y1 + 1e4*y2*y3; dy2 = 0.04*y1 - 1e4*y2*y3 - 3e7*y2^2; dy3 = 3e7*y2^2";
+    assert_eq!(Equations::states_of(text).unwrap(), states);
+    let mut sys = Equations::parse(text, &states, &[]).unwrap().with_params(vec![]);
+    assert!(sys.is_autonomous());
+    let y = [0.9, 2e-5, 0.1];
+    let (mut je, mut ja) = (vec![0.0; 9], vec![0.0; 9]);
+    sys.jacobian(0.0, &y, &mut je);
+    Robertson.jacobian(0.0, &y, &mut ja);
+    for (a, b) in ja.iter().zip(&je) {
+        assert!((a - b).abs() <= 1e-12 * (1.0 + a.abs()), "{ja:?} vs {je:?}");
+    }
+}
+
+/// Failures are values: Newton cannot solve `z − h z² = y` when `4hy > 1` (no real root),
+/// and `I − hJ` is singular for `y' = y` with `h = 1`.
+#[test]
+fn newton_failure_and_a_singular_matrix_are_reported_with_t_and_h() {
+    let mut blowup = FdJacobian::new(|_t, y: &[f64], dy: &mut [f64]| dy[0] = y[0] * y[0]);
+    let err = solve(
+        &mut blowup,
+        &[1.0],
+        0.0,
+        1.0,
+        &[],
+        &StiffConfig::fixed(StiffMethod::BackwardEuler, 1, 1e-8, 1e-10),
+    )
+    .unwrap_err();
+    match err {
+        SolveError::NewtonFailed { t, h, .. } => assert_eq!((t, h), (0.0, 1.0)),
+        e => panic!("{e:?}"),
+    }
+    assert!(err.to_string().contains("Newton"));
+    // y' = y with its exact Jacobian 1.
+    struct Growth;
+    impl OdeSystem<f64> for Growth {
+        fn rhs(&mut self, _t: f64, y: &[f64], dy: &mut [f64]) {
+            dy[0] = y[0];
+        }
+    }
+    impl Jacobian<f64> for Growth {
+        fn jacobian(&mut self, _t: f64, _y: &[f64], j: &mut [f64]) {
+            j[0] = 1.0;
+        }
+    }
+    let err = solve(
+        &mut Growth,
+        &[1.0],
+        0.0,
+        2.0,
+        &[],
+        &StiffConfig::fixed(StiffMethod::BackwardEuler, 2, 1e-8, 1e-10),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, SolveError::SingularMatrix { t, h, .. } if t == 0.0 && h == 1.0),
+        "{err:?}"
+    );
+    // Bad settings are named.
+    let err = solve(
+        &mut Robertson,
+        &[1.0, 0.0, 0.0],
+        0.0,
+        1.0,
+        &[],
+        &StiffConfig::adaptive(StiffMethod::Trapezoid, 1e-6, 1e-9),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("fixed_steps"), "{err}");
+    let err = solve(
+        &mut Robertson,
+        &[1.0, 0.0, 0.0],
+        0.0,
+        1.0,
+        &[2.0],
+        &StiffConfig::adaptive(StiffMethod::Bdf, 1e-6, 1e-9),
+    )
+    .unwrap_err();
+    assert!(matches!(err, SolveError::InvalidOutputTime { index: 0, .. }), "{err:?}");
+}
+
+/// Integrating backwards retraces a forward solve (on a non-stiff problem: backwards, a
+/// stiff problem's decaying modes grow).
+#[test]
+fn backward_integration_returns_to_the_start() {
+    for method in [StiffMethod::Bdf, StiffMethod::Rodas4] {
+        let c = StiffConfig::adaptive(method, 1e-10, 1e-12);
+        let mut vdp = VanDerPol { mu: 1.0 };
+        let fwd = solve(&mut vdp, &[1.0, 2.0], 0.0, 1.0, &[], &c).unwrap();
+        let back = solve(&mut vdp, &fwd.y_final, 1.0, 0.0, &[0.5], &c).unwrap();
+        let mid = solve(&mut vdp, &[1.0, 2.0], 0.0, 0.5, &[], &c).unwrap();
+        assert!(
+            mixed_error(&back.y_final, &[1.0, 2.0], 1.0) < 1e-6,
+            "{method}: {:?}",
+            back.y_final
+        );
+        assert!(mixed_error(back.y_at(0), &mid.y_final, 1.0) < 1e-6, "{method}");
+    }
+}
