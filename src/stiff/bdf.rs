@@ -151,6 +151,8 @@ pub(super) fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
     let mut order = 1;
     let mut n_equal = 0;
     let mut t = t0;
+    // Kahan compensation of t (what was lost when t + h was rounded).
+    let mut t_comp = 0.0;
 
     let mut y_predict = vec![0.0; n];
     let mut y_new = vec![0.0; n];
@@ -184,6 +186,7 @@ pub(super) fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
         }
         // The step attempt, shrinking h until Newton converges and the error test passes.
         let mut jac_current = false;
+        let mut error_failures = 0;
         let (t_new, n_iter, error_norm) = loop {
             if h < hmin {
                 let n_steps = stats.n_accepted + stats.n_rejected;
@@ -194,15 +197,19 @@ pub(super) fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
                     n_steps,
                 });
             }
-            let mut t_new = t + dir * h;
+            // The differences live on a grid of exactly h; t itself is summed with a
+            // compensation term, so that a step far below t's spacing (h/t ≈ 1e-13 in a
+            // sharp transition) is not rounded into a different step than D assumes.
+            let mut t_new = t + (dir * h - t_comp);
             if (t_new - t1) * dir > 0.0 || (t1 - t_new).abs() < hmin {
                 t_new = t1;
-                change_d(&mut d, order, (t_new - t).abs() / h, &mut tmp);
+                let to_end = (t1 - t) - t_comp;
+                change_d(&mut d, order, to_end.abs() / h, &mut tmp);
+                h = to_end.abs();
                 n_equal = 0;
                 lu_valid = false;
             }
-            let hs = t_new - t;
-            h = hs.abs();
+            let hs = dir * h;
             for i in 0..n {
                 y_predict[i] = (0..=order).map(|k| d[k][i]).sum();
                 scale[i] = atol + rtol * y_predict[i].abs();
@@ -303,11 +310,20 @@ pub(super) fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
             let error_norm = norm_scaled(&err, &scale);
             if error_norm > 1.0 || !error_norm.is_finite() {
                 stats.n_rejected += 1;
+                error_failures += 1;
                 let factor = if error_norm.is_finite() {
                     MIN_FACTOR.max(safety * error_norm.powf(-1.0 / (order as f64 + 1.0)))
                 } else {
                     0.25
                 };
+                // Repeated error-test failures at one point: the high-order history no
+                // longer describes the solution (a sharp transition), so drop the order
+                // by one from the second failure on, as CVODE does (NDF/BDF codes that
+                // keep the order, SciPy's BDF among them, shrink h to nothing on Van der
+                // Pol at μ = 1000 and rtol 1e-9).
+                if error_failures >= 2 && order > 1 {
+                    order -= 1;
+                }
                 h *= factor;
                 change_d(&mut d, order, factor, &mut tmp);
                 n_equal = 0;
@@ -330,8 +346,8 @@ pub(super) fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
                 *a += b;
             }
         }
+        let hs = dir * h;
         // Dense output on [t, t_new]: the polynomial through the last k + 1 points.
-        let hs = t_new - t;
         while next < save.len() && (save[next] - t_new) * dir <= 0.0 {
             let ts = save[next];
             let mut p = 1.0;
@@ -346,6 +362,7 @@ pub(super) fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
             }
             next += 1;
         }
+        t_comp = if t_new == t1 { 0.0 } else { (t_new - t) - (hs - t_comp) };
         t = t_new;
         let _ = n_iter;
         if (t1 - t) * dir <= 0.0 {
