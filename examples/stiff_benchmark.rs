@@ -118,7 +118,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let wanted = arg(&args, "--problems");
     let methods: Vec<String> = arg(&args, "--methods")
-        .unwrap_or_else(|| "bdf,rodas4,dopri5".into())
+        .unwrap_or_else(|| "bdf,rodas4,radau5,dopri5".into())
         .split(',')
         .map(str::to_string)
         .collect();

@@ -36,7 +36,12 @@ fn mixed_error(y: &[f64], reference: &[f64], floor: f64) -> f64 {
 /// function, and RODAS4's is L-stable, A-stable on a grid and of order 4.
 #[test]
 fn stability_functions_match_one_step_and_rodas4_is_l_stable_of_order_4() {
-    for method in [StiffMethod::BackwardEuler, StiffMethod::Trapezoid, StiffMethod::Rodas4] {
+    for method in [
+        StiffMethod::BackwardEuler,
+        StiffMethod::Trapezoid,
+        StiffMethod::Rodas4,
+        StiffMethod::Radau5,
+    ] {
         for &z in &[-1e3, -20.0, -1.0, -0.1, 0.3] {
             let mut f = FdJacobian::new(move |_t: f64, y: &[f64], dy: &mut [f64]| dy[0] = z * y[0]);
             let config = StiffConfig::fixed(method, 1, 1e-12, 1e-14);
@@ -51,6 +56,11 @@ fn stability_functions_match_one_step_and_rodas4_is_l_stable_of_order_4() {
     }
     let r = |z: f64| StiffMethod::Rodas4.stability(z).unwrap();
     assert!(r(-1e8).abs() < 1e-6, "R(-1e8) = {}", r(-1e8));
+    let radau = |z: f64| StiffMethod::Radau5.stability(z).unwrap();
+    assert!(radau(-1e8).abs() < 1e-7, "Radau IIA: R(-1e8) = {}", radau(-1e8));
+    // Order 5: R(z) − e^z = O(z⁶), halving z divides it by ≈ 64.
+    let ratio = (radau(0.2) - 0.2f64.exp()).abs() / (radau(0.1) - 0.1f64.exp()).abs();
+    assert!((50.0..80.0).contains(&ratio), "Radau IIA: R(z) - exp(z) ratio {ratio}");
     assert!(StiffMethod::BackwardEuler.stability(-1e8).unwrap().abs() < 1e-7);
     assert!(
         (StiffMethod::Trapezoid.stability(-1e8).unwrap() + 1.0).abs() < 1e-7,
@@ -60,11 +70,10 @@ fn stability_functions_match_one_step_and_rodas4_is_l_stable_of_order_4() {
     for a in 0..40 {
         for b in 0..40 {
             let (x, y) = (-(a as f64).powi(2) * 0.05, (b as f64 - 20.0).powi(3) * 0.01);
-            let m = StiffMethod::Rodas4;
-            // R(z) = P(z)/Q(z) for complex z: evaluate through the real-coefficient
-            // recurrence on complex numbers.
-            let rz = rodas_complex(m, x, y);
-            assert!(rz <= 1.0 + 1e-12, "|R({x} + {y}i)| = {rz}");
+            for m in [StiffMethod::Rodas4, StiffMethod::Radau5] {
+                let rz = one_step_complex(m, x, y);
+                assert!(rz <= 1.0 + 1e-9, "{m}: |R({x} + {y}i)| = {rz}");
+            }
         }
     }
     // Order 4: R(z) − e^z = O(z⁵), so halving z divides the difference by ≈ 32.
@@ -74,9 +83,9 @@ fn stability_functions_match_one_step_and_rodas4_is_l_stable_of_order_4() {
     assert!((24.0..40.0).contains(&ratio), "R(z) - exp(z) ratio {ratio}");
 }
 
-/// |R(x + iy)| for RODAS4, from real solves: a complex scalar test equation is a real
-/// 2 × 2 linear system `y' = [[x, −y], [y, x]] u`.
-fn rodas_complex(m: StiffMethod, x: f64, y: f64) -> f64 {
+/// |R(x + iy)| from one step: a complex scalar test equation is the real 2 × 2 linear
+/// system `u' = [[x, −y], [y, x]] u`.
+fn one_step_complex(m: StiffMethod, x: f64, y: f64) -> f64 {
     let mut f = FdJacobian::new(move |_t: f64, u: &[f64], du: &mut [f64]| {
         du[0] = x * u[0] - y * u[1];
         du[1] = y * u[0] + x * u[1];
@@ -87,7 +96,7 @@ fn rodas_complex(m: StiffMethod, x: f64, y: f64) -> f64 {
         0.0,
         1.0,
         &[],
-        &StiffConfig::fixed(m, 1, 1e-12, 1e-14),
+        &StiffConfig::fixed(m, 1, 1e-10, 1e-10),
     )
     .unwrap();
     sol.y_final[0].hypot(sol.y_final[1])
@@ -108,6 +117,7 @@ fn fixed_step_methods_converge_at_their_orders() {
         (StiffMethod::BackwardEuler, 1.0),
         (StiffMethod::Trapezoid, 2.0),
         (StiffMethod::Rodas4, 4.0),
+        (StiffMethod::Radau5, 5.0),
     ] {
         let mut errors = Vec::new();
         for steps in [20, 40, 80] {
@@ -183,7 +193,7 @@ fn standard_stiff_problems_match_the_test_set_references() {
         ),
     ];
     for (name, solve_with, reference, floor) in cases.iter_mut() {
-        for method in [StiffMethod::Bdf, StiffMethod::Rodas4] {
+        for method in [StiffMethod::Bdf, StiffMethod::Rodas4, StiffMethod::Radau5] {
             let mut errors = Vec::new();
             for rtol in [1e-4, 1e-6, 1e-8] {
                 let y = solve_with(method, rtol);
@@ -236,7 +246,7 @@ fn bdf_resolves_van_der_pol_mu_1000_at_tight_tolerance() {
 #[test]
 fn dense_output_at_save_times_matches_solves_to_them() {
     let save = [0.3, 1.0, 4.0, 10.0, 33.0];
-    for method in [StiffMethod::Bdf, StiffMethod::Rodas4] {
+    for method in [StiffMethod::Bdf, StiffMethod::Rodas4, StiffMethod::Radau5] {
         let c = StiffConfig::adaptive(method, 1e-8, 1e-12);
         let all = solve(&mut Robertson, &[1.0, 0.0, 0.0], 0.0, 40.0, &save, &c).unwrap();
         for (i, &t) in save.iter().enumerate() {
@@ -343,7 +353,7 @@ fn newton_failure_and_a_singular_matrix_are_reported_with_t_and_h() {
 /// stiff problem's decaying modes grow).
 #[test]
 fn backward_integration_returns_to_the_start() {
-    for method in [StiffMethod::Bdf, StiffMethod::Rodas4] {
+    for method in [StiffMethod::Bdf, StiffMethod::Rodas4, StiffMethod::Radau5] {
         let c = StiffConfig::adaptive(method, 1e-10, 1e-12);
         let mut vdp = VanDerPol { mu: 1.0 };
         let fwd = solve(&mut vdp, &[1.0, 2.0], 0.0, 1.0, &[], &c).unwrap();

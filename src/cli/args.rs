@@ -721,6 +721,8 @@ pub enum SolveMethodArg {
     Bdf,
     /// RODAS4, a 4(3) Rosenbrock method, adaptive, L-stable: no Newton iteration.
     Rodas4,
+    /// RADAU5, Radau IIA of order 5, adaptive, L-stable: for tight tolerances.
+    Radau5,
     /// Backward Euler, fixed steps (--steps), implicit.
     BackwardEuler,
     /// Implicit trapezoid rule, fixed steps (--steps).

@@ -21,6 +21,7 @@ fn kind(m: SolveMethodArg) -> Kind {
     match m {
         SolveMethodArg::Bdf => Kind::Stiff(StiffMethod::Bdf),
         SolveMethodArg::Rodas4 => Kind::Stiff(StiffMethod::Rodas4),
+        SolveMethodArg::Radau5 => Kind::Stiff(StiffMethod::Radau5),
         SolveMethodArg::BackwardEuler => Kind::Stiff(StiffMethod::BackwardEuler),
         SolveMethodArg::Trapezoid => Kind::Stiff(StiffMethod::Trapezoid),
         SolveMethodArg::Dopri5 => Kind::Explicit(Method::Dopri5),

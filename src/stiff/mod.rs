@@ -8,7 +8,8 @@
 //! | method | kind | order | when to choose it |
 //! |---|---|---|---|
 //! | [`StiffMethod::Bdf`] | variable-order BDF 1–5 (NDF form) | 1–5 | the default: fewest Jacobians and factorisations, large systems, most tolerances |
-//! | [`StiffMethod::Rodas4`] | Rosenbrock, L-stable, stiffly accurate | 4(3) | no Newton iteration at all; moderate tolerances, many events or save times |
+//! | [`StiffMethod::Rodas4`] | Rosenbrock, L-stable, stiffly accurate | 4(3) | no Newton iteration at all; loose to moderate tolerances, small systems |
+//! | [`StiffMethod::Radau5`] | Radau IIA collocation, L-stable | 5 | tight tolerances (1e-8 and below), where the others need many more steps |
 //! | [`StiffMethod::BackwardEuler`] | implicit, L-stable, fixed steps | 1 | teaching, and as the sub-flow of a splitting |
 //! | [`StiffMethod::Trapezoid`] | implicit, A-stable, fixed steps | 2 | fixed-step work where damping is unwanted |
 //!
@@ -29,6 +30,7 @@
 mod bdf;
 mod linalg;
 pub mod problems;
+mod radau;
 mod rosenbrock;
 
 pub use linalg::DenseLu;
@@ -46,6 +48,10 @@ pub enum StiffMethod {
     /// `rodas`, METH = 1): 6 stages, order 4 with an embedded order 3, L-stable,
     /// stiffly accurate, dense output of order 3.
     Rodas4,
+    /// RADAU5: the 3-stage Radau IIA collocation method of order 5 (Hairer & Wanner,
+    /// *Solving ODEs II*, §IV.5 and §IV.8), L-stable, simplified Newton on the whole
+    /// stage system, dense output from the collocation polynomial.
+    Radau5,
     /// Variable-order, variable-step BDF of orders 1–5 in the quasi-constant-step NDF form
     /// of Shampine & Reichelt, *The MATLAB ODE Suite* (SIAM J. Sci. Comput. 18, 1997).
     Bdf,
@@ -53,9 +59,10 @@ pub enum StiffMethod {
 
 impl StiffMethod {
     /// Every method, in the order of the table above.
-    pub const ALL: [StiffMethod; 4] = [
+    pub const ALL: [StiffMethod; 5] = [
         StiffMethod::Bdf,
         StiffMethod::Rodas4,
+        StiffMethod::Radau5,
         StiffMethod::BackwardEuler,
         StiffMethod::Trapezoid,
     ];
@@ -66,6 +73,7 @@ impl StiffMethod {
             StiffMethod::BackwardEuler => "backward-euler",
             StiffMethod::Trapezoid => "trapezoid",
             StiffMethod::Rodas4 => "rodas4",
+            StiffMethod::Radau5 => "radau5",
             StiffMethod::Bdf => "bdf",
         }
     }
@@ -76,13 +84,14 @@ impl StiffMethod {
             StiffMethod::BackwardEuler => 1,
             StiffMethod::Trapezoid => 2,
             StiffMethod::Rodas4 => 4,
+            StiffMethod::Radau5 => 5,
             StiffMethod::Bdf => 5,
         }
     }
 
     /// Whether the method adapts its step size.
     pub fn is_adaptive(self) -> bool {
-        matches!(self, StiffMethod::Rodas4 | StiffMethod::Bdf)
+        matches!(self, StiffMethod::Rodas4 | StiffMethod::Radau5 | StiffMethod::Bdf)
     }
 
     /// The stability function `R(z)` of the one-step methods (`None` for BDF, a
@@ -93,6 +102,7 @@ impl StiffMethod {
             StiffMethod::BackwardEuler => Some(1.0 / (1.0 - z)),
             StiffMethod::Trapezoid => Some((1.0 + z / 2.0) / (1.0 - z / 2.0)),
             StiffMethod::Rodas4 => Some(rosenbrock::rodas4_stability(z)),
+            StiffMethod::Radau5 => Some(radau::radau5_stability(z)),
             StiffMethod::Bdf => None,
         }
     }
@@ -127,8 +137,8 @@ pub struct StiffConfig {
     pub h0: Option<f64>,
     /// Largest step size.
     pub h_max: Option<f64>,
-    /// Number of equal steps: required by the fixed-step methods; RODAS4 given it takes
-    /// equal steps without error control; BDF ignores it.
+    /// Number of equal steps: required by the fixed-step methods; RODAS4 and RADAU5 given
+    /// it take equal steps without error control; BDF ignores it.
     pub fixed_steps: Option<usize>,
     /// Most steps (accepted plus rejected).
     pub max_steps: usize,
@@ -261,6 +271,7 @@ pub fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
     match config.method {
         StiffMethod::Bdf => bdf::solve(system, y0, t0, t1, save, config),
         StiffMethod::Rodas4 => rosenbrock::solve_rodas(system, y0, t0, t1, save, config),
+        StiffMethod::Radau5 => radau::solve(system, y0, t0, t1, save, config),
         StiffMethod::BackwardEuler | StiffMethod::Trapezoid => {
             rosenbrock::solve_fixed(system, y0, t0, t1, save, config)
         }
@@ -340,7 +351,7 @@ impl<F: FnMut(f64, &[f64], &mut [f64])> Jacobian<f64> for FdJacobian<F> {
         self.f1.resize(n, 0.0);
         (self.f)(t, y, &mut self.f0);
         for j in 0..n {
-            let h = f64::EPSILON.sqrt() * y[j].abs().max(1e-8_f64.max(f64::EPSILON.sqrt()));
+            let h = f64::EPSILON.sqrt() * y[j].abs().max(1.0);
             self.work[j] = y[j] + h;
             let h = self.work[j] - y[j];
             (self.f)(t, &self.work, &mut self.f1);
