@@ -4,6 +4,8 @@
 //!
 //! ```sh
 //! cargo run --release --example stiff_benchmark -- --problems hires,orego --rtols 1e-4,1e-8 --repeats 5
+//! # pictures and the equal-accuracy table from the lines of benches/stiff.sh:
+//! cargo run --release --example stiff_benchmark -- --plot stiff.jsonl --out assets
 //! ```
 //!
 //! Reference values: the *Test Set for IVP Solvers* (Mazzia, Magherini et al., Bari)
@@ -114,8 +116,148 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
+/// One record of a JSON line (cnflow's or a peer's).
+struct Record {
+    peer: String,
+    method: String,
+    problem: String,
+    err: f64,
+    seconds: f64,
+    nfev: Option<f64>,
+}
+
+fn read_records(path: &str) -> Vec<Record> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["success"].as_bool() == Some(true))
+        .filter_map(|v| {
+            Some(Record {
+                peer: v["peer"].as_str()?.to_string(),
+                method: v["method"].as_str()?.to_string(),
+                problem: v["problem"].as_str()?.to_string(),
+                err: v["err_mixed"].as_f64()?,
+                seconds: v["wall_s_median"].as_f64()?,
+                nfev: v["nfev"].as_f64(),
+            })
+        })
+        .collect()
+}
+
+/// Milliseconds to reach a mixed error of `target`, from `(correct digits, ms)` points:
+/// log time interpolated linearly in digits between the two runs that bracket it (no
+/// extrapolation; `None` when no run reached it; the cheapest run when every run did).
+fn time_at(points: &[(f64, f64)], target: f64) -> Option<f64> {
+    let mut p: Vec<(f64, f64)> = points.iter().map(|&(d, ms)| (d, ms.ln())).collect();
+    p.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let want = -target.log10();
+    if let Some(first) = p.first() {
+        if want <= first.0 {
+            return p.iter().map(|q| q.1).reduce(f64::min).map(f64::exp);
+        }
+    }
+    p.windows(2).find(|w| w[0].0 <= want && want <= w[1].0).map(|w| {
+        let f = (want - w[0].0) / (w[1].0 - w[0].0);
+        (w[0].1 + f * (w[1].1 - w[0].1)).exp()
+    })
+}
+
+fn plot(path: &str, out: &str) {
+    use cnflow::plot::{metrics, MetricsConfig, Subplot};
+    let records = read_records(path);
+    let mut problems: Vec<String> = Vec::new();
+    let mut lines: Vec<String> = Vec::new();
+    for r in &records {
+        if !problems.contains(&r.problem) {
+            problems.push(r.problem.clone());
+        }
+        let name = format!("{} {}", r.peer, r.method);
+        if !lines.contains(&name) {
+            lines.push(name);
+        }
+    }
+    let series = |problem: &str, line: &str, nfe: bool| -> Vec<(f64, f64)> {
+        let mut pts: Vec<(f64, f64)> = records
+            .iter()
+            .filter(|r| r.problem == problem && format!("{} {}", r.peer, r.method) == line)
+            .filter_map(|r| Some((-r.err.log10(), if nfe { r.nfev? } else { r.seconds * 1e3 })))
+            .collect();
+        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+        pts
+    };
+    for (nfe, file, label) in [
+        (false, "stiff-work-precision.png", "time (ms)"),
+        (true, "stiff-work-precision-nfe.png", "evaluations of f"),
+    ] {
+        let data: Vec<Vec<(String, Vec<(f64, f64)>)>> = problems
+            .iter()
+            // Every line in every subplot (empty where a method has no run there), so a
+            // method keeps its colour across subplots.
+            .map(|p| lines.iter().map(|l| (l.clone(), series(p, l, nfe))).collect())
+            .collect();
+        let subplots: Vec<Subplot> = problems
+            .iter()
+            .zip(&data)
+            .map(|(p, d)| Subplot {
+                title: p,
+                x_label: "correct digits, -log10(mixed error)",
+                y_label: label,
+                lines: d.iter().map(|(n, v)| (n.as_str(), v.as_slice())).collect(),
+                log_y: true,
+            })
+            .collect();
+        let config = MetricsConfig {
+            cols: 3,
+            title: format!("stiff test problems: {label} against accuracy"),
+            ..Default::default()
+        };
+        let file = format!("{out}/{file}");
+        metrics(&file, &subplots, &config).unwrap_or_else(|e| panic!("{file}: {e}"));
+        eprintln!("wrote {file}");
+    }
+    // Equal accuracy: cnflow's fastest method against diffsol's BDF and SciPy's best.
+    println!("| problem | error | cnflow (method) | diffsol BDF | SciPy best (method) | vs diffsol | vs SciPy |");
+    println!("|---|---|---|---|---|---|---|");
+    let best = |problem: &str, peer: &str, target: f64| -> Option<(f64, String)> {
+        lines
+            .iter()
+            .filter(|l| l.starts_with(peer))
+            .filter_map(|l| time_at(&series(problem, l, false), target).map(|t| (t, l[peer.len() + 1..].to_string())))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+    };
+    for p in &problems {
+        for k in 3..=9 {
+            let target = 10f64.powi(-k);
+            let ours = best(p, "cnflow", target);
+            let ds = lines
+                .iter()
+                .find(|l| l.as_str() == "pydiffsol diffsol-bdf")
+                .and_then(|l| time_at(&series(p, l, false), target));
+            let sp = best(p, "scipy", target);
+            let fmt = |v: Option<f64>| v.map_or("—".to_string(), |t| format!("{t:.3} ms"));
+            let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(a), Some(b)) => format!("{:.1}×", b / a),
+                _ => "—".into(),
+            };
+            println!(
+                "| {p} | 1e-{k} | {} | {} | {} | {} | {} |",
+                ours.as_ref().map_or("—".into(), |(t, m)| format!("{t:.3} ms ({m})")),
+                fmt(ds),
+                sp.as_ref().map_or("—".into(), |(t, m)| format!("{t:.1} ms ({m})")),
+                ratio(ours.as_ref().map(|o| o.0), ds),
+                ratio(ours.as_ref().map(|o| o.0), sp.as_ref().map(|s| s.0)),
+            );
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(path) = arg(&args, "--plot") {
+        let out = arg(&args, "--out").unwrap_or_else(|| ".".into());
+        plot(&path, &out);
+        return;
+    }
     let wanted = arg(&args, "--problems");
     let methods: Vec<String> = arg(&args, "--methods")
         .unwrap_or_else(|| "bdf,rodas4,radau5,dopri5".into())

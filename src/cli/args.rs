@@ -717,7 +717,7 @@ pub struct PredictArgs {
 /// Methods of `cnflow solve`.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SolveMethodArg {
-    /// Variable-order BDF 1–5 (NDF form), adaptive, implicit: the default, fast on stiff problems.
+    /// Variable-order BDF 1–5 (NDF form), adaptive, implicit: fewest Jacobians and factorisations.
     Bdf,
     /// RODAS4, a 4(3) Rosenbrock method, adaptive, L-stable: no Newton iteration.
     Rodas4,
@@ -754,9 +754,10 @@ pub struct SolveArgs {
     /// Save times: a comma-separated list, or START:STEP:END [default: T0 and T1].
     #[arg(long, allow_hyphen_values = true)]
     pub save: Option<String>,
-    /// Method.
-    #[arg(long, value_enum, default_value_t = SolveMethodArg::Bdf)]
-    pub solver: SolveMethodArg,
+    /// Method [default: rodas4 when rtol ≥ 1e-6, radau5 below: the fastest at equal
+    /// accuracy on the stiff test problems (BENCHMARKS.md)].
+    #[arg(long, value_enum)]
+    pub solver: Option<SolveMethodArg>,
     /// Relative tolerance.
     #[arg(long, default_value_t = 1e-6)]
     pub rtol: f64,

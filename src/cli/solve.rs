@@ -95,9 +95,14 @@ pub fn run(args: SolveArgs) -> Result<()> {
         }
         None => vec![t0, t1],
     };
+    let solver = args.solver.unwrap_or(if args.rtol >= 1e-6 {
+        SolveMethodArg::Rodas4
+    } else {
+        SolveMethodArg::Radau5
+    });
     let mut system = eq.with_params(params.iter().map(|(_, v)| *v).collect());
     let started = Instant::now();
-    let (y, stats): (Vec<f64>, StiffStats) = match kind(args.solver) {
+    let (y, stats): (Vec<f64>, StiffStats) = match kind(solver) {
         Kind::Stiff(method) => {
             let mut config = StiffConfig::adaptive(method, args.rtol, args.atol);
             config.max_steps = args.max_steps;
@@ -148,7 +153,7 @@ pub fn run(args: SolveArgs) -> Result<()> {
     if args.json {
         let rows: Vec<&[f64]> = y.chunks(n).collect();
         let value = serde_json::json!({
-            "method": name(args.solver),
+            "method": name(solver),
             "rtol": args.rtol,
             "atol": args.atol,
             "states": states,
@@ -179,7 +184,7 @@ pub fn run(args: SolveArgs) -> Result<()> {
             .with_context(|| format!("writing {}", args.output.display()))?;
     }
     let s = stats;
-    let implicit = if matches!(kind(args.solver), Kind::Stiff(_)) {
+    let implicit = if matches!(kind(solver), Kind::Stiff(_)) {
         format!(
             ", {} Jacobians, {} factorisations, {} linear solves, {} Newton iterations ({} failed)",
             s.n_jacobians, s.n_factorizations, s.n_solves, s.n_newton, s.n_newton_failures
@@ -189,7 +194,7 @@ pub fn run(args: SolveArgs) -> Result<()> {
     };
     eprintln!(
         "{}: {} steps ({} rejected), {} evaluations{implicit}, {:.3} ms",
-        name(args.solver),
+        name(solver),
         s.n_accepted,
         s.n_rejected,
         s.n_evals,
