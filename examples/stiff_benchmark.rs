@@ -162,6 +162,9 @@ fn time_at(points: &[(f64, f64)], target: f64) -> Option<f64> {
     })
 }
 
+/// A named line of `(correct digits, cost)` points.
+type Line = (String, Vec<(f64, f64)>);
+
 fn plot(path: &str, out: &str) {
     use cnflow::plot::{metrics, MetricsConfig, Subplot};
     let records = read_records(path);
@@ -189,7 +192,7 @@ fn plot(path: &str, out: &str) {
         (false, "stiff-work-precision.png", "time (ms)"),
         (true, "stiff-work-precision-nfe.png", "evaluations of f"),
     ] {
-        let data: Vec<Vec<(String, Vec<(f64, f64)>)>> = problems
+        let data: Vec<Vec<Line>> = problems
             .iter()
             // Every line in every subplot (empty where a method has no run there), so a
             // method keeps its colour across subplots.
