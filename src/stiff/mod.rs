@@ -27,12 +27,14 @@
 //! assert!((sol.y_at(0)[0] - 0.7158271).abs() < 1e-5);
 //! ```
 
+mod adjoint;
 mod bdf;
 mod linalg;
 pub mod problems;
 mod radau;
 mod rosenbrock;
 
+pub use adjoint::{theta_gradient, ThetaGradient};
 pub use linalg::DenseLu;
 
 use crate::ode::{Jacobian, OdeSystem, SolveError};

@@ -410,20 +410,30 @@ pub(super) fn solve_fixed<Sys: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
         }
         let mut converged = false;
         let mut iterations = 0;
+        // Simplified Newton with J at the step's start; if it stalls, full Newton from
+        // the start value, J refreshed at every iterate (a fixed-step method cannot
+        // shrink its step instead).
         for attempt in 0..2 {
-            if attempt == 1 {
+            let full = attempt == 1;
+            if full {
                 stats.n_newton_failures += 1;
-                z.copy_from_slice(&y);
-            }
-            let at = if attempt == 0 { &y } else { &z };
-            system.jacobian(if attempt == 0 { t } else { t_new }, at, &mut w.jac);
-            stats.n_jacobians += 1;
-            if !w.factor(1.0 / (theta * h), &mut stats) {
-                return Err(SolveError::SingularMatrix { t, h, n_steps: step });
+                for i in 0..n {
+                    z[i] = y[i] + h * f0[i];
+                }
             }
             let mut norm_old = f64::INFINITY;
+            let mut norm_first = f64::INFINITY;
             iterations = 0;
-            for it in 0..10 {
+            let max_iter = if full { 30 } else { 10 };
+            for it in 0..max_iter {
+                if it == 0 || full {
+                    let (tj, at) = if full { (t_new, &z) } else { (t, &y) };
+                    system.jacobian(tj, at, &mut w.jac);
+                    stats.n_jacobians += 1;
+                    if !w.factor(1.0 / (theta * h), &mut stats) {
+                        return Err(SolveError::SingularMatrix { t, h, n_steps: step });
+                    }
+                }
                 iterations = it + 1;
                 stats.n_newton += 1;
                 system.rhs(t_new, &z, &mut f1);
@@ -441,12 +451,15 @@ pub(super) fn solve_fixed<Sys: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
                 if !norm.is_finite() {
                     break;
                 }
+                if it == 0 {
+                    norm_first = norm;
+                }
                 let rate = norm / norm_old;
                 if norm == 0.0 || (it > 0 && rate < 1.0 && rate / (1.0 - rate) * norm < tol) || norm < 1e-3 * tol {
                     converged = true;
                     break;
                 }
-                if it > 0 && rate >= 1.0 {
+                if (!full && it > 0 && rate >= 1.0) || norm > 1e6 * norm_first {
                     break;
                 }
                 norm_old = norm;
