@@ -429,3 +429,75 @@ fn discrete_adjoint_of_backward_euler_and_trapezoid_matches_finite_differences()
         }
     }
 }
+
+#[test]
+fn matrix_exponential_matches_closed_forms_and_inverts() {
+    use cnflow::stiff::expm;
+    // A rotation by 10 radians (‖M‖ = 10: five squarings).
+    let e = expm(&[0.0, -10.0, 10.0, 0.0], 2);
+    let (c, s) = (10f64.cos(), 10f64.sin());
+    for (a, b) in e.iter().zip(&[c, -s, s, c]) {
+        assert!((a - b).abs() < 1e-12, "{e:?}");
+    }
+    let d = expm(&[-1000.0, 0.0, 0.0, 2.0], 2);
+    assert!(
+        d[0].abs() < 1e-300 && (d[3] - 2f64.exp()).abs() < 1e-12 * 2f64.exp() && d[1] == 0.0 && d[2] == 0.0,
+        "{d:?}"
+    );
+    // exp(M) exp(−M) = I for a non-normal 4 × 4.
+    let m: Vec<f64> = (0..16).map(|k| ((k * 7 % 11) as f64 - 5.0) * 0.6).collect();
+    let neg: Vec<f64> = m.iter().map(|v| -v).collect();
+    let (p, q) = (expm(&m, 4), expm(&neg, 4));
+    for i in 0..4 {
+        for j in 0..4 {
+            let v: f64 = (0..4).map(|k| p[i * 4 + k] * q[k * 4 + j]).sum();
+            let want = if i == j { 1.0 } else { 0.0 };
+            assert!((v - want).abs() < 1e-9, "({i}, {j}): {v}");
+        }
+    }
+}
+
+/// Lie and Strang splitting of `y' = (A + B) y` with non-commuting A (a rotation, its
+/// exact flow) and B (a decay, solved by RADAU5): orders 1 and 2 against `exp(t(A + B)) y0`.
+#[test]
+fn lie_and_strang_splitting_converge_at_orders_one_and_two() {
+    use cnflow::stiff::{expm, split_solve, LinearFlow, SolverFlow, Splitting};
+    let a = vec![0.0, 2.0, -2.0, 0.0];
+    let b = vec![-1.0, 0.5, 0.0, -3.0];
+    let t1 = 1.0;
+    let sum: Vec<f64> = a.iter().zip(&b).map(|(x, y)| (x + y) * t1).collect();
+    let e = expm(&sum, 2);
+    let y0 = [1.0, 0.5];
+    let exact = [e[0] * y0[0] + e[1] * y0[1], e[2] * y0[0] + e[3] * y0[1]];
+    struct Linear(Vec<f64>);
+    impl OdeSystem<f64> for Linear {
+        fn rhs(&mut self, _t: f64, y: &[f64], dy: &mut [f64]) {
+            dy[0] = self.0[0] * y[0] + self.0[1] * y[1];
+            dy[1] = self.0[2] * y[0] + self.0[3] * y[1];
+        }
+    }
+    impl Jacobian<f64> for Linear {
+        fn jacobian(&mut self, _t: f64, _y: &[f64], j: &mut [f64]) {
+            j.copy_from_slice(&self.0);
+        }
+    }
+    for (splitting, order) in [(Splitting::Lie, 1.0), (Splitting::Strang, 2.0)] {
+        let errors: Vec<f64> = [20, 40, 80]
+            .iter()
+            .map(|&steps| {
+                let mut fa = LinearFlow::new(a.clone(), 2);
+                let mut fb = SolverFlow {
+                    system: Linear(b.clone()),
+                    config: StiffConfig::adaptive(StiffMethod::Radau5, 1e-12, 1e-14),
+                };
+                let y = split_solve(&mut fa, &mut fb, splitting, &y0, 0.0, t1, steps).unwrap();
+                (y[0] - exact[0]).abs().max((y[1] - exact[1]).abs())
+            })
+            .collect();
+        let observed = (errors[1] / errors[2]).log2();
+        assert!(
+            (observed - order).abs() < 0.1,
+            "{splitting:?}: errors {errors:?}, order {observed}"
+        );
+    }
+}

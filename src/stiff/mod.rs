@@ -33,9 +33,11 @@ mod linalg;
 pub mod problems;
 mod radau;
 mod rosenbrock;
+mod split;
 
 pub use adjoint::{theta_gradient, ThetaGradient};
 pub use linalg::DenseLu;
+pub use split::{expm, split_solve, Flow, LinearFlow, SolverFlow, Splitting};
 
 use crate::ode::{Jacobian, OdeSystem, SolveError};
 
