@@ -41,6 +41,37 @@ pub fn theta_gradient<S: Vjp<f64> + Jacobian<f64> + ?Sized>(
     config: &StiffConfig,
     w: &[f64],
 ) -> Result<ThetaGradient, SolveError> {
+    let n = y0.len();
+    if w.len() != n {
+        return Err(SolveError::DimensionMismatch {
+            what: "loss gradient w",
+            got: w.len(),
+            expected: n,
+        });
+    }
+    let steps = config.fixed_steps.unwrap_or(0);
+    theta_gradient_on_grid(system, y0, t0, t1, config, |k, _t, _y, g| {
+        if k == steps {
+            g.copy_from_slice(w)
+        }
+    })
+    .map(|(g, _)| g)
+}
+
+/// As [`theta_gradient`] for a loss of the whole discrete trajectory
+/// `L = Σ_k ℓ_k(y_k)` on the step grid `t_k = t0 + k h` (observations at grid times, as
+/// in fitting a series): `dl_dy(k, t_k, y_k, g)` writes `∂ℓ_k/∂y_k` into `g` (zeroed
+/// before each call; leave it for a point without a loss term), and is called for
+/// `k = N, N−1, …, 0`, each `∂ℓ_k/∂y_k` added to the adjoint as a jump. Also returns the
+/// trajectory on the grid (`(N + 1) × n`, row-major).
+pub fn theta_gradient_on_grid<S: Vjp<f64> + Jacobian<f64> + ?Sized>(
+    system: &mut S,
+    y0: &[f64],
+    t0: f64,
+    t1: f64,
+    config: &StiffConfig,
+    mut dl_dy: impl FnMut(usize, f64, &[f64], &mut [f64]),
+) -> Result<(ThetaGradient, Vec<f64>), SolveError> {
     let theta = match config.method {
         StiffMethod::BackwardEuler => 1.0,
         StiffMethod::Trapezoid => 0.5,
@@ -54,13 +85,6 @@ pub fn theta_gradient<S: Vjp<f64> + Jacobian<f64> + ?Sized>(
         }
     };
     let n = y0.len();
-    if w.len() != n {
-        return Err(SolveError::DimensionMismatch {
-            what: "loss gradient w",
-            got: w.len(),
-            expected: n,
-        });
-    }
     let steps = config.fixed_steps.unwrap_or(0);
     // The forward pass, keeping every step's state (dense output at the step grid).
     let h = (t1 - t0) / steps.max(1) as f64;
@@ -69,13 +93,23 @@ pub fn theta_gradient<S: Vjp<f64> + Jacobian<f64> + ?Sized>(
         .collect();
     let sol = solve(system, y0, t0, t1, &grid, config)?;
     let m = system.n_params();
-    let mut lambda = w.to_vec();
+    let mut lambda = vec![0.0; n];
     let mut grad_p = vec![0.0; m];
     let mut jac = vec![0.0; n * n];
     let mut lu = DenseLu::new(n);
     let mut gy = vec![0.0; n];
     let mut gp = vec![0.0; m];
-    for k in (0..steps).rev() {
+    let mut jump = vec![0.0; n];
+    for k in (0..=steps).rev() {
+        jump.iter_mut().for_each(|v| *v = 0.0);
+        dl_dy(k, grid[k], sol.y_at(k), &mut jump);
+        for (l, j) in lambda.iter_mut().zip(&jump) {
+            *l += j;
+        }
+        if k == 0 {
+            break;
+        }
+        let k = k - 1;
         let (tk, tk1) = (grid[k], grid[k + 1]);
         let hk = tk1 - tk;
         let (yk, yk1) = (sol.y_at(k), sol.y_at(k + 1));
@@ -105,9 +139,13 @@ pub fn theta_gradient<S: Vjp<f64> + Jacobian<f64> + ?Sized>(
             }
         }
     }
-    Ok(ThetaGradient {
-        y_final: sol.y_final,
-        grad_y0: lambda,
-        grad_p,
-    })
+    let y_final = sol.y_final.clone();
+    Ok((
+        ThetaGradient {
+            y_final,
+            grad_y0: lambda,
+            grad_p,
+        },
+        sol.y,
+    ))
 }

@@ -35,7 +35,7 @@ mod radau;
 mod rosenbrock;
 mod split;
 
-pub use adjoint::{theta_gradient, ThetaGradient};
+pub use adjoint::{theta_gradient, theta_gradient_on_grid, ThetaGradient};
 pub use linalg::DenseLu;
 pub use split::{expm, split_solve, Flow, LinearFlow, SolverFlow, Splitting};
 
