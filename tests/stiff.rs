@@ -529,7 +529,7 @@ fn stiff_parameters_are_recovered_through_the_discrete_adjoint_with_observations
     let truth = [1000f64.ln(), 0.0];
     let config = StiffConfig::fixed(StiffMethod::BackwardEuler, 100, 1e-12, 1e-14);
     let y0 = [0.0, 1.0];
-    let observed = |k: usize| k % 5 == 0;
+    let observed = |k: usize| k.is_multiple_of(5);
     let (_, data) = theta_gradient_on_grid(
         &mut DualSystem::new(FastSlow, truth.to_vec()),
         &y0,
