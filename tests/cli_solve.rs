@@ -183,3 +183,44 @@ fn bad_input_gives_one_line_errors_naming_the_problem() {
         &["rodas4 failed", "blow-up", "t = 1.0000"],
     );
 }
+
+#[test]
+fn auto_reports_where_it_switched() {
+    let out = cnflow(&[
+        "solve",
+        "--equations",
+        "dx = y; dy = 1000*(1-x^2)*y - x",
+        "--y0",
+        "2,0",
+        "--t",
+        "0:3000",
+        "--solver",
+        "auto",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(ok(&out).trim()).unwrap();
+    let ts = v["switched_at"].as_f64().expect("a switch");
+    assert!(ts > 0.0 && ts < 1.0, "{ts}");
+    assert!(
+        text(&out.stderr).contains("switched from dopri5 to rodas4"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = cnflow(&[
+        "solve",
+        "--equations",
+        "dx = y; dy = -x",
+        "--y0",
+        "1,0",
+        "--t",
+        "0:10",
+        "--solver",
+        "auto",
+    ]);
+    ok(&out);
+    assert!(
+        text(&out.stderr).contains("no stiffness detected"),
+        "{}",
+        text(&out.stderr)
+    );
+}

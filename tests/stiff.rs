@@ -588,3 +588,44 @@ fn stiff_parameters_are_recovered_through_the_discrete_adjoint_with_observations
         p[1].exp()
     );
 }
+
+/// `auto` switches from Dopri5 where the problem turns stiff (Van der Pol at μ = 1000
+/// within its first transient; Robertson at once) and not at all on a non-stiff problem,
+/// where it is Dopri5 itself.
+#[test]
+fn auto_switches_on_stiff_problems_and_stays_explicit_otherwise() {
+    use cnflow::ode::{integrate, Method, SaveAt, SolverConfig};
+    const VDPOLM_2000: [f64; 2] = [0.1706167732170469e1, -0.8928097010248125e-3];
+    let c = StiffConfig::adaptive(StiffMethod::Auto, 1e-7, 1e-10);
+    let sol = solve(&mut VanDerPol { mu: 1e3 }, &[2.0, 0.0], 0.0, 2000.0, &[1.0, 2000.0], &c).unwrap();
+    let ts = sol.switched_at.expect("Van der Pol at mu = 1000 is stiff");
+    assert!(ts < 1.0, "switched late, at t = {ts}");
+    assert!(mixed_error(sol.y_at(1), &VDPOLM_2000, 1e-3) < 1e-4, "{:?}", sol.y_at(1));
+    assert!(sol.stats.n_jacobians > 0);
+
+    let c = StiffConfig::adaptive(StiffMethod::Auto, 1e-8, 1e-20);
+    let rober = solve(&mut Robertson, &[1.0, 0.0, 0.0], 0.0, 1e11, &[], &c).unwrap();
+    assert!(rober.switched_at.is_some());
+    assert!(
+        mixed_error(&rober.y_final, &ROBER_1E11, 1e-10) < 1e-5,
+        "{:?}",
+        rober.y_final
+    );
+
+    let c = StiffConfig::adaptive(StiffMethod::Auto, 1e-8, 1e-10);
+    let mut vdp1 = VanDerPol { mu: 1.0 };
+    let auto = solve(&mut vdp1, &[2.0, 0.0], 0.0, 20.0, &[5.0, 20.0], &c).unwrap();
+    assert_eq!(auto.switched_at, None);
+    assert_eq!(auto.stats.n_jacobians, 0);
+    let mut f = |t: f64, y: &[f64], dy: &mut [f64]| VanDerPol { mu: 1.0 }.rhs(t, y, dy);
+    let dopri = integrate(
+        &mut f,
+        &[2.0, 0.0],
+        0.0,
+        20.0,
+        &SolverConfig::adaptive(Method::Dopri5, 1e-8, 1e-10),
+        &SaveAt::times(vec![5.0, 20.0]),
+    )
+    .unwrap();
+    assert_eq!(auto.y, dopri.y, "auto without a switch is Dopri5");
+}

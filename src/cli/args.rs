@@ -723,6 +723,8 @@ pub enum SolveMethodArg {
     Rodas4,
     /// RADAU5, Radau IIA of order 5, adaptive, L-stable: for tight tolerances.
     Radau5,
+    /// Dopri5 until stiffness is detected, then rodas4 (rtol ≥ 1e-6) or radau5.
+    Auto,
     /// Backward Euler, fixed steps (--steps), implicit.
     BackwardEuler,
     /// Implicit trapezoid rule, fixed steps (--steps).

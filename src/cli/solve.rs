@@ -22,6 +22,7 @@ fn kind(m: SolveMethodArg) -> Kind {
         SolveMethodArg::Bdf => Kind::Stiff(StiffMethod::Bdf),
         SolveMethodArg::Rodas4 => Kind::Stiff(StiffMethod::Rodas4),
         SolveMethodArg::Radau5 => Kind::Stiff(StiffMethod::Radau5),
+        SolveMethodArg::Auto => Kind::Stiff(StiffMethod::Auto),
         SolveMethodArg::BackwardEuler => Kind::Stiff(StiffMethod::BackwardEuler),
         SolveMethodArg::Trapezoid => Kind::Stiff(StiffMethod::Trapezoid),
         SolveMethodArg::Dopri5 => Kind::Explicit(Method::Dopri5),
@@ -102,6 +103,7 @@ pub fn run(args: SolveArgs) -> Result<()> {
     });
     let mut system = eq.with_params(params.iter().map(|(_, v)| *v).collect());
     let started = Instant::now();
+    let mut switched_at: Option<f64> = None;
     let (y, stats): (Vec<f64>, StiffStats) = match kind(solver) {
         Kind::Stiff(method) => {
             let mut config = StiffConfig::adaptive(method, args.rtol, args.atol);
@@ -121,6 +123,13 @@ pub fn run(args: SolveArgs) -> Result<()> {
             }
             let sol = stiff::solve(&mut system, &y0, t0, t1, &save, &config)
                 .map_err(|e| anyhow!("{} failed: {e}", method.name()))?;
+            if let Some(ts) = sol.switched_at {
+                let to = if args.rtol >= 1e-6 { "rodas4" } else { "radau5" };
+                eprintln!("auto: stiffness detected at t = {ts}; switched from dopri5 to {to}");
+            } else if method == StiffMethod::Auto {
+                eprintln!("auto: no stiffness detected; dopri5 throughout");
+            }
+            switched_at = sol.switched_at;
             (sol.y, sol.stats)
         }
         Kind::Explicit(method) => {
@@ -160,6 +169,7 @@ pub fn run(args: SolveArgs) -> Result<()> {
             "t": save,
             "y": rows,
             "stats": stats,
+            "switched_at": switched_at,
             "seconds": seconds,
         });
         body.push_str(&value.to_string());

@@ -410,5 +410,6 @@ pub(super) fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
         y: out,
         y_final: d[0].clone(),
         stats,
+        switched_at: None,
     })
 }

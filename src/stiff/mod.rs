@@ -10,6 +10,7 @@
 //! | [`StiffMethod::Bdf`] | variable-order BDF 1–5 (NDF form) | 1–5 | the default: fewest Jacobians and factorisations, large systems, most tolerances |
 //! | [`StiffMethod::Rodas4`] | Rosenbrock, L-stable, stiffly accurate | 4(3) | no Newton iteration at all; loose to moderate tolerances, small systems |
 //! | [`StiffMethod::Radau5`] | Radau IIA collocation, L-stable | 5 | tight tolerances (1e-8 and below), where the others need many more steps |
+//! | [`StiffMethod::Auto`] | Dopri5, switching to RODAS4 or RADAU5 where stiffness is detected | 5 | problems stiff only in places, or not known to be stiff |
 //! | [`StiffMethod::BackwardEuler`] | implicit, L-stable, fixed steps | 1 | teaching, and as the sub-flow of a splitting |
 //! | [`StiffMethod::Trapezoid`] | implicit, A-stable, fixed steps | 2 | fixed-step work where damping is unwanted |
 //!
@@ -28,6 +29,7 @@
 //! ```
 
 mod adjoint;
+mod auto;
 mod bdf;
 mod linalg;
 pub mod problems;
@@ -56,6 +58,13 @@ pub enum StiffMethod {
     /// *Solving ODEs II*, §IV.5 and §IV.8), L-stable, simplified Newton on the whole
     /// stage system, dense output from the collocation polynomial.
     Radau5,
+    /// Dopri5 while the problem is not stiff, then RODAS4 (rtol ≥ 1e-6) or RADAU5 from
+    /// where stiffness is detected: Hairer's test on Dopri5's last two stages,
+    /// `h ‖k₇ − k₆‖ / ‖y₇ − y₆‖ > 3.25` (the step is near the stability boundary) on 15
+    /// accepted steps, not interrupted by 6 non-stiff ones in a row (Hairer, Nørsett &
+    /// Wanner, *Solving ODEs I*, §II.10), or Dopri5's step size collapsing. The switch
+    /// time is in [`StiffSolution::switched_at`].
+    Auto,
     /// Variable-order, variable-step BDF of orders 1–5 in the quasi-constant-step NDF form
     /// of Shampine & Reichelt, *The MATLAB ODE Suite* (SIAM J. Sci. Comput. 18, 1997).
     Bdf,
@@ -63,7 +72,8 @@ pub enum StiffMethod {
 
 impl StiffMethod {
     /// Every method, in the order of the table above.
-    pub const ALL: [StiffMethod; 5] = [
+    pub const ALL: [StiffMethod; 6] = [
+        StiffMethod::Auto,
         StiffMethod::Bdf,
         StiffMethod::Rodas4,
         StiffMethod::Radau5,
@@ -78,6 +88,7 @@ impl StiffMethod {
             StiffMethod::Trapezoid => "trapezoid",
             StiffMethod::Rodas4 => "rodas4",
             StiffMethod::Radau5 => "radau5",
+            StiffMethod::Auto => "auto",
             StiffMethod::Bdf => "bdf",
         }
     }
@@ -88,14 +99,17 @@ impl StiffMethod {
             StiffMethod::BackwardEuler => 1,
             StiffMethod::Trapezoid => 2,
             StiffMethod::Rodas4 => 4,
-            StiffMethod::Radau5 => 5,
+            StiffMethod::Radau5 | StiffMethod::Auto => 5,
             StiffMethod::Bdf => 5,
         }
     }
 
     /// Whether the method adapts its step size.
     pub fn is_adaptive(self) -> bool {
-        matches!(self, StiffMethod::Rodas4 | StiffMethod::Radau5 | StiffMethod::Bdf)
+        matches!(
+            self,
+            StiffMethod::Rodas4 | StiffMethod::Radau5 | StiffMethod::Bdf | StiffMethod::Auto
+        )
     }
 
     /// The stability function `R(z)` of the one-step methods (`None` for BDF, a
@@ -107,7 +121,7 @@ impl StiffMethod {
             StiffMethod::Trapezoid => Some((1.0 + z / 2.0) / (1.0 - z / 2.0)),
             StiffMethod::Rodas4 => Some(rosenbrock::rodas4_stability(z)),
             StiffMethod::Radau5 => Some(radau::radau5_stability(z)),
-            StiffMethod::Bdf => None,
+            StiffMethod::Bdf | StiffMethod::Auto => None,
         }
     }
 }
@@ -250,6 +264,9 @@ pub struct StiffSolution {
     pub y_final: Vec<f64>,
     /// Work done.
     pub stats: StiffStats,
+    /// Where [`StiffMethod::Auto`] switched from Dopri5 to the implicit method (`None`
+    /// when it did not, and for every other method).
+    pub switched_at: Option<f64>,
 }
 
 impl StiffSolution {
@@ -276,6 +293,7 @@ pub fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
         StiffMethod::Bdf => bdf::solve(system, y0, t0, t1, save, config),
         StiffMethod::Rodas4 => rosenbrock::solve_rodas(system, y0, t0, t1, save, config),
         StiffMethod::Radau5 => radau::solve(system, y0, t0, t1, save, config),
+        StiffMethod::Auto => auto::solve(system, y0, t0, t1, save, config),
         StiffMethod::BackwardEuler | StiffMethod::Trapezoid => {
             rosenbrock::solve_fixed(system, y0, t0, t1, save, config)
         }

@@ -409,5 +409,6 @@ pub(super) fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
         y: out,
         y_final: y,
         stats,
+        switched_at: None,
     })
 }

@@ -355,6 +355,7 @@ pub(super) fn solve_rodas<Sys: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
         y: out,
         y_final: y,
         stats,
+        switched_at: None,
     })
 }
 
@@ -503,5 +504,6 @@ pub(super) fn solve_fixed<Sys: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
         y: out,
         y_final: y,
         stats,
+        switched_at: None,
     })
 }
