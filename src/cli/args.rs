@@ -723,6 +723,9 @@ pub enum SolveMethodArg {
     Rodas4,
     /// RADAU5, Radau IIA of order 5, adaptive, L-stable: for tight tolerances.
     Radau5,
+    /// TR-BDF2, an L-stable 2(3) ESDIRK method: loose tolerances.
+    #[value(name = "tr-bdf2")]
+    TrBdf2,
     /// Dopri5 until stiffness is detected, then rodas4 (rtol ≥ 1e-6) or radau5.
     Auto,
     /// Backward Euler, fixed steps (--steps), implicit.

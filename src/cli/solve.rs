@@ -23,6 +23,7 @@ fn kind(m: SolveMethodArg) -> Kind {
         SolveMethodArg::Rodas4 => Kind::Stiff(StiffMethod::Rodas4),
         SolveMethodArg::Radau5 => Kind::Stiff(StiffMethod::Radau5),
         SolveMethodArg::Auto => Kind::Stiff(StiffMethod::Auto),
+        SolveMethodArg::TrBdf2 => Kind::Stiff(StiffMethod::TrBdf2),
         SolveMethodArg::BackwardEuler => Kind::Stiff(StiffMethod::BackwardEuler),
         SolveMethodArg::Trapezoid => Kind::Stiff(StiffMethod::Trapezoid),
         SolveMethodArg::Dopri5 => Kind::Explicit(Method::Dopri5),

@@ -10,6 +10,7 @@
 //! | [`StiffMethod::Bdf`] | variable-order BDF 1–5 (NDF form) | 1–5 | the default: fewest Jacobians and factorisations, large systems, most tolerances |
 //! | [`StiffMethod::Rodas4`] | Rosenbrock, L-stable, stiffly accurate | 4(3) | no Newton iteration at all; loose to moderate tolerances, small systems |
 //! | [`StiffMethod::Radau5`] | Radau IIA collocation, L-stable | 5 | tight tolerances (1e-8 and below), where the others need many more steps |
+//! | [`StiffMethod::TrBdf2`] | TR-BDF2, ESDIRK, L-stable | 2(3) | loose tolerances, one factorisation per step size |
 //! | [`StiffMethod::Auto`] | Dopri5, switching to RODAS4 or RADAU5 where stiffness is detected | 5 | problems stiff only in places, or not known to be stiff |
 //! | [`StiffMethod::BackwardEuler`] | implicit, L-stable, fixed steps | 1 | teaching, and as the sub-flow of a splitting |
 //! | [`StiffMethod::Trapezoid`] | implicit, A-stable, fixed steps | 2 | fixed-step work where damping is unwanted |
@@ -31,6 +32,7 @@
 mod adjoint;
 mod auto;
 mod bdf;
+mod esdirk;
 mod linalg;
 pub mod problems;
 mod radau;
@@ -54,6 +56,10 @@ pub enum StiffMethod {
     /// `rodas`, METH = 1): 6 stages, order 4 with an embedded order 3, L-stable,
     /// stiffly accurate, dense output of order 3.
     Rodas4,
+    /// TR-BDF2 (Bank et al. 1985) as an ESDIRK method (Hosea & Shampine 1996): a
+    /// trapezoid stage and a BDF2 stage, order 2 with an embedded order 3, L-stable,
+    /// one factorisation of `I − hγJ` per step size.
+    TrBdf2,
     /// RADAU5: the 3-stage Radau IIA collocation method of order 5 (Hairer & Wanner,
     /// *Solving ODEs II*, §IV.5 and §IV.8), L-stable, simplified Newton on the whole
     /// stage system, dense output from the collocation polynomial.
@@ -72,11 +78,12 @@ pub enum StiffMethod {
 
 impl StiffMethod {
     /// Every method, in the order of the table above.
-    pub const ALL: [StiffMethod; 6] = [
+    pub const ALL: [StiffMethod; 7] = [
         StiffMethod::Auto,
         StiffMethod::Bdf,
         StiffMethod::Rodas4,
         StiffMethod::Radau5,
+        StiffMethod::TrBdf2,
         StiffMethod::BackwardEuler,
         StiffMethod::Trapezoid,
     ];
@@ -88,6 +95,7 @@ impl StiffMethod {
             StiffMethod::Trapezoid => "trapezoid",
             StiffMethod::Rodas4 => "rodas4",
             StiffMethod::Radau5 => "radau5",
+            StiffMethod::TrBdf2 => "tr-bdf2",
             StiffMethod::Auto => "auto",
             StiffMethod::Bdf => "bdf",
         }
@@ -97,7 +105,7 @@ impl StiffMethod {
     pub fn order(self) -> u32 {
         match self {
             StiffMethod::BackwardEuler => 1,
-            StiffMethod::Trapezoid => 2,
+            StiffMethod::Trapezoid | StiffMethod::TrBdf2 => 2,
             StiffMethod::Rodas4 => 4,
             StiffMethod::Radau5 | StiffMethod::Auto => 5,
             StiffMethod::Bdf => 5,
@@ -108,7 +116,7 @@ impl StiffMethod {
     pub fn is_adaptive(self) -> bool {
         matches!(
             self,
-            StiffMethod::Rodas4 | StiffMethod::Radau5 | StiffMethod::Bdf | StiffMethod::Auto
+            StiffMethod::Rodas4 | StiffMethod::Radau5 | StiffMethod::TrBdf2 | StiffMethod::Bdf | StiffMethod::Auto
         )
     }
 
@@ -121,6 +129,7 @@ impl StiffMethod {
             StiffMethod::Trapezoid => Some((1.0 + z / 2.0) / (1.0 - z / 2.0)),
             StiffMethod::Rodas4 => Some(rosenbrock::rodas4_stability(z)),
             StiffMethod::Radau5 => Some(radau::radau5_stability(z)),
+            StiffMethod::TrBdf2 => Some(esdirk::stability(&esdirk::tr_bdf2(), z)),
             StiffMethod::Bdf | StiffMethod::Auto => None,
         }
     }
@@ -293,6 +302,7 @@ pub fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
         StiffMethod::Bdf => bdf::solve(system, y0, t0, t1, save, config),
         StiffMethod::Rodas4 => rosenbrock::solve_rodas(system, y0, t0, t1, save, config),
         StiffMethod::Radau5 => radau::solve(system, y0, t0, t1, save, config),
+        StiffMethod::TrBdf2 => esdirk::solve(&esdirk::tr_bdf2(), system, y0, t0, t1, save, config),
         StiffMethod::Auto => auto::solve(system, y0, t0, t1, save, config),
         StiffMethod::BackwardEuler | StiffMethod::Trapezoid => {
             rosenbrock::solve_fixed(system, y0, t0, t1, save, config)
