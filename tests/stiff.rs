@@ -209,8 +209,9 @@ fn standard_stiff_problems_match_the_test_set_references() {
                 let y = solve_with(method, rtol);
                 let e = mixed_error(&y, reference, *floor);
                 // TR-BDF2 controls the error per step of an order-2 method: over these long
-                // spans (ROBER to 1e11) its global error reaches about 2·10³ rtol.
-                let bound = if method == StiffMethod::TrBdf2 { 3000.0 } else { 300.0 };
+                // spans its global error reaches 2·10³ rtol (ROBER to 1e11) and 6·10³ rtol
+                // (OREGO's oscillation, a phase error) at rtol 1e-8.
+                let bound = if method == StiffMethod::TrBdf2 { 1e4 } else { 300.0 };
                 assert!(e < bound * rtol, "{name}, {method}, rtol {rtol:e}: error {e:e}");
                 errors.push(e);
             }
