@@ -123,11 +123,7 @@ pub(super) fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
     let h_max = config.h_max.unwrap_or(f64::INFINITY);
     let mut stats = StiffStats::default();
     let mut out = Vec::with_capacity(save.len() * n);
-    let mut next = 0;
-    while next < save.len() && save[next] == t0 {
-        out.extend_from_slice(y0);
-        next += 1;
-    }
+    let mut next = super::serve_start(save, t0, y0, &mut out);
 
     let mut f = vec![0.0; n];
     system.rhs(t0, y0, &mut f);

@@ -73,11 +73,7 @@ pub(super) fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
     let h_max = config.h_max.unwrap_or(f64::INFINITY).min((t1 - t0).abs());
     let mut stats = StiffStats::default();
     let mut out = Vec::with_capacity(save.len() * n);
-    let mut next = 0;
-    while next < save.len() && save[next] == t0 {
-        out.extend_from_slice(y0);
-        next += 1;
-    }
+    let mut next = super::serve_start(save, t0, y0, &mut out);
     let mut y = y0.to_vec();
     let mut k: Vec<Vec<f64>> = vec![vec![0.0; n]; s];
     system.rhs(t0, &y, &mut k[0]);
@@ -252,15 +248,7 @@ pub(super) fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
             // Cubic Hermite dense output from (y, k_1) and (y_new, k_s).
             while next < save.len() && (save[next] - t_new) * dir <= 0.0 {
                 let th = ((save[next] - t) / hs).clamp(0.0, 1.0);
-                let (h00, h10, h01, h11) = (
-                    (1.0 + 2.0 * th) * (1.0 - th).powi(2),
-                    th * (1.0 - th).powi(2),
-                    th * th * (3.0 - 2.0 * th),
-                    th * th * (th - 1.0),
-                );
-                for q in 0..n {
-                    out.push(h00 * y[q] + h10 * hs * k[0][q] + h01 * z[q] + h11 * hs * k[s - 1][q]);
-                }
+                super::hermite(th, hs, &y, &k[0], &z, &k[s - 1], &mut out);
                 next += 1;
             }
             t_comp = if last { 0.0 } else { (t_new - t) - (hs - t_comp) };

@@ -441,6 +441,29 @@ pub(crate) fn initial_step<S: OdeSystem<f64> + ?Sized>(
     h
 }
 
+/// Appends `y0` for every leading save time equal to `t0`; returns how many.
+pub(crate) fn serve_start(save: &[f64], t0: f64, y0: &[f64], out: &mut Vec<f64>) -> usize {
+    let k = save.iter().take_while(|&&t| t == t0).count();
+    for _ in 0..k {
+        out.extend_from_slice(y0);
+    }
+    k
+}
+
+/// Appends the cubic Hermite interpolant at `θ` of a step of size `h` from `(y0, f0)`
+/// to `(y1, f1)`.
+pub(crate) fn hermite(th: f64, h: f64, y0: &[f64], f0: &[f64], y1: &[f64], f1: &[f64], out: &mut Vec<f64>) {
+    let (h00, h10, h01, h11) = (
+        (1.0 + 2.0 * th) * (1.0 - th).powi(2),
+        th * (1.0 - th).powi(2),
+        th * th * (3.0 - 2.0 * th),
+        th * th * (th - 1.0),
+    );
+    for i in 0..y0.len() {
+        out.push(h00 * y0[i] + h10 * h * f0[i] + h01 * y1[i] + h11 * h * f1[i]);
+    }
+}
+
 /// Smallest step magnitude allowed at `t` before the solve fails.
 pub(crate) fn h_min(t: f64) -> f64 {
     16.0 * f64::EPSILON * t.abs().max(f64::MIN_POSITIVE.sqrt())

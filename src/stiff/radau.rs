@@ -125,11 +125,7 @@ pub(super) fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
 
     let mut stats = StiffStats::default();
     let mut out = Vec::with_capacity(save.len() * n);
-    let mut next = 0;
-    while next < save.len() && save[next] == t0 {
-        out.extend_from_slice(y0);
-        next += 1;
-    }
+    let mut next = super::serve_start(save, t0, y0, &mut out);
     let mut y = y0.to_vec();
     let mut f0 = vec![0.0; n];
     system.rhs(t0, &y, &mut f0);

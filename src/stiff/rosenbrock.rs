@@ -201,11 +201,7 @@ pub(super) fn solve_rodas<Sys: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
     let mut err = vec![0.0; n];
     let (mut dense1, mut dense2) = (vec![0.0; n], vec![0.0; n]);
     let mut out = Vec::with_capacity(save.len() * n);
-    let mut next = 0;
-    while next < save.len() && save[next] == t0 {
-        out.extend_from_slice(y0);
-        next += 1;
-    }
+    let mut next = super::serve_start(save, t0, y0, &mut out);
     let mut t = t0;
     system.rhs(t, &y, &mut f0);
     stats.n_evals += 1;
@@ -387,11 +383,7 @@ pub(super) fn solve_fixed<Sys: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
     let mut f0 = vec![0.0; n];
     let mut f1 = vec![0.0; n];
     let mut out = Vec::with_capacity(save.len() * n);
-    let mut next = 0;
-    while next < save.len() && save[next] == t0 {
-        out.extend_from_slice(y0);
-        next += 1;
-    }
+    let mut next = super::serve_start(save, t0, y0, &mut out);
     system.rhs(t0, &y, &mut f0);
     stats.n_evals += 1;
     let tol = (10.0 * f64::EPSILON / config.rtol.max(1e-300))
@@ -485,15 +477,7 @@ pub(super) fn solve_fixed<Sys: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
         stats.n_accepted += 1;
         // Cubic Hermite dense output from (y, f0) and (z, f1).
         serve(save, &mut next, t, t_new, dir, &mut out, |th, out| {
-            let (h00, h10, h01, h11) = (
-                (1.0 + 2.0 * th) * (1.0 - th).powi(2),
-                th * (1.0 - th).powi(2),
-                th * th * (3.0 - 2.0 * th),
-                th * th * (th - 1.0),
-            );
-            for i in 0..n {
-                out.push(h00 * y[i] + h10 * h * f0[i] + h01 * z[i] + h11 * h * f1[i]);
-            }
+            super::hermite(th, h, &y, &f0, &z, &f1, out);
         });
         std::mem::swap(&mut y, &mut z);
         std::mem::swap(&mut f0, &mut f1);
