@@ -4,7 +4,7 @@ mod cli_common;
 
 use std::path::Path;
 
-use cli_common::{cnflow, fails, ok, p};
+use cli_common::{cnflow, cnflow_stdin, fails, ok, p};
 use cnflow::ode::{integrate, Method, SaveAt, SolverConfig};
 
 const LV: &str = "dx = a*x - b*x*y; dy = -d*y + g*x*y";
@@ -124,26 +124,26 @@ fn a_resumed_fit_is_the_uninterrupted_fit() {
         "dy",
     ];
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    // `a` reads the file; `b` reads the same text from stdin, then resumes with no
+    // --data (from the run folder's copy) after the file is gone.
+    let text = std::fs::read_to_string(&data).unwrap();
     let run = |out: &Path, iters: &str, resume: bool| {
-        let mut args = vec![
-            "fit-series",
-            "--data",
-            p(&data),
-            "--hidden",
-            "8",
-            "--iters",
-            iters,
-            "--out",
-            p(out),
-        ];
+        let source = if out == a { p(&data) } else { "-" };
+        let mut args = vec!["fit-series"];
+        if !resume {
+            args.extend_from_slice(&["--data", source]);
+        }
+        args.extend_from_slice(&["--hidden", "8", "--iters", iters, "--out", p(out)]);
         args.extend_from_slice(&common);
         if resume {
             args.push("--resume");
         }
-        ok(&cnflow(&args));
+        ok(&cnflow_stdin(&args, &text));
     };
     run(&a, "60", false);
     run(&b, "25", false);
+    assert_eq!(std::fs::read_to_string(b.join("data.csv")).unwrap(), text);
+    std::fs::remove_file(&data).unwrap();
     run(&b, "60", true);
     assert_eq!(model_params(&a), model_params(&b));
     let weights = |d: &Path| std::fs::read_to_string(d.join("model.json")).unwrap();

@@ -596,9 +596,10 @@ pub enum SeriesGradArg {
 /// an empty cell or nan is a value not observed.
 #[derive(Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FitSeriesArgs {
-    /// The observations (CSV).
-    #[arg(long)]
-    pub data: PathBuf,
+    /// The observations (CSV; `-` reads them from stdin). A copy is kept in the run
+    /// folder as data.csv, so `--resume` needs no --data.
+    #[arg(long, required_unless_present = "resume")]
+    pub data: Option<PathBuf>,
     /// Name of the time column [default: the first column].
     #[arg(long)]
     pub time: Option<String>,

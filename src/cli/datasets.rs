@@ -9,9 +9,10 @@ use super::args::DatasetsArgs;
 
 pub fn run(args: DatasetsArgs) -> Result<()> {
     let Some(name) = args.name else {
-        println!("{:<14} {:>16}", "dataset", "entropy (nats)");
+        println!("{:<14} {:>16}   training recipe", "dataset", "entropy (nats)");
         for d in Dataset::ALL {
-            println!("{:<14} {:>16.4}", d.name(), d.entropy());
+            let recipe = super::recipes::recipe(d.name()).map_or("the defaults".to_string(), |r| r.describe());
+            println!("{:<14} {:>16.4}   {recipe}", d.name(), d.entropy());
         }
         println!("\nThe entropy is the lowest test NLL any model can reach; `cnflow eval` reports NLL − entropy.");
         println!(

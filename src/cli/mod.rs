@@ -7,6 +7,7 @@ mod evaluate;
 mod memory;
 mod observers;
 mod plot;
+mod recipes;
 mod run_folder;
 mod series;
 pub mod signals;

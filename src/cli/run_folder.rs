@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 /// Files `cnflow train` and `cnflow fit-series` write into a run folder.
-pub const RUN_FILES: [&str; 8] = [
+pub const RUN_FILES: [&str; 9] = [
     "checkpoint.json",
     "model.json",
     "metrics.csv",
@@ -25,6 +25,7 @@ pub const RUN_FILES: [&str; 8] = [
     "metrics.png",
     "prediction.csv",
     "fit.png",
+    "data.csv",
 ];
 
 /// Where a run writes and where it ends up.

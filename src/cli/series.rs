@@ -387,15 +387,42 @@ fn write_predictions(dir: &Path, fit: &SeriesFit, t_stop: f64) -> Result<()> {
     Ok(())
 }
 
+/// The run folder's copy of the observations, read by `--resume`.
+const DATA_COPY: &str = "data.csv";
+
+fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+/// The whole text of a file, or of stdin for `-`.
+fn read_text(path: &Path) -> Result<String> {
+    let mut text = String::new();
+    if is_stdin(path) {
+        std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)?;
+    } else {
+        if path.is_dir() {
+            bail!("{} is a directory; give the CSV file of observations", path.display());
+        }
+        std::io::Read::read_to_string(&mut File::open(path)?, &mut text)?;
+    }
+    Ok(text)
+}
+
 /// `cnflow fit-series`.
 pub fn fit(cli: FitSeriesArgs) -> Result<()> {
-    let out = cli.out.clone().unwrap_or_else(|| {
-        let stem = cli
-            .data
-            .file_stem()
-            .map_or("series".into(), |s| s.to_string_lossy().into_owned());
-        PathBuf::from("runs").join(format!("series-{stem}"))
-    });
+    let out = match (&cli.out, &cli.data) {
+        (Some(out), _) => out.clone(),
+        (None, Some(data)) => {
+            let stem = if is_stdin(data) {
+                "stdin".to_string()
+            } else {
+                data.file_stem()
+                    .map_or("series".into(), |s| s.to_string_lossy().into_owned())
+            };
+            PathBuf::from("runs").join(format!("series-{stem}"))
+        }
+        (None, None) => bail!("--resume without --data needs --out, the run folder to continue"),
+    };
     let resumed: Option<SeriesCheckpoint> = if cli.resume {
         let path = out.join("checkpoint.json");
         let text = std::fs::read_to_string(&path).with_context(|| {
@@ -427,7 +454,21 @@ pub fn fit(cli: FitSeriesArgs) -> Result<()> {
         .num_threads(args.threads.unwrap_or(0))
         .build()?;
 
-    let data = Series::read_csv(&args.data, args.time.as_deref(), args.id.as_deref())?;
+    // The data: as given, or on resume the run's own copy (or the file it was read from).
+    let saved = out.join(DATA_COPY);
+    let source = match (&cli.data, &resumed) {
+        (Some(data), _) => data.clone(),
+        (None, Some(_)) if saved.is_file() => saved.clone(),
+        (None, Some(ck)) => ck.args.data.clone().unwrap_or(saved.clone()),
+        (None, None) => bail!("--data is required"),
+    };
+    let label = if is_stdin(&source) {
+        "<stdin>".to_string()
+    } else {
+        source.display().to_string()
+    };
+    let text = read_text(&source).with_context(|| format!("reading the observations from {label}"))?;
+    let data = Series::parse_csv(&text, &label, args.time.as_deref(), args.id.as_deref())?;
     let (model, learn) = build_model(&args, &data)?;
     let gradient = match args.gradient {
         SeriesGradArg::Backprop => SensitivityMethod::Backprop(Checkpointing::All),
@@ -446,8 +487,7 @@ pub fn fit(cli: FitSeriesArgs) -> Result<()> {
     config.continuity = args.continuity;
     let t0 = data.trajectories.iter().map(|tr| tr.t[0]).fold(f64::INFINITY, f64::min);
     let t_max = data.t_max();
-    let mut fit =
-        SeriesFit::new(model, Some(learn), data, config).map_err(|e| anyhow!("{}: {e}", args.data.display()))?;
+    let mut fit = SeriesFit::new(model, Some(learn), data, config).map_err(|e| anyhow!("{label}: {e}"))?;
     fit.set_curriculum(&windows(args.curriculum.as_deref(), t0, t_max)?, n_iters)?;
 
     let mut opt = args.optimizer.config(args.lr, 0.0, None).build(fit.n_params());
@@ -475,6 +515,11 @@ pub fn fit(cli: FitSeriesArgs) -> Result<()> {
         rows.rows = read_metrics(&out.join("metrics.csv"), &rows.header, ck.iter);
     }
     let mut folder = RunFolder::prepare(&out, cli.resume, cli.force)?;
+    if source != saved {
+        write_atomic(&folder.work.join(DATA_COPY), |w: &mut BufWriter<File>| -> Result<()> {
+            Ok(w.write_all(text.as_bytes())?)
+        })?;
+    }
     let schedule = match args.lr_schedule {
         LrScheduleArg::Constant => LrSchedule::Constant,
         LrScheduleArg::Cosine => LrSchedule::Cosine { final_frac: 0.05 },

@@ -154,7 +154,7 @@ pub fn run(mut args: TrainArgs, explicit: &[String]) -> Result<()> {
         checkpoint = Some(ck);
     }
     if !args.resume {
-        apply_defaults(&mut args, explicit);
+        apply_defaults(&mut args, explicit)?;
     }
     args.iters = Some(args.iters.unwrap_or(DEFAULT_ITERS));
     if let Some(n) = args.threads {
@@ -318,9 +318,22 @@ fn guard_memory<T: Real>(
 const DEFAULT_STEPS: usize = 4;
 
 /// Fills in what depends on other flags: FFJORD's settings under `--reference` (for the
-/// flags not given explicitly) and the step count of fixed-step methods.
-fn apply_defaults(args: &mut TrainArgs, explicit: &[String]) {
+/// flags not given explicitly), a built-in dataset's measured recipe, and the step count
+/// of fixed-step methods.
+fn apply_defaults(args: &mut TrainArgs, explicit: &[String]) -> Result<()> {
     let given = |id: &str| explicit.iter().any(|e| e == id);
+    if let Some(recipe) =
+        super::recipes::recipe(&args.data).filter(|_| !args.reference && args.objective == ObjectiveArg::Mle)
+    {
+        let set = recipe.apply(args, given)?;
+        if !set.is_empty() {
+            eprintln!(
+                "{}: its measured recipe sets {} (BENCHMARKS.md; flags you give win)",
+                recipe.dataset,
+                set.join(" ")
+            );
+        }
+    }
     if args.reference {
         if !given("solver") {
             args.solver = SolverArg::Dopri5;
@@ -353,6 +366,7 @@ fn apply_defaults(args: &mut TrainArgs, explicit: &[String]) {
     if args.steps.is_none() && !args.solver.method().tableau().is_adaptive() {
         args.steps = Some(DEFAULT_STEPS);
     }
+    Ok(())
 }
 
 fn solver_config(args: &TrainArgs) -> Result<SolverConfig> {
