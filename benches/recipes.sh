@@ -4,6 +4,8 @@
 # is applied by train itself), seeds 1-3. Prints one line per run:
 # dataset seed best_kl_gap seconds_of_training seconds_to_kl_0.1 seconds_to_kl_0.05
 # ("-" when never reached; times from metrics.csv's elapsed column at the evaluations).
+# The first seed's model of each dataset is kept as $OUT/NAME.json, and the grid of all
+# of them drawn with `cnflow plot --model ...` into $OUT/panels-all.png.
 # Usage: SEEDS="1 2 3" benches/recipes.sh BINARY > recipes.log
 set -u
 BIN=$1; SEEDS=${SEEDS:-"1 2 3"}
@@ -18,5 +20,8 @@ for d in ${DATASETS:-8gaussians checkerboard 2spirals moons circles rings swissr
     t1=$(awk -F, -v e=$e -v k=$k 'NR>1 && $k!="" && $k<=0.1 {print $e; exit}' $out/run/metrics.csv)
     t05=$(awk -F, -v e=$e -v k=$k 'NR>1 && $k!="" && $k<=0.05 {print $e; exit}' $out/run/metrics.csv)
     echo "$d $s $gap $secs ${t1:--} ${t05:--}"
+    [ "$s" = "$(echo $SEEDS | cut -d' ' -f1)" ] && cp $out/run/model.json $out/$d.json
   done
 done
+models=$(for d in ${DATASETS:-8gaussians checkerboard 2spirals moons circles rings swissroll pinwheel}; do echo $out/$d.json; done)
+$BIN plot --model $models --output $out/panels-all.png >&2

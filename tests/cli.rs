@@ -643,6 +643,33 @@ fn train_draws_pictures_and_plot_draws_every_kind() {
     );
     let svg = std::fs::read_to_string(tmp.path().join("p.svg")).unwrap();
     assert!(svg.contains("model density"));
+    // Several models: one row each, in one picture; other kinds take one model.
+    let rows = tmp.path().join("rows.svg");
+    ok(&cnflow(&[
+        "plot",
+        "--model",
+        p(&run.model),
+        p(&run.model),
+        p(&run.model),
+        "--output",
+        p(&rows),
+    ]));
+    let svg = std::fs::read_to_string(&rows).unwrap();
+    assert_eq!(svg.matches("model density").count(), 3, "three rows of panels");
+    assert!(svg.contains("height=\"1290\""), "three rows of 430 pixels");
+    fails(
+        &cnflow(&[
+            "plot",
+            "--model",
+            p(&run.model),
+            p(&run.model),
+            "--kind",
+            "metrics",
+            "--output",
+            p(&tmp.path().join("m2.png")),
+        ]),
+        &["one --model"],
+    );
 }
 
 #[test]

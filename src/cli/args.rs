@@ -532,9 +532,11 @@ pub struct EvalArgs {
 /// Flags of `cnflow plot`.
 #[derive(Args, Debug)]
 pub struct PlotArgs {
-    /// Model file written by `cnflow train` (its run folder's metrics.csv for --kind metrics).
-    #[arg(long)]
-    pub model: PathBuf,
+    /// Model file written by `cnflow train` (its run folder's metrics.csv for --kind
+    /// metrics). Several (`--model a.json b.json …`, panels only) draw one row each, to
+    /// compare models or datasets in one picture.
+    #[arg(long, required = true, num_args = 1..)]
+    pub model: Vec<PathBuf>,
     /// Data to show beside the model: a built-in dataset name or a CSV/.npy file
     /// (default: the dataset the model was trained on, when built in).
     #[arg(long)]

@@ -14,30 +14,69 @@ use super::common::{load_model, log_density, Loaded};
 
 pub fn run(args: PlotArgs) -> Result<()> {
     plot::Format::from_path(&args.output)?;
+    if args.model.len() > 1 && args.kind != PlotKind::Panels {
+        bail!(
+            "--kind {:?} draws one model; give one --model (several models are drawn only as panels)",
+            args.kind
+        );
+    }
+    let load_2d = |path: &Path| -> Result<Loaded> {
+        let loaded = load_model(path)?;
+        if loaded.file.dim() != 2 {
+            bail!(
+                "{}: the model has dimension {}; pictures need 2-D data",
+                path.display(),
+                loaded.file.dim()
+            );
+        }
+        Ok(loaded)
+    };
+    let data_for = |loaded: &Loaded, path: &Path| -> Result<(Vec<[f64; 2]>, bool)> {
+        match args.data.clone().or_else(|| training_data(loaded)) {
+            Some(s) => points_of(&s, args.seed),
+            None => bail!(
+                "{}: --data is needed: the model was not trained on a built-in dataset",
+                path.display()
+            ),
+        }
+    };
     match args.kind {
         PlotKind::Metrics => {
-            let csv = metrics_path(&args.model);
+            let csv = metrics_path(&args.model[0]);
             draw_metrics(&csv, &args.output)?;
         }
-        PlotKind::Panels | PlotKind::Trajectories => {
-            let loaded = load_model(&args.model)?;
-            if loaded.file.dim() != 2 {
-                bail!(
-                    "{}: the model has dimension {}; pictures need 2-D data",
-                    args.model.display(),
-                    loaded.file.dim()
-                );
+        PlotKind::Trajectories => {
+            draw_trajectories(&load_2d(&args.model[0])?, &args.output, args.seed)?;
+        }
+        PlotKind::Panels if args.model.len() == 1 => {
+            let loaded = load_2d(&args.model[0])?;
+            let (data, builtin) = data_for(&loaded, &args.model[0])?;
+            draw_panels(&loaded, &data, builtin, &args.output, args.seed)?;
+        }
+        PlotKind::Panels => {
+            let mut shown = Vec::with_capacity(args.model.len());
+            for (k, path) in args.model.iter().enumerate() {
+                eprintln!("model {}/{}: {}", k + 1, args.model.len(), path.display());
+                let loaded = load_2d(path)?;
+                let (data, builtin) = data_for(&loaded, path)?;
+                let (grid, samples, extent) = panel_contents(&loaded, &data, builtin, args.seed)?;
+                shown.push((title_of(&loaded), data, grid, samples, extent));
             }
-            if args.kind == PlotKind::Trajectories {
-                draw_trajectories(&loaded, &args.output, args.seed)?;
-            } else {
-                let spec = args.data.clone().or_else(|| training_data(&loaded));
-                let (data, builtin) = match spec {
-                    Some(s) => points_of(&s, args.seed)?,
-                    None => bail!("--data is needed: the model was not trained on a built-in dataset"),
-                };
-                draw_panels(&loaded, &data, builtin, &args.output, args.seed)?;
-            }
+            let rows: Vec<plot::PanelRow> = shown
+                .iter()
+                .map(|(title, data, grid, samples, extent)| plot::PanelRow {
+                    data,
+                    density: grid,
+                    samples,
+                    title: title.clone(),
+                    extent: *extent,
+                })
+                .collect();
+            let config = PanelsConfig {
+                size: (1200, 430),
+                ..PanelsConfig::default()
+            };
+            plot::panel_rows(&args.output, &rows, &config)?;
         }
     }
     eprintln!("wrote {}", args.output.display());
@@ -69,12 +108,7 @@ fn points_of(spec: &str, seed: u64) -> Result<(Vec<[f64; 2]>, bool)> {
 
 /// Data, model density and samples side by side.
 pub fn draw_panels(loaded: &Loaded, data: &[[f64; 2]], builtin: bool, out: &Path, seed: u64) -> Result<()> {
-    let extent = if builtin { (-4.0, 4.0) } else { extent_of(data) };
-    let mut grid = DensityGrid::square(extent.0, extent.1, 120);
-    let pts: Vec<f64> = grid.points().iter().flat_map(|p| [p[0], p[1]]).collect();
-    let solver = cnflow::ode::SolverConfig::adaptive(loaded.file.eval_solver.method, 1e-5, 1e-5);
-    grid.log_p = log_density(loaded, pts, &solver, Trace::Exact, 2000, seed)?.0;
-    let samples = samples(loaded, data.len().clamp(1000, 5000), seed)?;
+    let (grid, samples, extent) = panel_contents(loaded, data, builtin, seed)?;
     let config = PanelsConfig {
         extent,
         title: title_of(loaded),
@@ -82,6 +116,23 @@ pub fn draw_panels(loaded: &Loaded, data: &[[f64; 2]], builtin: bool, out: &Path
     };
     plot::panels(out, data, &grid, &samples, &config)?;
     Ok(())
+}
+
+/// The model's density on a grid over the data's square, and samples as many as the
+/// data's points (1000 to 5000).
+fn panel_contents(
+    loaded: &Loaded,
+    data: &[[f64; 2]],
+    builtin: bool,
+    seed: u64,
+) -> Result<(DensityGrid, Vec<[f64; 2]>, (f64, f64))> {
+    let extent = if builtin { (-4.0, 4.0) } else { extent_of(data) };
+    let mut grid = DensityGrid::square(extent.0, extent.1, 120);
+    let pts: Vec<f64> = grid.points().iter().flat_map(|p| [p[0], p[1]]).collect();
+    let solver = cnflow::ode::SolverConfig::adaptive(loaded.file.eval_solver.method, 1e-5, 1e-5);
+    grid.log_p = log_density(loaded, pts, &solver, Trace::Exact, 2000, seed)?.0;
+    let samples = samples(loaded, data.len().clamp(1000, 5000), seed)?;
+    Ok((grid, samples, extent))
 }
 
 fn samples(loaded: &Loaded, n: usize, seed: u64) -> Result<Vec<[f64; 2]>> {

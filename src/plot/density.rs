@@ -211,6 +211,87 @@ pub fn panels(
     )
 }
 
+/// One row of [`panel_rows`]: a model's data, density and samples, with its title.
+pub struct PanelRow<'a> {
+    /// Points of the data.
+    pub data: &'a [[f64; 2]],
+    /// The model's log-density on a grid.
+    pub density: &'a DensityGrid,
+    /// The model's samples.
+    pub samples: &'a [[f64; 2]],
+    /// Title over the row (dataset, KL gap, …).
+    pub title: String,
+    /// The square all three panels of the row show.
+    pub extent: (f64, f64),
+}
+
+/// Several models' data, density and samples, one row each, into one picture (`.png` or
+/// `.svg`); `config.size` is the size of one row, `config.title` goes over all rows.
+///
+/// # Errors
+/// As [`panels`], for any row; [`PlotError::InvalidInput`] for no rows.
+pub fn panel_rows(path: impl AsRef<Path>, rows: &[PanelRow<'_>], config: &PanelsConfig) -> Result<(), PlotError> {
+    let path = path.as_ref();
+    if rows.is_empty() {
+        return Err(invalid(path, "no rows to draw".to_string()));
+    }
+    let mut configs = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (lo, hi) = row.extent;
+        if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+            return Err(invalid(
+                path,
+                format!("{}: extent [{lo:?}, {hi:?}] must be finite with lo < hi", row.title),
+            ));
+        }
+        row.density.validate(path)?;
+        configs.push(PanelsConfig {
+            extent: row.extent,
+            title: row.title.clone(),
+            titles: config.titles.clone(),
+            size: config.size,
+            style: config.style,
+        });
+    }
+    if let PointStyle::Histogram { bins } = config.style {
+        if !(1..=4096).contains(&bins) {
+            return Err(invalid(path, format!("histogram bins = {bins}; use 1..=4096")));
+        }
+    }
+    let head = if config.title.is_empty() { 0 } else { 50 };
+    let size = (config.size.0, config.size.1 * rows.len() as u32 + head);
+    let figure = Rows {
+        rows: rows
+            .iter()
+            .zip(&configs)
+            .map(|(r, c)| Panels {
+                data: r.data,
+                density: r.density,
+                samples: r.samples,
+                config: c,
+            })
+            .collect(),
+        title: &config.title,
+    };
+    render(path, size, &figure)
+}
+
+struct Rows<'a> {
+    rows: Vec<Panels<'a>>,
+    title: &'a str,
+}
+
+impl Figure for Rows<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), DrawFailure> {
+        root.fill(&WHITE)?;
+        let body = with_title(root, self.title, 50)?;
+        for (row, area) in self.rows.iter().zip(body.split_evenly((self.rows.len(), 1))) {
+            row.draw(&area)?;
+        }
+        Ok(())
+    }
+}
+
 struct Panels<'a> {
     data: &'a [[f64; 2]],
     density: &'a DensityGrid,

@@ -47,7 +47,7 @@ mod flow;
 mod lines;
 mod render;
 
-pub use density::{panels, DensityGrid, PanelsConfig, PointStyle};
+pub use density::{panel_rows, panels, DensityGrid, PanelRow, PanelsConfig, PointStyle};
 pub use flow::{flow_paths, trajectories, TrajectoriesConfig};
 pub use lines::{curves, metrics, MetricsConfig, Subplot};
 
