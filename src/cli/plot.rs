@@ -123,12 +123,7 @@ type PanelContents = (DensityGrid, Vec<[f64; 2]>, (f64, f64));
 
 /// The model's density on a grid over the data's square, and samples as many as the
 /// data's points (1000 to 5000).
-fn panel_contents(
-    loaded: &Loaded,
-    data: &[[f64; 2]],
-    builtin: bool,
-    seed: u64,
-) -> Result<PanelContents> {
+fn panel_contents(loaded: &Loaded, data: &[[f64; 2]], builtin: bool, seed: u64) -> Result<PanelContents> {
     let extent = if builtin { (-4.0, 4.0) } else { extent_of(data) };
     let mut grid = DensityGrid::square(extent.0, extent.1, 120);
     let pts: Vec<f64> = grid.points().iter().flat_map(|p| [p[0], p[1]]).collect();
