@@ -401,7 +401,7 @@ fn read_text(path: &Path) -> Result<String> {
         std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text)?;
     } else {
         if path.is_dir() {
-            bail!("{} is a directory; give the CSV file of observations", path.display());
+            bail!("it is a directory; give the CSV file of observations");
         }
         std::io::Read::read_to_string(&mut File::open(path)?, &mut text)?;
     }
