@@ -41,6 +41,8 @@ fn stability_functions_match_one_step_and_rodas4_is_l_stable_of_order_4() {
         StiffMethod::Trapezoid,
         StiffMethod::Rodas4,
         StiffMethod::Radau5,
+        StiffMethod::TrBdf2,
+        StiffMethod::Kvaerno5,
     ] {
         for &z in &[-1e3, -20.0, -1.0, -0.1, 0.3] {
             let mut f = FdJacobian::new(move |_t: f64, y: &[f64], dy: &mut [f64]| dy[0] = z * y[0]);
@@ -60,6 +62,10 @@ fn stability_functions_match_one_step_and_rodas4_is_l_stable_of_order_4() {
         StiffMethod::TrBdf2.stability(-1e8).unwrap().abs() < 1e-7,
         "TR-BDF2 is L-stable"
     );
+    assert!(
+        StiffMethod::Kvaerno5.stability(-1e8).unwrap().abs() < 1e-7,
+        "KVAERNO5 is L-stable"
+    );
     let radau = |z: f64| StiffMethod::Radau5.stability(z).unwrap();
     assert!(radau(-1e8).abs() < 1e-7, "Radau IIA: R(-1e8) = {}", radau(-1e8));
     // Order 5: R(z) − e^z = O(z⁶), halving z divides it by ≈ 64.
@@ -74,7 +80,12 @@ fn stability_functions_match_one_step_and_rodas4_is_l_stable_of_order_4() {
     for a in 0..40 {
         for b in 0..40 {
             let (x, y) = (-(a as f64).powi(2) * 0.05, (b as f64 - 20.0).powi(3) * 0.01);
-            for m in [StiffMethod::Rodas4, StiffMethod::Radau5, StiffMethod::TrBdf2] {
+            for m in [
+                StiffMethod::Rodas4,
+                StiffMethod::Radau5,
+                StiffMethod::TrBdf2,
+                StiffMethod::Kvaerno5,
+            ] {
                 let rz = one_step_complex(m, x, y);
                 assert!(rz <= 1.0 + 1e-9, "{m}: |R({x} + {y}i)| = {rz}");
             }
@@ -123,6 +134,7 @@ fn fixed_step_methods_converge_at_their_orders() {
         (StiffMethod::Rodas4, 4.0),
         (StiffMethod::Radau5, 5.0),
         (StiffMethod::TrBdf2, 2.0),
+        (StiffMethod::Kvaerno5, 5.0),
     ] {
         let mut errors = Vec::new();
         for steps in [20, 40, 80] {
@@ -155,8 +167,12 @@ fn standard_stiff_problems_match_the_test_set_references() {
     let mut cases: Vec<Case> = vec![
         (
             "ROBER to 1e11",
+            // At t = 1e11, y2 ≈ 8·10⁻¹⁴: atol = rtol·10⁻¹⁰ keeps it below y2, so the
+            // relative error measured here is one the tolerance asks for (with rtol·10⁻⁶,
+            // y2 sits below atol at every rtol and the stage-order-2 KVAERNO5's error
+            // stops tracking: 4·10⁻⁵, 1·10⁻⁵, 7·10⁻⁷ at rtol 1e-4, 1e-6, 1e-8).
             Box::new(|m, rtol| {
-                let c = StiffConfig::adaptive(m, rtol, rtol * 1e-6);
+                let c = StiffConfig::adaptive(m, rtol, rtol * 1e-10);
                 solve(&mut Robertson, &[1.0, 0.0, 0.0], 0.0, 1e11, &[], &c)
                     .unwrap()
                     .y_final
@@ -203,6 +219,7 @@ fn standard_stiff_problems_match_the_test_set_references() {
             StiffMethod::Rodas4,
             StiffMethod::Radau5,
             StiffMethod::TrBdf2,
+            StiffMethod::Kvaerno5,
         ] {
             let mut errors = Vec::new();
             for rtol in [1e-4, 1e-6, 1e-8] {
@@ -265,6 +282,7 @@ fn dense_output_at_save_times_matches_solves_to_them() {
         StiffMethod::Rodas4,
         StiffMethod::Radau5,
         StiffMethod::TrBdf2,
+        StiffMethod::Kvaerno5,
     ] {
         let c = StiffConfig::adaptive(method, 1e-8, 1e-12);
         let all = solve(&mut Robertson, &[1.0, 0.0, 0.0], 0.0, 40.0, &save, &c).unwrap();

@@ -729,6 +729,8 @@ pub enum SolveMethodArg {
     /// TR-BDF2, an L-stable 2(3) ESDIRK method: loose tolerances.
     #[value(name = "tr-bdf2")]
     TrBdf2,
+    /// KVAERNO5, an L-stable 5(4) ESDIRK method: one n × n factorisation per step size.
+    Kvaerno5,
     /// Dopri5 until stiffness is detected, then rodas4 (rtol ≥ 1e-6) or radau5.
     Auto,
     /// Backward Euler, fixed steps (--steps), implicit.

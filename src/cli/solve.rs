@@ -24,6 +24,7 @@ fn kind(m: SolveMethodArg) -> Kind {
         SolveMethodArg::Radau5 => Kind::Stiff(StiffMethod::Radau5),
         SolveMethodArg::Auto => Kind::Stiff(StiffMethod::Auto),
         SolveMethodArg::TrBdf2 => Kind::Stiff(StiffMethod::TrBdf2),
+        SolveMethodArg::Kvaerno5 => Kind::Stiff(StiffMethod::Kvaerno5),
         SolveMethodArg::BackwardEuler => Kind::Stiff(StiffMethod::BackwardEuler),
         SolveMethodArg::Trapezoid => Kind::Stiff(StiffMethod::Trapezoid),
         SolveMethodArg::Dopri5 => Kind::Explicit(Method::Dopri5),

@@ -12,8 +12,16 @@
 //! b̂ = ((1 − w)/3, (3w + 1)/3, d/3)  (order 3: it meets all four third-order conditions)
 //! ```
 //!
+//! KVAERNO5 (Kværnø, *Singly diagonally implicit Runge–Kutta methods with an explicit
+//! first stage*, BIT 44, 2004; the coefficients as tabulated for ARKODE's
+//! `KVAERNO_7_4_5`): seven stages, γ = 0.26, order 5 with an embedded order 4. Both
+//! weight vectors are rows of A (the method is stiffly accurate, and so is its embedding:
+//! b̂ is the sixth row), the method is L-stable.
+//!
 //! The error estimate `h Σ (b_i − b̂_i) k_i` is filtered through `(I − hγJ)⁻¹`, as Hosea
-//! and Shampine do, so that it stays bounded on stiff components.
+//! and Shampine do, so that it stays bounded on stiff components. Dense output is the
+//! cubic Hermite interpolant of the step's ends (order 3 between steps, as diffrax's
+//! ESDIRK methods).
 
 use super::linalg::DenseLu;
 use super::{h_min, initial_step, StiffConfig, StiffSolution, StiffStats};
@@ -40,6 +48,65 @@ pub(super) fn tr_bdf2() -> Esdirk {
         b_hat: vec![(1.0 - w) / 3.0, (3.0 * w + 1.0) / 3.0, d / 3.0],
         gamma: d,
         order: 2,
+    }
+}
+
+/// KVAERNO5: Kværnø (2004), the 7-stage ESDIRK 5(4) pair, γ = 0.26.
+// The digits as tabulated, some beyond f64 precision.
+#[allow(clippy::excessive_precision)]
+pub(super) fn kvaerno5() -> Esdirk {
+    const G: f64 = 0.26;
+    let a = vec![
+        vec![0.0; 7],
+        vec![0.26, G, 0.0, 0.0, 0.0, 0.0, 0.0],
+        vec![0.13, 0.84033320996790809, G, 0.0, 0.0, 0.0, 0.0],
+        vec![
+            0.22371961478320505,
+            0.47675532319799699,
+            -0.06470895363112615,
+            G,
+            0.0,
+            0.0,
+            0.0,
+        ],
+        vec![
+            0.16648564323248321,
+            0.10450018841591720,
+            0.03631482272098715,
+            -0.13090704451073998,
+            G,
+            0.0,
+            0.0,
+        ],
+        vec![
+            0.13855640231268224,
+            0.0,
+            -0.04245337201752043,
+            0.02446657898003141,
+            0.61943039072480676,
+            G,
+            0.0,
+        ],
+        vec![
+            0.13659751177640291,
+            0.0,
+            -0.05496908796538376,
+            -0.04118626728321046,
+            0.62993304899016403,
+            0.06962479448202728,
+            G,
+        ],
+    ];
+    // c is the row sums (the tabulated c to 15 digits: 0, 0.52, 1.230333209967908,
+    // 0.895765984350076, 0.436393609858648, 1, 1).
+    let c = a.iter().map(|row| row.iter().sum()).collect();
+    Esdirk {
+        c,
+        b: a[6].clone(),
+        b_hat: a[5].clone(),
+        a,
+        gamma: G,
+        order: 4,
     }
 }
 
@@ -316,5 +383,101 @@ mod tests {
         for (k, v) in cond(&m.b_hat).iter().enumerate() {
             assert!(v.abs() < 1e-15, "embedded condition {k}: {v}");
         }
+    }
+
+    /// The residuals of the 17 order conditions of orders 1–5 (one per rooted tree) for
+    /// weights `w` with the stage matrix `a` and nodes `c`, in order of the trees' sizes.
+    fn order_conditions(m: &Esdirk, w: &[f64]) -> Vec<(usize, f64)> {
+        let s = m.c.len();
+        let av = |v: &[f64]| -> Vec<f64> { (0..s).map(|i| (0..s).map(|j| m.a[i][j] * v[j]).sum()).collect() };
+        let hadamard = |u: &[f64], v: &[f64]| -> Vec<f64> { u.iter().zip(v).map(|(a, b)| a * b).collect() };
+        let dot = |v: &[f64]| -> f64 { w.iter().zip(v).map(|(a, b)| a * b).sum() };
+        let one = vec![1.0; s];
+        let c = m.c.clone();
+        let c2 = hadamard(&c, &c);
+        let c3 = hadamard(&c2, &c);
+        let c4 = hadamard(&c3, &c);
+        let ac = av(&c);
+        let ac2 = av(&c2);
+        let aac = av(&ac);
+        vec![
+            (1, dot(&one) - 1.0),
+            (2, dot(&c) - 1.0 / 2.0),
+            (3, dot(&c2) - 1.0 / 3.0),
+            (3, dot(&ac) - 1.0 / 6.0),
+            (4, dot(&c3) - 1.0 / 4.0),
+            (4, dot(&hadamard(&c, &ac)) - 1.0 / 8.0),
+            (4, dot(&ac2) - 1.0 / 12.0),
+            (4, dot(&aac) - 1.0 / 24.0),
+            (5, dot(&c4) - 1.0 / 5.0),
+            (5, dot(&hadamard(&c2, &ac)) - 1.0 / 10.0),
+            (5, dot(&hadamard(&c, &ac2)) - 1.0 / 15.0),
+            (5, dot(&hadamard(&c, &aac)) - 1.0 / 30.0),
+            (5, dot(&hadamard(&ac, &ac)) - 1.0 / 20.0),
+            (5, dot(&av(&c3)) - 1.0 / 20.0),
+            (5, dot(&av(&hadamard(&c, &ac))) - 1.0 / 40.0),
+            (5, dot(&av(&ac2)) - 1.0 / 60.0),
+            (5, dot(&av(&aac)) - 1.0 / 120.0),
+        ]
+    }
+
+    /// KVAERNO5's weights meet all 17 conditions of order 5; its embedded weights the 8
+    /// of order 4 and not all of order 5; the tabulated nodes are the row sums; the
+    /// method is stiffly accurate and L-stable.
+    #[test]
+    fn kvaerno5_order_conditions() {
+        let m = kvaerno5();
+        let tabulated = [
+            0.0,
+            0.52,
+            1.230333209967908,
+            0.895765984350076,
+            0.436393609858648,
+            1.0,
+            1.0,
+        ];
+        for (c, t) in m.c.iter().zip(tabulated) {
+            assert!((c - t).abs() < 1e-14, "c {c} vs tabulated {t}");
+        }
+        for (order, r) in order_conditions(&m, &m.b) {
+            assert!(
+                r.abs() < 1e-13,
+                "main method, a condition of order {order}: residual {r:e}"
+            );
+        }
+        let embedded = order_conditions(&m, &m.b_hat);
+        for &(order, r) in &embedded {
+            if order <= 4 {
+                assert!(
+                    r.abs() < 1e-13,
+                    "embedded, a condition of order {order}: residual {r:e}"
+                );
+            }
+        }
+        let worst5 = embedded
+            .iter()
+            .filter(|(o, _)| *o == 5)
+            .map(|(_, r)| r.abs())
+            .fold(0.0, f64::max);
+        assert!(worst5 > 1e-4, "the embedded method is of order 4 only: {worst5:e}");
+        assert_eq!(m.b, m.a[6], "stiffly accurate");
+        assert!(stability(&m, -1e10).abs() < 1e-8, "R(-inf) = 0");
+        // R(z) − e^z = O(z⁶): halving z divides the difference by ≈ 64.
+        let d = |z: f64| (stability(&m, z) - z.exp()).abs();
+        let ratio = d(0.2) / d(0.1);
+        assert!((50.0..80.0).contains(&ratio), "ratio {ratio}");
+    }
+
+    /// The same check catches a wrong coefficient.
+    #[test]
+    fn order_conditions_detect_a_perturbed_tableau() {
+        let mut m = kvaerno5();
+        m.a[4][2] += 1e-5;
+        let b = m.a[6].clone();
+        let worst = order_conditions(&m, &b)
+            .iter()
+            .map(|(_, r)| r.abs())
+            .fold(0.0, f64::max);
+        assert!(worst > 1e-8, "{worst:e}");
     }
 }

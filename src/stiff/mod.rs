@@ -10,6 +10,7 @@
 //! | [`StiffMethod::Bdf`] | variable-order BDF 1–5 (NDF form) | 1–5 | the default: fewest Jacobians and factorisations, large systems, most tolerances |
 //! | [`StiffMethod::Rodas4`] | Rosenbrock, L-stable, stiffly accurate | 4(3) | no Newton iteration at all; loose to moderate tolerances, small systems |
 //! | [`StiffMethod::Radau5`] | Radau IIA collocation, L-stable | 5 | tight tolerances (1e-8 and below), where the others need many more steps |
+//! | [`StiffMethod::Kvaerno5`] | ESDIRK, L-stable, stiffly accurate | 5(4) | moderate to tight tolerances with one `n × n` factorisation per step size (RADAU5 factors a `3n` system) |
 //! | [`StiffMethod::TrBdf2`] | TR-BDF2, ESDIRK, L-stable | 2(3) | loose tolerances, one factorisation per step size |
 //! | [`StiffMethod::Auto`] | Dopri5, switching to RODAS4 or RADAU5 where stiffness is detected | 5 | problems stiff only in places, or not known to be stiff |
 //! | [`StiffMethod::BackwardEuler`] | implicit, L-stable, fixed steps | 1 | teaching, and as the sub-flow of a splitting |
@@ -60,6 +61,10 @@ pub enum StiffMethod {
     /// trapezoid stage and a BDF2 stage, order 2 with an embedded order 3, L-stable,
     /// one factorisation of `I − hγJ` per step size.
     TrBdf2,
+    /// KVAERNO5: Kværnø's 7-stage ESDIRK 5(4) pair (BIT 44, 2004), γ = 0.26, L-stable,
+    /// stiffly accurate, each stage a simplified-Newton solve with the one factorisation
+    /// of `I − hγJ`.
+    Kvaerno5,
     /// RADAU5: the 3-stage Radau IIA collocation method of order 5 (Hairer & Wanner,
     /// *Solving ODEs II*, §IV.5 and §IV.8), L-stable, simplified Newton on the whole
     /// stage system, dense output from the collocation polynomial.
@@ -78,11 +83,12 @@ pub enum StiffMethod {
 
 impl StiffMethod {
     /// Every method, in the order of the table above.
-    pub const ALL: [StiffMethod; 7] = [
+    pub const ALL: [StiffMethod; 8] = [
         StiffMethod::Auto,
         StiffMethod::Bdf,
         StiffMethod::Rodas4,
         StiffMethod::Radau5,
+        StiffMethod::Kvaerno5,
         StiffMethod::TrBdf2,
         StiffMethod::BackwardEuler,
         StiffMethod::Trapezoid,
@@ -96,6 +102,7 @@ impl StiffMethod {
             StiffMethod::Rodas4 => "rodas4",
             StiffMethod::Radau5 => "radau5",
             StiffMethod::TrBdf2 => "tr-bdf2",
+            StiffMethod::Kvaerno5 => "kvaerno5",
             StiffMethod::Auto => "auto",
             StiffMethod::Bdf => "bdf",
         }
@@ -107,7 +114,7 @@ impl StiffMethod {
             StiffMethod::BackwardEuler => 1,
             StiffMethod::Trapezoid | StiffMethod::TrBdf2 => 2,
             StiffMethod::Rodas4 => 4,
-            StiffMethod::Radau5 | StiffMethod::Auto => 5,
+            StiffMethod::Radau5 | StiffMethod::Auto | StiffMethod::Kvaerno5 => 5,
             StiffMethod::Bdf => 5,
         }
     }
@@ -116,7 +123,12 @@ impl StiffMethod {
     pub fn is_adaptive(self) -> bool {
         matches!(
             self,
-            StiffMethod::Rodas4 | StiffMethod::Radau5 | StiffMethod::TrBdf2 | StiffMethod::Bdf | StiffMethod::Auto
+            StiffMethod::Rodas4
+                | StiffMethod::Radau5
+                | StiffMethod::TrBdf2
+                | StiffMethod::Kvaerno5
+                | StiffMethod::Bdf
+                | StiffMethod::Auto
         )
     }
 
@@ -130,6 +142,7 @@ impl StiffMethod {
             StiffMethod::Rodas4 => Some(rosenbrock::rodas4_stability(z)),
             StiffMethod::Radau5 => Some(radau::radau5_stability(z)),
             StiffMethod::TrBdf2 => Some(esdirk::stability(&esdirk::tr_bdf2(), z)),
+            StiffMethod::Kvaerno5 => Some(esdirk::stability(&esdirk::kvaerno5(), z)),
             StiffMethod::Bdf | StiffMethod::Auto => None,
         }
     }
@@ -303,6 +316,7 @@ pub fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
         StiffMethod::Rodas4 => rosenbrock::solve_rodas(system, y0, t0, t1, save, config),
         StiffMethod::Radau5 => radau::solve(system, y0, t0, t1, save, config),
         StiffMethod::TrBdf2 => esdirk::solve(&esdirk::tr_bdf2(), system, y0, t0, t1, save, config),
+        StiffMethod::Kvaerno5 => esdirk::solve(&esdirk::kvaerno5(), system, y0, t0, t1, save, config),
         StiffMethod::Auto => auto::solve(system, y0, t0, t1, save, config),
         StiffMethod::BackwardEuler | StiffMethod::Trapezoid => {
             rosenbrock::solve_fixed(system, y0, t0, t1, save, config)
