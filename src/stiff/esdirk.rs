@@ -130,13 +130,39 @@ pub(super) fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
     save: &[f64],
     config: &StiffConfig,
 ) -> Result<StiffSolution, SolveError> {
+    solve_taped(m, system, y0, t0, t1, save, config, None)
+}
+
+/// One accepted step as the discrete adjoint needs it: the start `t`, the signed step
+/// `h`, the start state `y` and the stage derivatives `k` (`s × n`, row-major), from
+/// which every stage value `Zᵢ = y + h Σ_{j≤i} aᵢⱼ kⱼ` follows.
+pub(super) struct TapedStep {
+    pub t: f64,
+    pub h: f64,
+    pub y: Vec<f64>,
+    pub k: Vec<f64>,
+}
+
+/// [`solve`], also pushing every accepted step onto `tape` when one is given.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn solve_taped<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
+    m: &Esdirk,
+    system: &mut S,
+    y0: &[f64],
+    t0: f64,
+    t1: f64,
+    save: &[f64],
+    config: &StiffConfig,
+    mut tape: Option<&mut Vec<TapedStep>>,
+) -> Result<StiffSolution, SolveError> {
     let n = y0.len();
     let s = m.c.len();
     let dir = (t1 - t0).signum();
     let (rtol, atol) = (config.rtol, config.atol);
     let newton_tol = (10.0 * f64::EPSILON / rtol.max(1e-300)).max(0.03f64.min(rtol.sqrt()));
-    const MAX_NEWTON: usize = 6;
     let fixed = config.fixed_steps.map(|k| (t1 - t0).abs() / k as f64);
+    // Fixed steps cannot shrink when Newton is slow, so they may iterate longer.
+    let max_newton = if fixed.is_some() { 25 } else { 6 };
     let h_max = config.h_max.unwrap_or(f64::INFINITY).min((t1 - t0).abs());
     let mut stats = StiffStats::default();
     let mut out = Vec::with_capacity(save.len() * n);
@@ -222,7 +248,7 @@ pub(super) fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
             let ti = t + m.c[i] * hs;
             let mut norm_old: Option<f64> = None;
             converged = false;
-            for it in 0..MAX_NEWTON {
+            for it in 0..max_newton {
                 iterations = it + 1;
                 stats.n_newton += 1;
                 system.rhs(ti, &z, &mut fz);
@@ -311,6 +337,14 @@ pub(super) fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
         let fac = (0.9 * e.max(1e-10).powf(-1.0 / (m.order as f64 + 1.0))).clamp(0.2, 5.0);
         if e <= 1.0 || fixed.is_some() {
             stats.n_accepted += 1;
+            if let Some(tape) = tape.as_deref_mut() {
+                tape.push(TapedStep {
+                    t,
+                    h: hs,
+                    y: y.clone(),
+                    k: k.concat(),
+                });
+            }
             let t_new = if last { t1 } else { t + (hs - t_comp) };
             // Cubic Hermite dense output from (y, k_1) and (y_new, k_s).
             while next < save.len() && (save[next] - t_new) * dir <= 0.0 {
