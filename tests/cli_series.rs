@@ -287,3 +287,73 @@ fn sigint_saves_the_fit_exits_130_and_the_fit_resumes() {
     ]));
     assert_eq!(rows(&out), (1..=iter + 5).collect::<Vec<_>>());
 }
+
+/// A stiff series (x relaxes onto y at rate 1000, y decays at rate 0.5; closed form):
+/// `--solver kvaerno5` fits the rate from 10 through the discrete adjoint of the implicit
+/// solve, saves the stiff solver in the model, and `predict` uses it; the continuous
+/// adjoint is refused with the flag to drop.
+#[test]
+fn fit_series_with_a_stiff_solver_learns_a_stiff_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("stiff.csv");
+    let (k, c) = (1000.0f64, 0.5f64);
+    let x = |t: f64| {
+        let b = k / (k - c);
+        (2.0 - b) * (-k * t).exp() + b * (-c * t).exp()
+    };
+    let times = [
+        0.0, 1e-3, 2e-3, 4e-3, 8e-3, 0.016, 0.03, 0.06, 0.12, 0.25, 0.5, 1.0, 2.0, 4.0,
+    ];
+    let mut csv = String::from("t,x,y\n");
+    for &t in &times {
+        csv.push_str(&format!("{t},{},{}\n", x(t), (-c * t).exp()));
+    }
+    std::fs::write(&data, csv).unwrap();
+    let out = dir.path().join("run");
+    let eqs = "dx = -exp(lk)*(x - y); dy = -c*y";
+    let args = |solver: &'static str, gradient: &'static str| -> Vec<String> {
+        [
+            "fit-series",
+            "--data",
+            p(&data),
+            "--mechanistic",
+            eqs,
+            "--params",
+            "lk=2.3,c=1",
+            "--iters",
+            "400",
+            "--solver",
+            solver,
+            "--gradient",
+            gradient,
+            "--out",
+            p(&out),
+            "--force",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let run = |a: Vec<String>| cnflow(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    ok(&run(args("kvaerno5", "backprop")));
+    let fitted = model_params(&out);
+    assert!(
+        (fitted[0] - k.ln()).abs() < 1e-3 && (fitted[1] - c).abs() < 1e-4,
+        "fitted {fitted:?}"
+    );
+    let model: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
+    assert_eq!(model["stiff"]["method"], "Kvaerno5");
+    let csv = ok(&cnflow(&["predict", "--model", p(&out), "--t", "0.5,3"]));
+    for line in csv.lines().skip(1) {
+        let v: Vec<f64> = line.split(',').map(|s| s.parse().unwrap()).collect();
+        assert!(
+            (v[1] - x(v[0])).abs() < 1e-4 && (v[2] - (-c * v[0]).exp()).abs() < 1e-4,
+            "{line}"
+        );
+    }
+    fails(
+        &run(args("tr-bdf2", "adjoint")),
+        &["--solver tr-bdf2", "drop --gradient adjoint"],
+    );
+}

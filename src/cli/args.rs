@@ -78,6 +78,23 @@ impl SolverArg {
     }
 }
 
+/// The solvers of `fit-series`: adaptive explicit ones, and the stiff ESDIRK methods
+/// whose gradient is their discrete adjoint.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum SeriesSolverArg {
+    /// Dormand–Prince 5(4), adaptive.
+    Dopri5,
+    /// Tsitouras 5(4), adaptive.
+    Tsit5,
+    /// Bogacki–Shampine 3(2), adaptive.
+    Bosh3,
+    /// KVAERNO5, ESDIRK 5(4), L-stable: for stiff series (backprop only).
+    Kvaerno5,
+    /// TR-BDF2, ESDIRK 2(3), L-stable: for stiff series (backprop only).
+    #[value(name = "tr-bdf2")]
+    TrBdf2,
+}
+
 /// Layer kinds.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum LayerArg {
@@ -631,9 +648,10 @@ pub struct FitSeriesArgs {
     /// What the network sees: the state, or its cube (the spiral demo's u ↦ u³).
     #[arg(long, default_value = "none")]
     pub input_transform: String,
-    /// ODE solver.
-    #[arg(long, value_enum, default_value_t = SolverArg::Tsit5)]
-    pub solver: SolverArg,
+    /// ODE solver: explicit for most series; kvaerno5 or tr-bdf2 when the model is (or
+    /// becomes) stiff, so that an explicit solver's steps collapse.
+    #[arg(long, value_enum, default_value_t = SeriesSolverArg::Tsit5)]
+    pub solver: SeriesSolverArg,
     /// Relative tolerance.
     #[arg(long, allow_hyphen_values = true, value_parser = positive_f64, default_value_t = 1e-6)]
     pub rtol: f64,

@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use cnflow::data::write_atomic;
 use cnflow::loss::Reduction;
 use cnflow::nn::MlpConfig;
-use cnflow::ode::SolverConfig;
+use cnflow::ode::{Method, SolverConfig};
 use cnflow::optim::{LrSchedule, Optimizer, OptimizerState};
 use cnflow::plot::{metrics as plot_lines, MetricsConfig, Subplot};
 use cnflow::sensitivity::{Checkpointing, SensitivityMethod};
@@ -21,9 +21,10 @@ use cnflow::series::{
     Equations, FitConfig, InputTransform, Mechanistic, NeuralTerm, SavedSeriesModel, SavedStart, Series, SeriesFit,
     SeriesModel,
 };
+use cnflow::stiff::{StiffConfig, StiffMethod};
 use cnflow::train::{take_step, Problem, StepBuffers, StepFailure};
 
-use super::args::{FitSeriesArgs, LrScheduleArg, PredictArgs, SeriesGradArg, SeriesLossArg};
+use super::args::{FitSeriesArgs, LrScheduleArg, PredictArgs, SeriesGradArg, SeriesLossArg, SeriesSolverArg};
 use super::run_folder::RunFolder;
 use super::{signals, Interrupted};
 
@@ -191,15 +192,28 @@ fn build_model(args: &FitSeriesArgs, data: &Series) -> Result<(SeriesModel, Vec<
     Ok((SeriesModel::new(names.clone(), mech, neural)?, learn))
 }
 
-fn solver_of(args: &FitSeriesArgs) -> Result<SolverConfig> {
-    let method = args.solver.method();
-    if !method.tableau().is_adaptive() {
-        bail!(
-            "--solver {} takes fixed steps; fit-series needs an adaptive one (tsit5, dopri5 or bosh3)",
-            method.tableau().name
-        );
+/// The explicit solver, and the stiff one that replaces it when chosen.
+fn solver_of(args: &FitSeriesArgs) -> Result<(SolverConfig, Option<StiffConfig>)> {
+    let explicit = |m| SolverConfig::adaptive(m, args.rtol, args.atol);
+    let stiff = |m| {
+        if args.gradient == SeriesGradArg::Adjoint {
+            bail!(
+                "--solver {} differentiates by its discrete adjoint (backprop); drop --gradient adjoint",
+                m
+            );
+        }
+        Ok((
+            explicit(Method::Tsit5),
+            Some(StiffConfig::adaptive(m, args.rtol, args.atol)),
+        ))
+    };
+    match args.solver {
+        SeriesSolverArg::Dopri5 => Ok((explicit(Method::Dopri5), None)),
+        SeriesSolverArg::Tsit5 => Ok((explicit(Method::Tsit5), None)),
+        SeriesSolverArg::Bosh3 => Ok((explicit(Method::Bosh3), None)),
+        SeriesSolverArg::Kvaerno5 => stiff(StiffMethod::Kvaerno5),
+        SeriesSolverArg::TrBdf2 => stiff(StiffMethod::TrBdf2),
     }
-    Ok(SolverConfig::adaptive(method, args.rtol, args.atol))
 }
 
 /// The curriculum's window ends for `spec` on data ending at `t_max`.
@@ -276,6 +290,7 @@ fn save(dir: &Path, ck: &SeriesCheckpoint, fit: &SeriesFit, rows: &MetricRows) -
         &fit.data.time_name,
         &fit.learn,
         &fit.config.solver,
+        fit.config.stiff.as_ref(),
         starts(fit),
     )?;
     write_atomic(&dir.join("model.json"), |w: &mut BufWriter<File>| -> Result<()> {
@@ -474,7 +489,9 @@ pub fn fit(cli: FitSeriesArgs) -> Result<()> {
         SeriesGradArg::Backprop => SensitivityMethod::Backprop(Checkpointing::All),
         SeriesGradArg::Adjoint => SensitivityMethod::Adjoint { seminorm: true },
     };
-    let mut config = FitConfig::new(solver_of(&args)?, gradient);
+    let (solver, stiff) = solver_of(&args)?;
+    let mut config = FitConfig::new(solver, gradient);
+    config.stiff = stiff;
     config.reduction = match args.loss {
         SeriesLossArg::Mean => Reduction::Mean,
         SeriesLossArg::Sum => Reduction::Sum,
@@ -749,9 +766,11 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     if prepended {
         solve_at.insert(0, t_start);
     }
-    let y = model
-        .predict(&y0, &solve_at, &saved.solver)
-        .map_err(|e| anyhow!("the solve failed: {e}; try another --t range"))?;
+    let y = match &saved.stiff {
+        Some(stiff) => model.predict_stiff(&y0, &solve_at, stiff),
+        None => model.predict(&y0, &solve_at, &saved.solver),
+    }
+    .map_err(|e| anyhow!("the solve failed: {e}; try another --t range"))?;
     let y = if prepended { &y[d..] } else { &y[..] };
     let write = |w: &mut dyn Write| -> Result<()> {
         write!(w, "{}", saved.time_name)?;

@@ -62,6 +62,9 @@ pub struct SavedSeriesModel {
     pub network: Option<SavedNetwork>,
     /// The solver predictions use.
     pub solver: SolverConfig,
+    /// The stiff solver predictions use instead of `solver`, if the fit used one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stiff: Option<crate::stiff::StiffConfig>,
     /// Each trajectory's start.
     pub trajectories: Vec<SavedStart>,
 }
@@ -84,12 +87,14 @@ pub enum SavedModelError {
 }
 
 impl SavedSeriesModel {
-    /// The saved form of `model` with `learned`, `solver` and the trajectories' starts.
+    /// The saved form of `model` with `learned`, `solver` (or `stiff`) and the trajectories'
+    /// starts.
     pub fn new(
         model: &SeriesModel,
         time_name: &str,
         learned: &[bool],
         solver: &SolverConfig,
+        stiff: Option<&crate::stiff::StiffConfig>,
         trajectories: Vec<SavedStart>,
     ) -> Result<Self, SavedModelError> {
         let equations = match &model.mechanistic {
@@ -114,6 +119,7 @@ impl SavedSeriesModel {
             param_learned: learned.to_vec(),
             network,
             solver: solver.clone(),
+            stiff: stiff.cloned(),
             trajectories,
         })
     }

@@ -47,6 +47,10 @@ pub struct FitConfig {
     pub shooting: usize,
     /// Weight `λ` of the continuity penalty of multiple shooting.
     pub continuity: f64,
+    /// A stiff solver (TR-BDF2 or KVAERNO5) to use instead of `solver` for every solve,
+    /// with the gradient by its discrete adjoint ([`crate::stiff::esdirk_gradient`]);
+    /// `gradient` is then not used.
+    pub stiff: Option<crate::stiff::StiffConfig>,
 }
 
 impl FitConfig {
@@ -61,6 +65,7 @@ impl FitConfig {
             learn_y0: false,
             shooting: 1,
             continuity: 10.0,
+            stiff: None,
         }
     }
 }
@@ -329,7 +334,9 @@ impl SeriesFit {
         for s in 0..n_seg {
             // A new system per solve: a taped one numbers its steps from the solve's start.
             let mut sys = match self.config.gradient {
-                SensitivityMethod::Backprop(Checkpointing::All) => self.model.system_taped(),
+                SensitivityMethod::Backprop(Checkpointing::All) if self.config.stiff.is_none() => {
+                    self.model.system_taped()
+                }
                 _ => self.model.system(),
             };
             let (lo, hi) = (bounds[s], bounds[s + 1]);
@@ -356,14 +363,17 @@ impl SeriesFit {
                     _ => data_term(row, y, g),
                 }
             };
-            let sens = gradient(
-                &mut sys,
-                start,
-                &tr.t[lo..=hi],
-                &mut loss,
-                &self.config.solver,
-                self.config.gradient,
-            )
+            let sens = match &self.config.stiff {
+                Some(stiff) => crate::stiff::esdirk_gradient(&mut sys, start, &tr.t[lo..=hi], &mut loss, stiff),
+                None => gradient(
+                    &mut sys,
+                    start,
+                    &tr.t[lo..=hi],
+                    &mut loss,
+                    &self.config.solver,
+                    self.config.gradient,
+                ),
+            }
             .map_err(|error| FitError::Solve {
                 id: tr.id.clone(),
                 error,
@@ -456,7 +466,10 @@ impl SeriesFit {
     /// The fitted model's solution for trajectory `k` from its initial state at `times`
     /// (dense output).
     pub fn predict(&self, k: usize, times: &[f64]) -> Result<Vec<f64>, crate::ode::SolveError> {
-        self.model.predict(&self.y0[k], times, &self.config.solver)
+        match &self.config.stiff {
+            Some(stiff) => self.model.predict_stiff(&self.y0[k], times, stiff),
+            None => self.model.predict(&self.y0[k], times, &self.config.solver),
+        }
     }
 }
 

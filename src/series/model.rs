@@ -5,7 +5,8 @@ use rand::Rng;
 
 use crate::nn::{Activation, LayerKind, Mlp, MlpConfig, NnError, SingleTape};
 use crate::ode::{
-    integrate, DualSystem, GenericSystem, OdeSystem, SaveAt, SolveError, SolverConfig, StageSlots, StepEvent, Vjp,
+    integrate, DualSystem, GenericSystem, Jacobian, OdeSystem, SaveAt, SolveError, SolverConfig, StageSlots, StepEvent,
+    Vjp,
 };
 
 /// A mechanistic term `f_mech(t, y; p)` with its VJP; the model's other parts do not
@@ -339,6 +340,21 @@ impl SeriesModel {
         Ok(sol.y)
     }
 
+    /// As [`SeriesModel::predict`] with a stiff solver (its dense output).
+    pub fn predict_stiff(
+        &self,
+        y0: &[f64],
+        times: &[f64],
+        solver: &crate::stiff::StiffConfig,
+    ) -> Result<Vec<f64>, SolveError> {
+        if times.len() < 2 {
+            return Ok(if times.is_empty() { Vec::new() } else { y0.to_vec() });
+        }
+        let mut sys = self.system();
+        let sol = crate::stiff::solve(&mut sys, y0, times[0], times[times.len() - 1], times, solver)?;
+        Ok(sol.y)
+    }
+
     /// The right-hand side at one point (for plots of the field and tests).
     pub fn field(&self, t: f64, y: &[f64]) -> Array1<f64> {
         let mut dy = vec![0.0; self.dim()];
@@ -425,6 +441,23 @@ impl SeriesSystem<'_> {
             for (g, &v) in grad_y.iter_mut().zip(&self.f) {
                 *g += v;
             }
+        }
+    }
+}
+
+/// `∂f/∂y` row by row, each row `eᵢᵀ ∂f/∂y` one VJP (the network's reverse pass): `d`
+/// passes for a `d`-state model, which the stiff solvers' Newton iterations reuse.
+impl Jacobian<f64> for SeriesSystem<'_> {
+    fn jacobian(&mut self, t: f64, y: &[f64], jac: &mut [f64]) {
+        let d = y.len();
+        let mut e = vec![0.0; d];
+        let mut row = vec![0.0; d];
+        let mut scratch = vec![0.0; self.n_params()];
+        for i in 0..d {
+            e.fill(0.0);
+            e[i] = 1.0;
+            self.vjp_from(t, y, &e, &mut row, &mut scratch, None);
+            jac[i * d..(i + 1) * d].copy_from_slice(&row);
         }
     }
 }
