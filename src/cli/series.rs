@@ -195,13 +195,7 @@ fn build_model(args: &FitSeriesArgs, data: &Series) -> Result<(SeriesModel, Vec<
 /// The explicit solver, and the stiff one that replaces it when chosen.
 fn solver_of(args: &FitSeriesArgs) -> Result<(SolverConfig, Option<StiffConfig>)> {
     let explicit = |m| SolverConfig::adaptive(m, args.rtol, args.atol);
-    let stiff = |m| {
-        if args.gradient == SeriesGradArg::Adjoint {
-            bail!(
-                "--solver {} differentiates by its discrete adjoint (backprop); drop --gradient adjoint",
-                m
-            );
-        }
+    let stiff = |m| -> Result<_> {
         Ok((
             explicit(Method::Tsit5),
             Some(StiffConfig::adaptive(m, args.rtol, args.atol)),

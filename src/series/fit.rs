@@ -47,9 +47,10 @@ pub struct FitConfig {
     pub shooting: usize,
     /// Weight `λ` of the continuity penalty of multiple shooting.
     pub continuity: f64,
-    /// A stiff solver (TR-BDF2 or KVAERNO5) to use instead of `solver` for every solve,
-    /// with the gradient by its discrete adjoint ([`crate::stiff::esdirk_gradient`]);
-    /// `gradient` is then not used.
+    /// A stiff solver (TR-BDF2 or KVAERNO5) to use instead of `solver` for every solve;
+    /// `gradient` then picks between its discrete adjoint
+    /// ([`crate::stiff::esdirk_gradient`], for any backprop policy) and the continuous
+    /// adjoint solved backwards with the same method ([`crate::stiff::adjoint_gradient`]).
     pub stiff: Option<crate::stiff::StiffConfig>,
 }
 
@@ -364,7 +365,14 @@ impl SeriesFit {
                 }
             };
             let sens = match &self.config.stiff {
-                Some(stiff) => crate::stiff::esdirk_gradient(&mut sys, start, &tr.t[lo..=hi], &mut loss, stiff),
+                Some(stiff) => match self.config.gradient {
+                    SensitivityMethod::Adjoint { .. } => {
+                        crate::stiff::adjoint_gradient(&mut sys, start, &tr.t[lo..=hi], &mut loss, stiff, stiff)
+                    }
+                    SensitivityMethod::Backprop(_) => {
+                        crate::stiff::esdirk_gradient(&mut sys, start, &tr.t[lo..=hi], &mut loss, stiff)
+                    }
+                },
                 None => gradient(
                     &mut sys,
                     start,

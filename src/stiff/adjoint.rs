@@ -177,59 +177,16 @@ pub fn esdirk_gradient<S: Vjp<f64> + Jacobian<f64> + ?Sized, L: Loss<f64>>(
     loss: &mut L,
     config: &StiffConfig,
 ) -> Result<Sensitivity<f64>, SensitivityError> {
-    let tableau = match config.method {
-        StiffMethod::TrBdf2 => super::esdirk::tr_bdf2(),
-        StiffMethod::Kvaerno5 => super::esdirk::kvaerno5(),
-        m => {
-            return Err(SensitivityError::Solve {
-                direction: "forward",
-                error: crate::ode::ConfigError::Setting {
-                    name: "method",
-                    value: m.order() as f64,
-                    need: "must be tr-bdf2 or kvaerno5 for the ESDIRK discrete adjoint (esdirk_gradient)",
-                }
-                .into(),
-            })
-        }
-    };
-    crate::sensitivity::check_times(times)?;
+    let TapedForward {
+        tableau,
+        tape,
+        seg_end,
+        ys,
+        jumps,
+        loss: total,
+        n_evals: n_evals_forward,
+    } = taped_forward(system, y0, times, loss, config)?;
     let n = y0.len();
-    if n == 0 {
-        return Err(SensitivityError::Dimension { got: 0, expected: 1 });
-    }
-    let forward = |error| SensitivityError::Solve {
-        direction: "forward",
-        error,
-    };
-    config.validate().map_err(forward)?;
-    // Forward, one segment per observation interval, taping the accepted steps.
-    let mut tape = Vec::new();
-    let mut seg_end = Vec::with_capacity(times.len());
-    let mut y = y0.to_vec();
-    let mut ys = y0.to_vec();
-    let mut n_evals_forward = 0;
-    let mut cfg = config.clone();
-    seg_end.push(0);
-    for w in times.windows(2) {
-        super::check_span(&y, w[0], w[1], &[]).map_err(forward)?;
-        let sol = super::esdirk::solve_taped(&tableau, system, &y, w[0], w[1], &[], &cfg, Some(&mut tape))
-            .map_err(forward)?;
-        n_evals_forward += sol.stats.n_evals;
-        seg_end.push(tape.len());
-        y = sol.y_final;
-        ys.extend_from_slice(&y);
-        // The next segment starts from the last unclipped step size.
-        let recent = &tape[seg_end[seg_end.len() - 2]..];
-        if config.h0.is_none() && config.fixed_steps.is_none() {
-            cfg.h0 = recent.iter().rev().nth(1).or(recent.last()).map(|s| s.h.abs());
-        }
-    }
-    // The loss and its jumps.
-    let mut total = 0.0;
-    let mut jumps = vec![0.0; times.len() * n];
-    for (i, &t) in times.iter().enumerate() {
-        total += loss.eval(i, t, &ys[i * n..(i + 1) * n], &mut jumps[i * n..(i + 1) * n]);
-    }
     // Backward.
     let s = tableau.c.len();
     let m = system.n_params();
@@ -291,4 +248,237 @@ pub fn esdirk_gradient<S: Vjp<f64> + Jacobian<f64> + ?Sized, L: Loss<f64>>(
         n_evals_backward,
         peak_stored_states: tape.len() * (s + 1),
     })
+}
+
+/// The continuous adjoint of a stiff solve, itself solved with a stiff method: for
+/// `L = Σᵢ ℓᵢ(y(tᵢ))`,
+///
+/// ```text
+/// da/dt = −J(y(t))ᵀ a,     da_p/dt = −f_p(y(t))ᵀ a
+/// ```
+///
+/// backwards from `a(t_N) = ∂ℓ_N/∂y`, with the jumps `∂ℓᵢ/∂y` added at the earlier
+/// observations; `dL/dy₀ = a(t₀)`, `dL/dp = a_p(t₀)`. The adjoint of a stiff problem is
+/// stiff too (−Jᵀ has J's eigenvalues, and backwards in time they decay), and
+/// re-integrating `y` backwards would blow its decaying modes up, so `y(t)` is read
+/// from the forward solve instead (cubic Hermite on each accepted step of `forward`,
+/// which must be TR-BDF2 or KVAERNO5) and the backward solve (`backward`: TR-BDF2,
+/// KVAERNO5, RADAU5 or BDF, whose Newton iterations tolerate the approximate Jacobian
+/// `diag(−Jᵀ, 0)`) carries `(a, a_p)` only. The gradient is as accurate as the two
+/// solves and the interpolation, not exact for the discrete solution as
+/// [`esdirk_gradient`] is; its memory is the forward solve's step points.
+pub fn adjoint_gradient<S: Vjp<f64> + Jacobian<f64> + ?Sized, L: Loss<f64>>(
+    system: &mut S,
+    y0: &[f64],
+    times: &[f64],
+    loss: &mut L,
+    forward: &StiffConfig,
+    backward: &StiffConfig,
+) -> Result<Sensitivity<f64>, SensitivityError> {
+    if !matches!(
+        backward.method,
+        StiffMethod::TrBdf2 | StiffMethod::Kvaerno5 | StiffMethod::Radau5 | StiffMethod::Bdf
+    ) {
+        return Err(SensitivityError::Solve {
+            direction: "adjoint",
+            error: crate::ode::ConfigError::Setting {
+                name: "backward method",
+                value: backward.method.order() as f64,
+                need: "must be tr-bdf2, kvaerno5, radau5 or bdf (Newton-based) for the stiff adjoint",
+            }
+            .into(),
+        });
+    }
+    let fwd = taped_forward(system, y0, times, loss, forward)?;
+    let n = y0.len();
+    let m = system.n_params();
+    let mut state = vec![0.0; n + m];
+    state[..n].copy_from_slice(&fwd.jumps[(times.len() - 1) * n..]);
+    let mut n_evals_backward = 0;
+    for seg in (1..times.len()).rev() {
+        let mut adj = StiffAdjointRhs {
+            system: &mut *system,
+            steps: &fwd.tape[fwd.seg_end[seg - 1]..fwd.seg_end[seg]],
+            tableau: &fwd.tableau,
+            n,
+            y: vec![0.0; n],
+            f1: Vec::with_capacity(n),
+            gy: vec![0.0; n],
+            gp: vec![0.0; m],
+            jac: vec![0.0; n * n],
+        };
+        let sol = solve(&mut adj, &state, times[seg], times[seg - 1], &[], backward).map_err(|error| {
+            SensitivityError::Solve {
+                direction: "adjoint",
+                error,
+            }
+        })?;
+        n_evals_backward += sol.stats.n_evals;
+        state = sol.y_final;
+        for (a, j) in state[..n].iter_mut().zip(&fwd.jumps[(seg - 1) * n..seg * n]) {
+            *a += j;
+        }
+    }
+    let grad_params = state.split_off(n);
+    Ok(Sensitivity {
+        loss: fwd.loss,
+        y: fwd.ys,
+        grad_y0: state,
+        grad_params,
+        grad_t0: None,
+        grad_t1: None,
+        n_evals_forward: fwd.n_evals,
+        n_evals_backward,
+        peak_stored_states: fwd.tape.len() * (fwd.tableau.c.len() + 1),
+    })
+}
+
+/// The forward half of [`esdirk_gradient`] and [`adjoint_gradient`].
+fn taped_forward<S: Vjp<f64> + Jacobian<f64> + ?Sized, L: Loss<f64>>(
+    system: &mut S,
+    y0: &[f64],
+    times: &[f64],
+    loss: &mut L,
+    config: &StiffConfig,
+) -> Result<TapedForward, SensitivityError> {
+    let tableau = match config.method {
+        StiffMethod::TrBdf2 => super::esdirk::tr_bdf2(),
+        StiffMethod::Kvaerno5 => super::esdirk::kvaerno5(),
+        m => {
+            return Err(SensitivityError::Solve {
+                direction: "forward",
+                error: crate::ode::ConfigError::Setting {
+                    name: "method",
+                    value: m.order() as f64,
+                    need: "must be tr-bdf2 or kvaerno5: the stiff gradients tape an ESDIRK forward solve",
+                }
+                .into(),
+            })
+        }
+    };
+    crate::sensitivity::check_times(times)?;
+    let n = y0.len();
+    if n == 0 {
+        return Err(SensitivityError::Dimension { got: 0, expected: 1 });
+    }
+    let forward = |error| SensitivityError::Solve {
+        direction: "forward",
+        error,
+    };
+    config.validate().map_err(forward)?;
+    // Forward, one segment per observation interval, taping the accepted steps.
+    let mut tape = Vec::new();
+    let mut seg_end = Vec::with_capacity(times.len());
+    let mut y = y0.to_vec();
+    let mut ys = y0.to_vec();
+    let mut n_evals_forward = 0;
+    let mut cfg = config.clone();
+    seg_end.push(0);
+    for w in times.windows(2) {
+        super::check_span(&y, w[0], w[1], &[]).map_err(forward)?;
+        let sol = super::esdirk::solve_taped(&tableau, system, &y, w[0], w[1], &[], &cfg, Some(&mut tape))
+            .map_err(forward)?;
+        n_evals_forward += sol.stats.n_evals;
+        seg_end.push(tape.len());
+        y = sol.y_final;
+        ys.extend_from_slice(&y);
+        // The next segment starts from the last unclipped step size.
+        let recent = &tape[seg_end[seg_end.len() - 2]..];
+        if config.h0.is_none() && config.fixed_steps.is_none() {
+            cfg.h0 = recent.iter().rev().nth(1).or(recent.last()).map(|s| s.h.abs());
+        }
+    }
+    // The loss and its jumps.
+    let mut total = 0.0;
+    let mut jumps = vec![0.0; times.len() * n];
+    for (i, &t) in times.iter().enumerate() {
+        total += loss.eval(i, t, &ys[i * n..(i + 1) * n], &mut jumps[i * n..(i + 1) * n]);
+    }
+    Ok(TapedForward {
+        tableau,
+        tape,
+        seg_end,
+        ys,
+        jumps,
+        loss: total,
+        n_evals: n_evals_forward,
+    })
+}
+
+/// A forward ESDIRK solve split at the observation times, its accepted steps taped, and
+/// the loss with its jumps.
+struct TapedForward {
+    tableau: super::esdirk::Esdirk,
+    tape: Vec<super::esdirk::TapedStep>,
+    /// `tape[seg_end[i − 1]..seg_end[i]]` are the steps from `times[i − 1]` to `times[i]`.
+    seg_end: Vec<usize>,
+    /// States at the observation times (`times × n`).
+    ys: Vec<f64>,
+    /// `∂ℓᵢ/∂y` at each observation (`times × n`).
+    jumps: Vec<f64>,
+    loss: f64,
+    n_evals: usize,
+}
+
+/// The `(a, a_p)` system of [`adjoint_gradient`], `y(t)` from the taped steps.
+struct StiffAdjointRhs<'a, S: ?Sized> {
+    system: &'a mut S,
+    steps: &'a [super::esdirk::TapedStep],
+    tableau: &'a super::esdirk::Esdirk,
+    n: usize,
+    y: Vec<f64>,
+    f1: Vec<f64>,
+    gy: Vec<f64>,
+    gp: Vec<f64>,
+    jac: Vec<f64>,
+}
+
+impl<S: Vjp<f64> + ?Sized> StiffAdjointRhs<'_, S> {
+    /// `y(t)` into `self.y` by cubic Hermite on the step holding `t`.
+    fn interpolate(&mut self, t: f64) {
+        let n = self.n;
+        // Steps go forward in time; find the last one starting at or before t.
+        let i = self.steps.partition_point(|s| (s.t - t) * s.h.signum() <= 0.0).max(1) - 1;
+        let st = &self.steps[i];
+        let s = self.tableau.c.len();
+        // y_{n+1} = Z_s; f(y_{n+1}) = k_s (stiffly accurate).
+        self.f1.clear();
+        self.f1.extend_from_slice(&st.k[(s - 1) * n..s * n]);
+        let y1: Vec<f64> = (0..n)
+            .map(|q| st.y[q] + st.h * (0..s).map(|j| self.tableau.a[s - 1][j] * st.k[j * n + q]).sum::<f64>())
+            .collect();
+        let th = ((t - st.t) / st.h).clamp(0.0, 1.0);
+        self.y.clear();
+        super::hermite(th, st.h, &st.y, &st.k[..n], &y1, &self.f1, &mut self.y);
+    }
+}
+
+impl<S: Vjp<f64> + ?Sized> crate::ode::OdeSystem<f64> for StiffAdjointRhs<'_, S> {
+    fn rhs(&mut self, t: f64, state: &[f64], dstate: &mut [f64]) {
+        let n = self.n;
+        self.interpolate(t);
+        self.gp.iter_mut().for_each(|v| *v = 0.0);
+        self.system.vjp(t, &self.y, &state[..n], &mut self.gy, &mut self.gp);
+        for (d, g) in dstate[..n].iter_mut().zip(&self.gy) {
+            *d = -g;
+        }
+        for (d, g) in dstate[n..].iter_mut().zip(&self.gp) {
+            *d = -g;
+        }
+    }
+}
+
+impl<S: Vjp<f64> + Jacobian<f64> + ?Sized> Jacobian<f64> for StiffAdjointRhs<'_, S> {
+    fn jacobian(&mut self, t: f64, _state: &[f64], jac: &mut [f64]) {
+        let n = self.n;
+        let total = n + self.gp.len();
+        self.interpolate(t);
+        self.system.jacobian(t, &self.y, &mut self.jac);
+        jac.iter_mut().for_each(|v| *v = 0.0);
+        for i in 0..n {
+            for j in 0..n {
+                jac[i * total + j] = -self.jac[j * n + i];
+            }
+        }
+    }
 }

@@ -16,6 +16,11 @@
 //! | [`StiffMethod::BackwardEuler`] | implicit, L-stable, fixed steps | 1 | teaching, and as the sub-flow of a splitting |
 //! | [`StiffMethod::Trapezoid`] | implicit, A-stable, fixed steps | 2 | fixed-step work where damping is unwanted |
 //!
+//! Gradients through stiff solves: [`theta_gradient`] (backward Euler, trapezoid),
+//! [`esdirk_gradient`] (the exact gradient of an adaptive TR-BDF2 or KVAERNO5 solution)
+//! and [`adjoint_gradient`] (the continuous adjoint solved backwards with an implicit
+//! method, for when the adjoint is stiff).
+//!
 //! Adaptive methods control the weighted RMS norm
 //! `sqrt(mean_i (err_i / (atol + rtol·|y_i|))²)`; output at the save times comes from
 //! each method's dense output. Failures are [`SolveError`] values naming `t`, `h` and
@@ -40,7 +45,7 @@ mod radau;
 mod rosenbrock;
 mod split;
 
-pub use adjoint::{esdirk_gradient, theta_gradient, theta_gradient_on_grid, ThetaGradient};
+pub use adjoint::{adjoint_gradient, esdirk_gradient, theta_gradient, theta_gradient_on_grid, ThetaGradient};
 pub use linalg::DenseLu;
 pub use split::{expm, split_solve, Flow, LinearFlow, SolverFlow, Splitting};
 
