@@ -153,6 +153,93 @@ pub(super) fn solve_taped<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
     t1: f64,
     save: &[f64],
     config: &StiffConfig,
+    tape: Option<&mut Vec<TapedStep>>,
+) -> Result<StiffSolution, SolveError> {
+    let matrix = DenseMatrix {
+        jac: vec![0.0; y0.len() * y0.len()],
+        lu: DenseLu::new(y0.len()),
+    };
+    solve_with(m, system, matrix, y0, t0, t1, save, config, tape)
+}
+
+/// The iteration matrix `I − γh J` of Newton's method: its Jacobian, factorisation and
+/// solves, dense or in independent diagonal blocks.
+pub(super) trait IterationMatrix<S: ?Sized> {
+    /// Evaluates and keeps `J(t, y)`.
+    fn jacobian(&mut self, system: &mut S, t: f64, y: &[f64]);
+    /// Factors `I − g J`; false when singular.
+    fn factor(&mut self, g: f64) -> bool;
+    /// Solves `(I − g J) x = b` in place.
+    fn solve(&mut self, x: &mut [f64]);
+}
+
+struct DenseMatrix {
+    jac: Vec<f64>,
+    lu: DenseLu,
+}
+
+impl<S: Jacobian<f64> + ?Sized> IterationMatrix<S> for DenseMatrix {
+    fn jacobian(&mut self, system: &mut S, t: f64, y: &[f64]) {
+        system.jacobian(t, y, &mut self.jac);
+    }
+    fn factor(&mut self, g: f64) -> bool {
+        let (n, jac) = (self.lu.dim(), &self.jac);
+        self.lu
+            .factor(|i, j| if i == j { 1.0 } else { 0.0 } - g * jac[i * n + j])
+    }
+    fn solve(&mut self, x: &mut [f64]) {
+        self.lu.solve(x);
+    }
+}
+
+/// `B` independent diagonal blocks of size `b`: `B` factorisations of `b × b` instead of
+/// one of `Bb × Bb`.
+pub(super) struct BlockMatrix {
+    b: usize,
+    jac: Vec<f64>,
+    lus: Vec<DenseLu>,
+}
+
+impl BlockMatrix {
+    pub(super) fn new(n: usize, b: usize) -> Self {
+        BlockMatrix {
+            b,
+            jac: vec![0.0; n * b],
+            lus: (0..n / b).map(|_| DenseLu::new(b)).collect(),
+        }
+    }
+}
+
+impl<S: super::BlockJacobian + ?Sized> IterationMatrix<S> for BlockMatrix {
+    fn jacobian(&mut self, system: &mut S, t: f64, y: &[f64]) {
+        system.jacobian_blocks(t, y, &mut self.jac);
+    }
+    fn factor(&mut self, g: f64) -> bool {
+        let bb = self.b * self.b;
+        let b = self.b;
+        self.lus.iter_mut().enumerate().all(|(k, lu)| {
+            let jac = &self.jac[k * bb..(k + 1) * bb];
+            lu.factor(|i, j| if i == j { 1.0 } else { 0.0 } - g * jac[i * b + j])
+        })
+    }
+    fn solve(&mut self, x: &mut [f64]) {
+        for (lu, xk) in self.lus.iter_mut().zip(x.chunks_mut(self.b)) {
+            lu.solve(xk);
+        }
+    }
+}
+
+/// The ESDIRK driver on any iteration matrix.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn solve_with<S: OdeSystem<f64> + ?Sized, M: IterationMatrix<S>>(
+    m: &Esdirk,
+    system: &mut S,
+    mut matrix: M,
+    y0: &[f64],
+    t0: f64,
+    t1: f64,
+    save: &[f64],
+    config: &StiffConfig,
     mut tape: Option<&mut Vec<TapedStep>>,
 ) -> Result<StiffSolution, SolveError> {
     let n = y0.len();
@@ -178,10 +265,8 @@ pub(super) fn solve_taped<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
             .unwrap_or_else(|| initial_step(system, t0, &y, &k[0], dir, m.order, config, &mut stats))
             .min(h_max),
     };
-    let mut jac = vec![0.0; n * n];
     let mut jac_current = false;
     let mut have_jac = false;
-    let mut lu = DenseLu::new(n);
     let mut lu_h = f64::NAN;
     let mut z = vec![0.0; n];
     let mut base = vec![0.0; n];
@@ -217,7 +302,7 @@ pub(super) fn solve_taped<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
         }
         let hs = dir * h;
         if !have_jac {
-            system.jacobian(t, &y, &mut jac);
+            matrix.jacobian(system, t, &y);
             stats.n_jacobians += 1;
             have_jac = true;
             jac_current = true;
@@ -226,7 +311,7 @@ pub(super) fn solve_taped<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
         if lu_h != hs {
             stats.n_factorizations += 1;
             let g = hs * m.gamma;
-            if !lu.factor(|i, j| if i == j { 1.0 } else { 0.0 } - g * jac[i * n + j]) {
+            if !matrix.factor(g) {
                 if h <= 2.0 * h_min(t) {
                     return Err(SolveError::SingularMatrix { t, h, n_steps });
                 }
@@ -259,7 +344,7 @@ pub(super) fn solve_taped<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
                 for q in 0..n {
                     dz[q] = base[q] + hs * m.gamma * fz[q] - z[q];
                 }
-                lu.solve(&mut dz);
+                matrix.solve(&mut dz);
                 stats.n_solves += 1;
                 let norm = (dz
                     .iter()
@@ -324,7 +409,7 @@ pub(super) fn solve_taped<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
         for q in 0..n {
             err[q] = hs * (0..s).map(|j| (m.b[j] - m.b_hat[j]) * k[j][q]).sum::<f64>();
         }
-        lu.solve(&mut err);
+        matrix.solve(&mut err);
         stats.n_solves += 1;
         let e = (err
             .iter()

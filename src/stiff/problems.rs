@@ -181,3 +181,67 @@ impl Jacobian<f64> for Orego {
         ]);
     }
 }
+
+/// `blocks` independent Robertson systems (a batch for block-diagonal Newton), block `k`
+/// with its second rate constant scaled by `1 + k/blocks`.
+pub struct RobertsonBatch {
+    /// Number of systems.
+    pub blocks: usize,
+}
+impl RobertsonBatch {
+    /// Block `k`'s rate constants.
+    pub fn rates(&self, k: usize) -> (f64, f64, f64) {
+        (0.04, 1e4 * (1.0 + k as f64 / self.blocks as f64), 3e7)
+    }
+    fn block_jacobian(&self, k: usize, y: &[f64], jac: &mut [f64]) {
+        let (a, b, c) = self.rates(k);
+        let (y2, y3) = (y[1], y[2]);
+        jac.copy_from_slice(&[
+            -a,
+            b * y3,
+            b * y2,
+            a,
+            -b * y3 - 2.0 * c * y2,
+            -b * y2,
+            0.0,
+            2.0 * c * y2,
+            0.0,
+        ]);
+    }
+}
+impl crate::ode::OdeSystem<f64> for RobertsonBatch {
+    fn rhs(&mut self, _t: f64, y: &[f64], dy: &mut [f64]) {
+        for k in 0..self.blocks {
+            let (a, b, c) = self.rates(k);
+            let (y, dy) = (&y[3 * k..3 * k + 3], &mut dy[3 * k..3 * k + 3]);
+            dy[0] = -a * y[0] + b * y[1] * y[2];
+            dy[2] = c * y[1] * y[1];
+            dy[1] = -dy[0] - dy[2];
+        }
+    }
+}
+impl crate::ode::Jacobian<f64> for RobertsonBatch {
+    fn jacobian(&mut self, _t: f64, y: &[f64], jac: &mut [f64]) {
+        let n = 3 * self.blocks;
+        jac.iter_mut().for_each(|v| *v = 0.0);
+        let mut block = [0.0; 9];
+        for k in 0..self.blocks {
+            self.block_jacobian(k, &y[3 * k..3 * k + 3], &mut block);
+            for i in 0..3 {
+                for j in 0..3 {
+                    jac[(3 * k + i) * n + 3 * k + j] = block[3 * i + j];
+                }
+            }
+        }
+    }
+}
+impl super::BlockJacobian for RobertsonBatch {
+    fn block_size(&self) -> usize {
+        3
+    }
+    fn jacobian_blocks(&mut self, _t: f64, y: &[f64], blocks: &mut [f64]) {
+        for k in 0..self.blocks {
+            self.block_jacobian(k, &y[3 * k..3 * k + 3], &mut blocks[9 * k..9 * k + 9]);
+        }
+    }
+}
