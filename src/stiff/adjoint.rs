@@ -341,21 +341,14 @@ fn taped_forward<S: Vjp<f64> + Jacobian<f64> + ?Sized, L: Loss<f64>>(
     loss: &mut L,
     config: &StiffConfig,
 ) -> Result<TapedForward, SensitivityError> {
-    let tableau = match config.method {
-        StiffMethod::TrBdf2 => super::esdirk::tr_bdf2(),
-        StiffMethod::Kvaerno5 => super::esdirk::kvaerno5(),
-        m => {
-            return Err(SensitivityError::Solve {
-                direction: "forward",
-                error: crate::ode::ConfigError::Setting {
-                    name: "method",
-                    value: m.order() as f64,
-                    need: "must be tr-bdf2 or kvaerno5: the stiff gradients tape an ESDIRK forward solve",
-                }
-                .into(),
-            })
-        }
-    };
+    let tableau = super::esdirk::tableau(
+        config.method,
+        "must be tr-bdf2 or kvaerno5: the stiff gradients tape an ESDIRK forward solve",
+    )
+    .map_err(|e| SensitivityError::Solve {
+        direction: "forward",
+        error: e.into(),
+    })?;
     crate::sensitivity::check_times(times)?;
     let n = y0.len();
     if n == 0 {

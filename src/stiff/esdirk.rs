@@ -25,7 +25,7 @@
 
 use super::linalg::DenseLu;
 use super::{h_min, initial_step, StiffConfig, StiffSolution, StiffStats};
-use crate::ode::{Jacobian, OdeSystem, SolveError};
+use crate::ode::{Jacobian, Jvp, OdeSystem, SolveError};
 
 pub(super) struct Esdirk {
     pub c: Vec<f64>,
@@ -110,6 +110,20 @@ pub(super) fn kvaerno5() -> Esdirk {
     }
 }
 
+/// The ESDIRK tableau of `method` (TR-BDF2 or KVAERNO5); any other method is refused
+/// with `need` as the message.
+pub(super) fn tableau(method: super::StiffMethod, need: &'static str) -> Result<Esdirk, crate::ode::ConfigError> {
+    match method {
+        super::StiffMethod::TrBdf2 => Ok(tr_bdf2()),
+        super::StiffMethod::Kvaerno5 => Ok(kvaerno5()),
+        m => Err(crate::ode::ConfigError::Setting {
+            name: "method",
+            value: m.order() as f64,
+            need,
+        }),
+    }
+}
+
 /// `R(z) = 1 + z bᵀ (I − zA)⁻¹ 1` for a lower-triangular A (forward substitution).
 pub(super) fn stability(m: &Esdirk, z: f64) -> f64 {
     let s = m.c.len();
@@ -170,7 +184,11 @@ pub(super) trait IterationMatrix<S: ?Sized> {
     /// Factors `I − g J`; false when singular.
     fn factor(&mut self, g: f64) -> bool;
     /// Solves `(I − g J) x = b` in place.
-    fn solve(&mut self, x: &mut [f64]);
+    fn solve(&mut self, system: &mut S, x: &mut [f64]);
+    /// Evaluations of `f` (or JVPs) the solves made, beyond the driver's own.
+    fn evals(&self) -> usize {
+        0
+    }
 }
 
 struct DenseMatrix {
@@ -187,7 +205,7 @@ impl<S: Jacobian<f64> + ?Sized> IterationMatrix<S> for DenseMatrix {
         self.lu
             .factor(|i, j| if i == j { 1.0 } else { 0.0 } - g * jac[i * n + j])
     }
-    fn solve(&mut self, x: &mut [f64]) {
+    fn solve(&mut self, _system: &mut S, x: &mut [f64]) {
         self.lu.solve(x);
     }
 }
@@ -222,10 +240,70 @@ impl<S: super::BlockJacobian + ?Sized> IterationMatrix<S> for BlockMatrix {
             lu.factor(|i, j| if i == j { 1.0 } else { 0.0 } - g * jac[i * b + j])
         })
     }
-    fn solve(&mut self, x: &mut [f64]) {
+    fn solve(&mut self, _system: &mut S, x: &mut [f64]) {
         for (lu, xk) in self.lus.iter_mut().zip(x.chunks_mut(self.b)) {
             lu.solve(xk);
         }
+    }
+}
+
+/// Matrix-free Newton–Krylov: `(I − gJ) x = b` by restarted GMRES on Jacobian-vector
+/// products at the Jacobian point (the system's [`Jvp`]), no matrix formed or factored.
+pub(super) struct KrylovMatrix {
+    t: f64,
+    y: Vec<f64>,
+    g: f64,
+    dy: Vec<f64>,
+    jv: Vec<f64>,
+    x: Vec<f64>,
+    products: usize,
+}
+
+impl KrylovMatrix {
+    pub(super) fn new(n: usize) -> Self {
+        KrylovMatrix {
+            t: 0.0,
+            y: vec![0.0; n],
+            g: 0.0,
+            dy: vec![0.0; n],
+            jv: vec![0.0; n],
+            x: vec![0.0; n],
+            products: 0,
+        }
+    }
+}
+
+impl<S: Jvp<f64> + ?Sized> IterationMatrix<S> for KrylovMatrix {
+    fn jacobian(&mut self, _system: &mut S, t: f64, y: &[f64]) {
+        self.t = t;
+        self.y.copy_from_slice(y);
+    }
+    fn factor(&mut self, g: f64) -> bool {
+        self.g = g;
+        true
+    }
+    fn solve(&mut self, system: &mut S, b: &mut [f64]) {
+        let (t, g) = (self.t, self.g);
+        let (y, dy, jv) = (&self.y, &mut self.dy, &mut self.jv);
+        self.x.iter_mut().for_each(|v| *v = 0.0);
+        let (products, _) = super::linalg::gmres(
+            |v, out| {
+                system.jvp(t, y, v, dy, jv);
+                for ((o, vi), ji) in out.iter_mut().zip(v).zip(jv.iter()) {
+                    *o = vi - g * ji;
+                }
+            },
+            b,
+            &mut self.x,
+            30,
+            300,
+            1e-4,
+        );
+        self.products += products;
+        b.copy_from_slice(&self.x);
+    }
+    fn evals(&self) -> usize {
+        self.products
     }
 }
 
@@ -344,7 +422,7 @@ pub(super) fn solve_with<S: OdeSystem<f64> + ?Sized, M: IterationMatrix<S>>(
                 for q in 0..n {
                     dz[q] = base[q] + hs * m.gamma * fz[q] - z[q];
                 }
-                matrix.solve(&mut dz);
+                matrix.solve(system, &mut dz);
                 stats.n_solves += 1;
                 let norm = (dz
                     .iter()
@@ -409,7 +487,7 @@ pub(super) fn solve_with<S: OdeSystem<f64> + ?Sized, M: IterationMatrix<S>>(
         for q in 0..n {
             err[q] = hs * (0..s).map(|j| (m.b[j] - m.b_hat[j]) * k[j][q]).sum::<f64>();
         }
-        matrix.solve(&mut err);
+        matrix.solve(system, &mut err);
         stats.n_solves += 1;
         let e = (err
             .iter()
@@ -464,6 +542,7 @@ pub(super) fn solve_with<S: OdeSystem<f64> + ?Sized, M: IterationMatrix<S>>(
             h *= fac.min(0.9);
         }
     }
+    stats.n_evals += matrix.evals();
     Ok(StiffSolution {
         n,
         t: save.to_vec(),

@@ -109,6 +109,99 @@ impl DenseLu {
     }
 }
 
+/// Restarted GMRES (Saad & Schultz 1986) for `A x = b`, `A` given by its product
+/// `apply(v, out)`: Arnoldi with modified Gram–Schmidt and Givens rotations, restarted
+/// every `restart` iterations, at most `max_iters` products; stops when the residual is
+/// below `rtol·‖b‖`. `x` holds the start on entry and the solution on return. Returns
+/// the products used and whether it converged.
+pub fn gmres(
+    mut apply: impl FnMut(&[f64], &mut [f64]),
+    b: &[f64],
+    x: &mut [f64],
+    restart: usize,
+    max_iters: usize,
+    rtol: f64,
+) -> (usize, bool) {
+    let n = b.len();
+    let norm = |v: &[f64]| v.iter().map(|a| a * a).sum::<f64>().sqrt();
+    let target = rtol * norm(b);
+    let m = restart.max(1).min(n.max(1));
+    let mut products = 0;
+    let mut r = vec![0.0; n];
+    let mut w = vec![0.0; n];
+    let mut basis: Vec<Vec<f64>> = vec![vec![0.0; n]; m + 1];
+    let mut h = vec![vec![0.0; m]; m + 1];
+    let (mut cs, mut sn, mut g) = (vec![0.0; m], vec![0.0; m], vec![0.0; m + 1]);
+    loop {
+        apply(x, &mut r);
+        products += 1;
+        for (ri, bi) in r.iter_mut().zip(b) {
+            *ri = bi - *ri;
+        }
+        let beta = norm(&r);
+        if beta <= target || beta == 0.0 {
+            return (products, true);
+        }
+        if products >= max_iters {
+            return (products, false);
+        }
+        for (v, ri) in basis[0].iter_mut().zip(&r) {
+            *v = ri / beta;
+        }
+        g.iter_mut().for_each(|v| *v = 0.0);
+        g[0] = beta;
+        let mut k = 0;
+        for j in 0..m {
+            apply(&basis[j], &mut w);
+            products += 1;
+            for i in 0..=j {
+                let hij = w.iter().zip(&basis[i]).map(|(a, b)| a * b).sum::<f64>();
+                h[i][j] = hij;
+                for (wq, vq) in w.iter_mut().zip(&basis[i]) {
+                    *wq -= hij * vq;
+                }
+            }
+            let hnext = norm(&w);
+            for i in 0..j {
+                let (a, c) = (h[i][j], h[i + 1][j]);
+                h[i][j] = cs[i] * a + sn[i] * c;
+                h[i + 1][j] = -sn[i] * a + cs[i] * c;
+            }
+            let d = h[j][j].hypot(hnext);
+            let (c, s) = if d == 0.0 { (1.0, 0.0) } else { (h[j][j] / d, hnext / d) };
+            cs[j] = c;
+            sn[j] = s;
+            h[j][j] = d;
+            g[j + 1] = -s * g[j];
+            g[j] *= c;
+            k = j + 1;
+            if g[j + 1].abs() <= target || hnext <= 1e-300 || products >= max_iters {
+                break;
+            }
+            for (v, wq) in basis[j + 1].iter_mut().zip(&w) {
+                *v = wq / hnext;
+            }
+        }
+        // Back-substitution for the k coefficients, then the update.
+        let mut yk = vec![0.0; k];
+        for i in (0..k).rev() {
+            let s: f64 = (i + 1..k).map(|l| h[i][l] * yk[l]).sum();
+            yk[i] = if h[i][i] != 0.0 { (g[i] - s) / h[i][i] } else { 0.0 };
+        }
+        for (i, yi) in yk.iter().enumerate() {
+            for (xq, vq) in x.iter_mut().zip(&basis[i]) {
+                *xq += yi * vq;
+            }
+        }
+        if g[k].abs() <= target {
+            return (products, true);
+        }
+        if products >= max_iters {
+            return (products, false);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,7 +46,7 @@ mod rosenbrock;
 mod split;
 
 pub use adjoint::{adjoint_gradient, esdirk_gradient, theta_gradient, theta_gradient_on_grid, ThetaGradient};
-pub use linalg::DenseLu;
+pub use linalg::{gmres, DenseLu};
 pub use split::{expm, split_solve, Flow, LinearFlow, SolverFlow, Splitting};
 
 use crate::ode::{Jacobian, OdeSystem, SolveError};
@@ -363,19 +363,35 @@ pub fn solve_blocks<S: OdeSystem<f64> + BlockJacobian + ?Sized>(
             expected: b.max(1) * (y0.len() / b.max(1)).max(1),
         });
     }
-    let tableau = match config.method {
-        StiffMethod::TrBdf2 => esdirk::tr_bdf2(),
-        StiffMethod::Kvaerno5 => esdirk::kvaerno5(),
-        m => {
-            return Err(crate::ode::ConfigError::Setting {
-                name: "method",
-                value: m.order() as f64,
-                need: "must be tr-bdf2 or kvaerno5 for block-diagonal Newton (solve_blocks)",
-            }
-            .into())
-        }
-    };
+    let tableau = esdirk::tableau(
+        config.method,
+        "must be tr-bdf2 or kvaerno5 for block-diagonal Newton (solve_blocks)",
+    )?;
     let matrix = esdirk::BlockMatrix::new(y0.len(), b);
+    esdirk::solve_with(&tableau, system, matrix, y0, t0, t1, save, config, None)
+}
+
+/// [`solve`] with matrix-free Newton–Krylov: TR-BDF2 or KVAERNO5 whose Newton solves
+/// `(I − γhJ) x = b` by restarted GMRES (restart 30, relative residual 1e-4) on the
+/// system's Jacobian-vector products at the step's Jacobian point. No `n × n` matrix is
+/// formed, stored or factored — for large systems (a discretised PDE) whose Jacobian is
+/// expensive to form or to factor densely. Without a preconditioner GMRES needs more
+/// products as `γh‖J‖` grows; the JVPs are counted in the statistics' evaluations.
+pub fn solve_krylov<S: crate::ode::Jvp<f64> + ?Sized>(
+    system: &mut S,
+    y0: &[f64],
+    t0: f64,
+    t1: f64,
+    save: &[f64],
+    config: &StiffConfig,
+) -> Result<StiffSolution, SolveError> {
+    config.validate()?;
+    check_span(y0, t0, t1, save)?;
+    let tableau = esdirk::tableau(
+        config.method,
+        "must be tr-bdf2 or kvaerno5 for Newton-Krylov (solve_krylov)",
+    )?;
+    let matrix = esdirk::KrylovMatrix::new(y0.len());
     esdirk::solve_with(&tableau, system, matrix, y0, t0, t1, save, config, None)
 }
 

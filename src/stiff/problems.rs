@@ -245,3 +245,54 @@ impl super::BlockJacobian for RobertsonBatch {
         }
     }
 }
+
+/// The heat equation on (0, 1) with a cubic reaction, `u_t = u_xx − r u³`, by central
+/// differences on `n` interior points with zero boundary values (largest eigenvalue
+/// `≈ 4(n + 1)²`, so stiff): its JVP and its tridiagonal Jacobian.
+pub struct HeatReaction {
+    /// Interior points.
+    pub n: usize,
+    /// Reaction coefficient.
+    pub r: f64,
+}
+impl HeatReaction {
+    fn c(&self) -> f64 {
+        ((self.n + 1) as f64).powi(2)
+    }
+}
+impl crate::ode::OdeSystem<f64> for HeatReaction {
+    fn rhs(&mut self, _t: f64, u: &[f64], du: &mut [f64]) {
+        let (n, c) = (self.n, self.c());
+        for i in 0..n {
+            let l = if i > 0 { u[i - 1] } else { 0.0 };
+            let r = if i + 1 < n { u[i + 1] } else { 0.0 };
+            du[i] = c * (l - 2.0 * u[i] + r) - self.r * u[i].powi(3);
+        }
+    }
+}
+impl crate::ode::Jvp<f64> for HeatReaction {
+    fn jvp(&mut self, t: f64, u: &[f64], v: &[f64], du: &mut [f64], jv: &mut [f64]) {
+        self.rhs(t, u, du);
+        let (n, c) = (self.n, self.c());
+        for i in 0..n {
+            let l = if i > 0 { v[i - 1] } else { 0.0 };
+            let r = if i + 1 < n { v[i + 1] } else { 0.0 };
+            jv[i] = c * (l - 2.0 * v[i] + r) - 3.0 * self.r * u[i] * u[i] * v[i];
+        }
+    }
+}
+impl crate::ode::Jacobian<f64> for HeatReaction {
+    fn jacobian(&mut self, _t: f64, u: &[f64], jac: &mut [f64]) {
+        let (n, c) = (self.n, self.c());
+        jac.iter_mut().for_each(|v| *v = 0.0);
+        for i in 0..n {
+            jac[i * n + i] = -2.0 * c - 3.0 * self.r * u[i] * u[i];
+            if i > 0 {
+                jac[i * n + i - 1] = c;
+            }
+            if i + 1 < n {
+                jac[i * n + i + 1] = c;
+            }
+        }
+    }
+}
