@@ -94,8 +94,8 @@ pub enum SolveError {
     /// Jacobian (fixed steps), or only at step sizes below the minimum (adaptive).
     #[error(
         "Newton's iteration did not converge at t = {t} (h = {h:e}) after {iterations} iterations \
-         ({n_steps} steps); use smaller steps or an adaptive method, loosen the tolerances, or \
-         check the Jacobian"
+         ({n_steps} steps); use smaller steps or an adaptive method, loosen the tolerances, \
+         check the Jacobian, or check the vector field for blow-up near t = {t}"
     )]
     NewtonFailed {
         /// Time of the step's start.
