@@ -375,7 +375,8 @@ fn taped_forward<S: Vjp<f64> + Jacobian<f64> + ?Sized, L: Loss<f64>>(
         seg_end.push(tape.len());
         y = sol.y_final;
         ys.extend_from_slice(&y);
-        // The next segment starts from the last unclipped step size.
+        // The next segment starts from the second-to-last step taken (the last one was
+        // clipped to the observation time).
         let recent = &tape[seg_end[seg_end.len() - 2]..];
         if config.h0.is_none() && config.fixed_steps.is_none() {
             cfg.h0 = recent.iter().rev().nth(1).or(recent.last()).map(|s| s.h.abs());

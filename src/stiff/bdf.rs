@@ -199,7 +199,7 @@ pub(super) fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
             let mut t_new = t + (dir * h - t_comp);
             if (t_new - t1) * dir > 0.0 || (t1 - t_new).abs() < hmin {
                 t_new = t1;
-                let to_end = (t1 - t) - t_comp;
+                let to_end = (t1 - t) + t_comp;
                 change_d(&mut d, order, to_end.abs() / h, &mut tmp);
                 h = to_end.abs();
                 n_equal = 0;

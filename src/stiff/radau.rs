@@ -173,7 +173,8 @@ pub(super) fn solve<S: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
                 max_steps: config.max_steps,
             });
         }
-        let remaining = ((t1 - t) - t_comp).abs();
+        // t_comp is how far the summed t is ahead of the exact time (t − t_comp).
+        let remaining = ((t1 - t) + t_comp).abs();
         let mut last = false;
         if h >= remaining || remaining - h < h_min(t1) + fixed.map_or(0.0, |hf| 1e-9 * hf) {
             h = remaining;
