@@ -302,7 +302,7 @@ pub fn adjoint_gradient<S: Vjp<f64> + Jacobian<f64> + ?Sized, L: Loss<f64>>(
             tableau: &fwd.tableau,
             n,
             y: vec![0.0; n],
-            f1: Vec::with_capacity(n),
+            y1: vec![0.0; n],
             gy: vec![0.0; n],
             gp: vec![0.0; m],
             jac: vec![0.0; n * n],
@@ -421,7 +421,7 @@ struct StiffAdjointRhs<'a, S: ?Sized> {
     tableau: &'a super::esdirk::Esdirk,
     n: usize,
     y: Vec<f64>,
-    f1: Vec<f64>,
+    y1: Vec<f64>,
     gy: Vec<f64>,
     gp: Vec<f64>,
     jac: Vec<f64>,
@@ -436,14 +436,22 @@ impl<S: Vjp<f64> + ?Sized> StiffAdjointRhs<'_, S> {
         let st = &self.steps[i];
         let s = self.tableau.c.len();
         // y_{n+1} = Z_s; f(y_{n+1}) = k_s (stiffly accurate).
-        self.f1.clear();
-        self.f1.extend_from_slice(&st.k[(s - 1) * n..s * n]);
-        let y1: Vec<f64> = (0..n)
-            .map(|q| st.y[q] + st.h * (0..s).map(|j| self.tableau.a[s - 1][j] * st.k[j * n + q]).sum::<f64>())
-            .collect();
+        // self.y1 = y_{n+1}, then self.y = the Hermite value at t (no allocation: this
+        // runs at every evaluation of the backward solve).
+        for q in 0..n {
+            self.y1[q] = st.y[q] + st.h * (0..s).map(|j| self.tableau.a[s - 1][j] * st.k[j * n + q]).sum::<f64>();
+        }
         let th = ((t - st.t) / st.h).clamp(0.0, 1.0);
         self.y.clear();
-        super::hermite(th, st.h, &st.y, &st.k[..n], &y1, &self.f1, &mut self.y);
+        super::hermite(
+            th,
+            st.h,
+            &st.y,
+            &st.k[..n],
+            &self.y1,
+            &st.k[(s - 1) * n..s * n],
+            &mut self.y,
+        );
     }
 }
 
