@@ -128,6 +128,7 @@ fn seeds() -> (Files, Files, Files, Files) {
         method: Method::Dopri5,
         rtol: 1e-5,
         atol: 1e-5,
+        implicit: None,
     };
     let file = ModelFile::new(&model, solver, serde_json::json!({"data": "moons", "seed": 1}));
     let model_json = serde_json::to_vec_pretty(&file).unwrap_or_default();

@@ -918,3 +918,76 @@ fn flow_matching_objectives_train_and_get_an_exact_kl_gap() {
         &["--objective"],
     );
 }
+
+#[test]
+fn an_implicit_solver_trains_evaluates_and_samples_from_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("run");
+    ok(&small_run(
+        &dir,
+        "4",
+        &["--data", "moons", "--solver", "kvaerno5", "--seed", "2"],
+    ));
+    let model = dir.join("model.json");
+    let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&model).unwrap()).unwrap();
+    assert_eq!(file["eval_solver"]["implicit"], "Kvaerno5", "{}", file["eval_solver"]);
+    let points = "x,y\n0.5,0.2\n-1.0,0.4\n1.8,-0.3\n";
+    let logp = |extra: &[&str]| -> Vec<f64> {
+        let mut args = vec!["density", "--model", p(&model), "--input", "-"];
+        args.extend_from_slice(extra);
+        ok(&cnflow_stdin(&args, points))
+            .lines()
+            .skip(1)
+            .map(|l| l.parse().unwrap())
+            .collect()
+    };
+    // The model's own (implicit) solver, another implicit one and dopri5 agree.
+    let own = logp(&["--rtol", "1e-8", "--atol", "1e-8", "--precision", "f64"]);
+    let trbdf2 = logp(&[
+        "--solver",
+        "tr-bdf2",
+        "--rtol",
+        "1e-8",
+        "--atol",
+        "1e-8",
+        "--precision",
+        "f64",
+    ]);
+    let dopri5 = logp(&[
+        "--solver",
+        "dopri5",
+        "--rtol",
+        "1e-8",
+        "--atol",
+        "1e-8",
+        "--precision",
+        "f64",
+    ]);
+    assert_eq!(own.len(), 3);
+    for i in 0..3 {
+        assert!((own[i] - dopri5[i]).abs() < 1e-5, "{own:?} vs {dopri5:?}");
+        assert!((trbdf2[i] - dopri5[i]).abs() < 1e-4, "{trbdf2:?} vs {dopri5:?}");
+    }
+    let samples = ok(&cnflow(&[
+        "sample",
+        "--model",
+        p(&model),
+        "-n",
+        "5",
+        "--solver",
+        "tr-bdf2",
+    ]));
+    assert_eq!(samples.lines().count(), 5, "{samples}");
+    let err = cnflow(&[
+        "sample",
+        "--model",
+        p(&model),
+        "-n",
+        "5",
+        "--solver",
+        "kvaerno5",
+        "--steps",
+        "0",
+    ]);
+    fails(&err, &["--steps"]);
+}

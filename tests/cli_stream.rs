@@ -58,6 +58,7 @@ fn small_model(dir: &Path) -> (PathBuf, ModelFile, Cnf<f64, Mlp<f64>>) {
         method: Method::Dopri5,
         rtol: RTOL,
         atol: RTOL,
+        implicit: None,
     };
     let file = ModelFile::new(&model, solver, serde_json::json!({}));
     let path = dir.join("model.json");

@@ -188,6 +188,7 @@ fn a_model_file_keeps_the_affine_block() {
         method: Method::Dopri5,
         rtol: 1e-8,
         atol: 1e-8,
+        implicit: None,
     };
     let file = ModelFile::new(&model, solver_file, serde_json::json!({}));
     assert_eq!(file.standardizer.as_ref(), Some(&s));

@@ -60,14 +60,31 @@ pub enum SolverArg {
     Heun,
     /// Forward Euler, fixed steps.
     Euler,
+    /// KVAERNO5, ESDIRK 5(4), L-stable, implicit: for stiff flows (block-diagonal
+    /// Newton, one d × d block per point; gradient by its discrete adjoint).
+    Kvaerno5,
+    /// TR-BDF2, ESDIRK 2(3), L-stable, implicit (as kvaerno5, order 2).
+    #[value(name = "tr-bdf2")]
+    TrBdf2,
 }
 
 impl SolverArg {
-    /// The library's method.
+    /// The implicit method, for kvaerno5 and tr-bdf2.
+    pub fn implicit(self) -> Option<cnflow::stiff::StiffMethod> {
+        use cnflow::stiff::StiffMethod;
+        match self {
+            SolverArg::Kvaerno5 => Some(StiffMethod::Kvaerno5),
+            SolverArg::TrBdf2 => Some(StiffMethod::TrBdf2),
+            _ => None,
+        }
+    }
+
+    /// The library's explicit method (dopri5 stands for the implicit ones, which
+    /// [`SolverArg::config`] sets apart).
     pub fn method(self) -> cnflow::ode::Method {
         use cnflow::ode::Method;
         match self {
-            SolverArg::Dopri5 => Method::Dopri5,
+            SolverArg::Dopri5 | SolverArg::Kvaerno5 | SolverArg::TrBdf2 => Method::Dopri5,
             SolverArg::Tsit5 => Method::Tsit5,
             SolverArg::Bosh3 => Method::Bosh3,
             SolverArg::Rk4 => Method::Rk4,
@@ -75,6 +92,33 @@ impl SolverArg {
             SolverArg::Heun => Method::Heun,
             SolverArg::Euler => Method::Euler,
         }
+    }
+
+    /// Whether the method has an error estimate (adapts its steps).
+    pub fn is_adaptive(self) -> bool {
+        self.implicit().is_some() || self.method().tableau().is_adaptive()
+    }
+
+    /// The solver settings: `steps` equal steps, else adaptive at `rtol`/`atol`.
+    pub fn config(self, steps: Option<usize>, rtol: f64, atol: f64) -> anyhow::Result<cnflow::ode::SolverConfig> {
+        use cnflow::ode::{SolverConfig, StepControl};
+        let config = match (self.implicit(), steps) {
+            (Some(m), Some(n)) => SolverConfig {
+                step: StepControl::FixedSteps(n),
+                ..SolverConfig::implicit(m, rtol, atol)
+            },
+            (Some(m), None) => SolverConfig::implicit(m, rtol, atol),
+            (None, Some(n)) => SolverConfig::fixed_steps(self.method(), n),
+            (None, None) if !self.is_adaptive() => {
+                anyhow::bail!(
+                    "--solver {} takes fixed steps: give --steps N (e.g. --steps 8)",
+                    self.method()
+                )
+            }
+            (None, None) => SolverConfig::adaptive(self.method(), rtol, atol),
+        };
+        config.validate()?;
+        Ok(config)
     }
 }
 

@@ -39,15 +39,28 @@ pub fn precision_of(file: &ModelFile, arg: Option<PrecisionArg>) -> PrecisionArg
 
 /// The evaluation solver: the model's defaults, overridden by flags.
 pub fn eval_solver(file: &ModelFile, args: &EvalSolverArgs) -> Result<SolverConfig> {
-    let method = args.solver.map_or(file.eval_solver.method, |s| s.method());
+    let rtol = args.rtol.unwrap_or(file.eval_solver.rtol);
+    let atol = args.atol.unwrap_or(file.eval_solver.atol);
+    if let Some(solver) = args.solver {
+        return solver.config(args.steps, rtol, atol);
+    }
+    if let Some(m) = file.eval_solver.implicit {
+        let config = match args.steps {
+            Some(n) => SolverConfig {
+                step: cnflow::ode::StepControl::FixedSteps(n),
+                ..SolverConfig::implicit(m, rtol, atol)
+            },
+            None => SolverConfig::implicit(m, rtol, atol),
+        };
+        return Ok(config);
+    }
+    let method = file.eval_solver.method;
     let config = match args.steps {
         Some(n) => SolverConfig::fixed_steps(method, n),
         None => {
             if !method.tableau().is_adaptive() {
                 bail!("--solver {method} has no error estimate; give --steps N for fixed steps");
             }
-            let rtol = args.rtol.unwrap_or(file.eval_solver.rtol);
-            let atol = args.atol.unwrap_or(file.eval_solver.atol);
             SolverConfig::adaptive(method, rtol, atol)
         }
     };

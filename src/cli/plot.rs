@@ -127,14 +127,14 @@ fn panel_contents(loaded: &Loaded, data: &[[f64; 2]], builtin: bool, seed: u64) 
     let extent = if builtin { (-4.0, 4.0) } else { extent_of(data) };
     let mut grid = DensityGrid::square(extent.0, extent.1, 120);
     let pts: Vec<f64> = grid.points().iter().flat_map(|p| [p[0], p[1]]).collect();
-    let solver = cnflow::ode::SolverConfig::adaptive(loaded.file.eval_solver.method, 1e-5, 1e-5);
+    let solver = loaded.file.eval_solver.config(1e-5, 1e-5);
     grid.log_p = log_density(loaded, pts, &solver, Trace::Exact, 2000, seed)?.0;
     let samples = samples(loaded, data.len().clamp(1000, 5000), seed)?;
     Ok((grid, samples, extent))
 }
 
 fn samples(loaded: &Loaded, n: usize, seed: u64) -> Result<Vec<[f64; 2]>> {
-    let solver = cnflow::ode::SolverConfig::adaptive(loaded.file.eval_solver.method, 1e-5, 1e-5);
+    let solver = loaded.file.eval_solver.config(1e-5, 1e-5);
     let (x, _) = loaded.model.sample_par(n, &solver, 1000, seed)?;
     Ok(x.chunks_exact(2).map(|c| [c[0], c[1]]).collect())
 }
@@ -171,7 +171,7 @@ pub fn draw_trajectories(loaded: &Loaded, out: &Path, seed: u64) -> Result<()> {
     let n_frames = 6;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let z: Vec<f64> = (0..2 * 1500).map(|_| StandardNormal.sample(&mut rng)).collect();
-    let solver = cnflow::ode::SolverConfig::adaptive(loaded.file.eval_solver.method, 1e-5, 1e-5);
+    let solver = loaded.file.eval_solver.config(1e-5, 1e-5);
     // The first frame is the base itself; the model maps later ones to data space.
     let flat: Vec<f64> = loaded.model.trajectories(&z, n_frames, &solver)?;
     let per_frame = z.len();

@@ -29,12 +29,14 @@ use super::common::{to_flat, DataSource};
 /// Iterations of `cnflow train` without --iters.
 const DEFAULT_ITERS: usize = 2000;
 
-/// Evaluation solver written into every model file.
-fn eval_solver() -> EvalSolver {
+/// Evaluation solver written into every model file: dopri5, or the implicit method
+/// the model is trained with.
+fn eval_solver(args: &TrainArgs) -> EvalSolver {
     EvalSolver {
         method: Method::Dopri5,
         rtol: 1e-6,
         atol: 1e-6,
+        implicit: args.solver.implicit(),
     }
 }
 
@@ -363,23 +365,21 @@ fn apply_defaults(args: &mut TrainArgs, explicit: &[String]) -> Result<()> {
             args.lr_schedule = LrScheduleArg::Constant;
         }
     }
-    if args.steps.is_none() && !args.solver.method().tableau().is_adaptive() {
+    if args.solver.implicit().is_some() && given("grad") && !matches!(args.grad, GradArg::Backprop) {
+        bail!(
+            "--solver {} takes its gradient by backprop (the exact discrete adjoint of its steps); \
+             drop --grad, or choose an explicit solver for the continuous adjoint",
+            args.solver.implicit().map_or("", |m| m.name())
+        );
+    }
+    if args.steps.is_none() && !args.solver.is_adaptive() {
         args.steps = Some(DEFAULT_STEPS);
     }
     Ok(())
 }
 
 fn solver_config(args: &TrainArgs) -> Result<SolverConfig> {
-    let method = args.solver.method();
-    let config = match args.steps {
-        Some(n) => SolverConfig::fixed_steps(method, n),
-        None if !method.tableau().is_adaptive() => {
-            bail!("--solver {method} takes fixed steps: give --steps N (e.g. --steps 8)")
-        }
-        None => SolverConfig::adaptive(method, args.rtol, args.atol),
-    };
-    config.validate()?;
-    Ok(config)
+    args.solver.config(args.steps, args.rtol, args.atol)
 }
 
 fn mlp_config(args: &TrainArgs, dim: usize) -> Result<MlpConfig> {
@@ -424,7 +424,10 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, folder: RunFolder, checkpoin
             tape_budget: TAPE_BUDGET,
             checkpointing: args.checkpoints.policy(),
         },
-        eval_solver: SolverConfig::adaptive(eval_solver().method, eval_solver().rtol, eval_solver().atol),
+        eval_solver: {
+            let e = eval_solver(args);
+            e.config(e.rtol, e.atol)
+        },
         eval_trace: Trace::Exact,
         eval_every: args.eval_every,
         seed: args.seed,
@@ -476,7 +479,7 @@ fn run_typed<T: Real>(args: &TrainArgs, out: &Path, folder: RunFolder, checkpoin
     let mut metrics = Metrics::open(&metrics_path, state.iter)?;
     let mut interrupt = Interrupt::install();
     let mut progress = Progress::new(config.n_iters, state.iter);
-    let mut checkpoints = Checkpoints::new(folder, args, eval_solver(), problem.entropy());
+    let mut checkpoints = Checkpoints::new(folder, args, eval_solver(args), problem.entropy());
     checkpoints.bar = progress.bar.clone();
     let mut entropy_check = EntropyCheck::new(problem.entropy());
     entropy_check.bar = progress.bar.clone();

@@ -175,9 +175,15 @@ pub fn loss_and_grad_in<T: Real, F: Field<T>, X: Real, R: Rng + ?Sized>(
     // The affine block: the flow trains on u = (x − μ)/σ; the NLL gains −Σ ln σ and
     // ∂L/∂x = ∂L/∂u / σ. Neither changes the gradient in the parameters.
     let u: Vec<T> = model.flow_input(x);
-    let mut lg = match config.grad {
-        GradMethod::Adjoint { seminorm } => adjoint_loss(model, &u, config, layout, seminorm, rng),
-        GradMethod::Backprop => backprop_loss(model, &u, config, layout, rng, scratch),
+    let mut lg = match config.solver.stiff_config() {
+        Some(stiff) => {
+            let stiff = stiff.map_err(super::model::solve_error(0, "forward"))?;
+            super::stiff::stiff_loss(model, &u, config, &stiff, layout, rng)
+        }
+        None => match config.grad {
+            GradMethod::Adjoint { seminorm } => adjoint_loss(model, &u, config, layout, seminorm, rng),
+            GradMethod::Backprop => backprop_loss(model, &u, config, layout, rng, scratch),
+        },
     }?;
     if let Some(s) = model.standardizer() {
         lg.nll -= s.log_det();
@@ -189,7 +195,7 @@ pub fn loss_and_grad_in<T: Real, F: Field<T>, X: Real, R: Rng + ?Sized>(
 
 /// The loss of a forward pass and its cotangent at the end of the last block:
 /// `(loss, nll, kinetic, jacobian, ∂L/∂s)`.
-fn loss_and_cotangent<T: Real>(
+pub(crate) fn loss_and_cotangent<T: Real>(
     layout: &Layout,
     config: &LossConfig,
     s: &[T],
@@ -385,7 +391,7 @@ fn backprop_loss<T: Real, F: Field<T>, R: Rng + ?Sized>(
 /// stages of a solve that needs more are recomputed for their VJPs instead.
 pub const TAPE_BUDGET: usize = 1 << 14;
 
-fn sens_error(block: usize) -> impl FnOnce(SensitivityError) -> CnfError {
+pub(crate) fn sens_error(block: usize) -> impl FnOnce(SensitivityError) -> CnfError {
     move |e| match e {
         SensitivityError::Solve { direction, error } => CnfError::Solve {
             block: block + 1,

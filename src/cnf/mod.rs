@@ -14,6 +14,7 @@ mod field;
 mod flow_matching;
 mod grad;
 mod model;
+mod stiff;
 
 pub use dynamics::{Augmented, Flow, GradEval, Layout};
 pub use field::{Cotangents, Field, FieldOutputs, LinearField, LinearWorkspace, TraceMode};

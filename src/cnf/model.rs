@@ -367,6 +367,10 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         layout: Layout,
         rng: &mut R,
     ) -> Result<ForwardPass<T>, CnfError> {
+        if let Some(stiff) = solver.stiff_config() {
+            let stiff = stiff.map_err(solve_error(0, "forward"))?;
+            return self.forward_pass_stiff(x, &stiff, trace, layout, rng);
+        }
         let (n_batch, d) = (layout.n_batch, layout.dim);
         let config = SolverConfig {
             error_mask: Some(layout.error_mask()),
@@ -416,6 +420,11 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         if n_batch == 0 {
             return Ok((Vec::new(), stats));
         }
+        if let Some(stiff) = solver.stiff_config() {
+            let stiff = stiff.map_err(solve_error(0, "sampling"))?;
+            let (x, stats) = self.flow_stiff(&x, &stiff, false, &[], None)?;
+            return Ok((self.flow_output(&x), stats));
+        }
         let mut ode = Solver::new(solver.clone()).map_err(solve_error(0, "sampling"))?;
         for (k, block) in self.blocks.iter().enumerate().rev() {
             let mut ws = block.field.inference_workspace(n_batch, 0);
@@ -442,6 +451,10 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         let mut z = self.flow_input(x);
         if n_batch == 0 {
             return Ok(z);
+        }
+        if let Some(stiff) = solver.stiff_config() {
+            let stiff = stiff.map_err(solve_error(0, "forward"))?;
+            return Ok(self.flow_stiff(&z, &stiff, true, &[], None)?.0);
         }
         let mut ode = Solver::new(solver.clone()).map_err(solve_error(0, "forward"))?;
         for (k, block) in self.blocks.iter().enumerate() {
@@ -483,6 +496,16 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         let n_blocks = self.blocks.len();
         let frames_per_block = (n_frames.max(2) - 1).div_ceil(n_blocks);
         let mut frames: Vec<f64> = Standardizer::inverse_flat(None, z);
+        if let Some(stiff) = solver.stiff_config() {
+            let stiff = stiff.map_err(solve_error(0, "sampling"))?;
+            let save: Vec<f64> = (1..=frames_per_block)
+                .map(|i| 1.0 - i as f64 / frames_per_block as f64)
+                .collect();
+            let mut latent = Vec::new();
+            self.flow_stiff(z, &stiff, false, &save, Some(&mut latent))?;
+            frames.extend(self.flow_output(&latent));
+            return Ok(frames);
+        }
         let mut x = z.to_vec();
         let mut ode = Solver::new(solver.clone()).map_err(solve_error(0, "sampling"))?;
         for (k, block) in self.blocks.iter().enumerate().rev() {

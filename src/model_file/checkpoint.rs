@@ -113,6 +113,7 @@ mod tests {
             method: Method::Dopri5,
             rtol: 1e-5,
             atol: 1e-5,
+            implicit: None,
         };
         let file = ModelFile::new(&model, solver, serde_json::json!({}));
         let adam = Adam::new(AdamConfig::new(1e-3, 0.0), 4);

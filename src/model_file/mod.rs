@@ -88,6 +88,20 @@ pub struct EvalSolver {
     pub rtol: f64,
     /// Absolute tolerance.
     pub atol: f64,
+    /// The implicit method the model was trained with, if any (TR-BDF2 or KVAERNO5),
+    /// used instead of `method` so that a stiff model is evaluated as it was trained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub implicit: Option<crate::stiff::StiffMethod>,
+}
+
+impl EvalSolver {
+    /// The solver settings at these tolerances: the implicit method when there is one.
+    pub fn config(&self, rtol: f64, atol: f64) -> crate::ode::SolverConfig {
+        match self.implicit {
+            Some(m) => crate::ode::SolverConfig::implicit(m, rtol, atol),
+            None => crate::ode::SolverConfig::adaptive(self.method, rtol, atol),
+        }
+    }
 }
 
 /// A model file's content.

@@ -48,6 +48,12 @@ pub struct SolverConfig {
     /// Components that take part in error control (`true`) — a seminorm when some are
     /// `false`. `None` controls every component.
     pub error_mask: Option<Vec<bool>>,
+    /// An implicit method ([`crate::stiff`]: TR-BDF2 or KVAERNO5) to use instead of
+    /// `method`, at the same tolerances, where the solve supports one: a CNF's
+    /// log-densities, samples and training gradients (block-diagonal Newton, one `d × d`
+    /// block per point). The explicit [`Solver`](super::Solver) refuses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub implicit: Option<crate::stiff::StiffMethod>,
 }
 
 /// Default step budget of a solve.
@@ -68,6 +74,7 @@ impl SolverConfig {
             }),
             max_steps: DEFAULT_MAX_STEPS,
             error_mask: None,
+            implicit: None,
         }
     }
 
@@ -78,6 +85,7 @@ impl SolverConfig {
             step: StepControl::FixedSteps(n_steps),
             max_steps: DEFAULT_MAX_STEPS,
             error_mask: None,
+            implicit: None,
         }
     }
 
@@ -88,7 +96,46 @@ impl SolverConfig {
             step: StepControl::FixedSize(h),
             max_steps: DEFAULT_MAX_STEPS,
             error_mask: None,
+            implicit: None,
         }
+    }
+
+    /// Adaptive steps of the implicit `method` (TR-BDF2 or KVAERNO5) at the given
+    /// tolerances, for the solves that take one (see [`SolverConfig::implicit`]).
+    pub fn implicit(method: crate::stiff::StiffMethod, rtol: f64, atol: f64) -> Self {
+        SolverConfig {
+            implicit: Some(method),
+            ..SolverConfig::adaptive(Method::Dopri5, rtol, atol)
+        }
+    }
+
+    /// The stiff solver's settings of an [`implicit`](SolverConfig::implicit) config
+    /// (`None` for an explicit one): the same tolerances, first and largest step, step
+    /// budget; `FixedSteps` become equal steps without error control.
+    pub fn stiff_config(&self) -> Option<Result<crate::stiff::StiffConfig, SolveError>> {
+        use crate::stiff::StiffConfig;
+        let method = self.implicit?;
+        let config = match &self.step {
+            StepControl::Adaptive(a) => StiffConfig {
+                h0: a.h0,
+                h_max: a.h_max,
+                max_steps: self.max_steps,
+                ..StiffConfig::adaptive(method, a.rtol, a.atol)
+            },
+            StepControl::FixedSteps(n) => StiffConfig {
+                max_steps: self.max_steps,
+                ..StiffConfig::fixed(method, *n, 1e-6, 1e-6)
+            },
+            StepControl::FixedSize(h) => {
+                return Some(Err(ConfigError::Setting {
+                    name: "fixed step size",
+                    value: *h,
+                    need: "is not available with an implicit method; give a number of steps or tolerances",
+                }
+                .into()))
+            }
+        };
+        Some(Ok(config))
     }
 
     /// Sets the step budget.

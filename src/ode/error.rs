@@ -153,6 +153,15 @@ pub enum ConfigError {
         /// The method's name.
         method: &'static str,
     },
+    /// An implicit method given to the explicit solver.
+    #[error(
+        "the implicit method {method} is not available for this solve (explicit Runge-Kutta only); \
+         choose dopri5, tsit5 or bosh3 here"
+    )]
+    ImplicitNotSupported {
+        /// The method's name.
+        method: &'static str,
+    },
     /// Controller gains out of range.
     #[error(
         "controller safety = {safety}, factor_min = {factor_min}, factor_max = {factor_max}, \

@@ -89,6 +89,7 @@ impl<T: Real> Solver<T, ExplicitRk<T>> {
     /// Validates the configuration and prepares a solver for its method.
     pub fn new(config: SolverConfig) -> Result<Self, SolveError> {
         config.validate()?;
+        reject_implicit(&config)?;
         let tab = config.method.tableau();
         Ok(Solver {
             config,
@@ -108,6 +109,7 @@ impl<T: Real> Solver<T, ExplicitRk<T>> {
             return Err(ConfigError::NotAdaptive { method: tab.name }.into());
         }
         config.validate_steps()?;
+        reject_implicit(&config)?;
         Ok(Solver {
             config,
             stepper: ExplicitRk::new(tab),
@@ -641,5 +643,13 @@ fn max_steps_error<T: Real>(cur: &Cursor<T>, max_steps: usize) -> SolveError {
         h: cur.h.f64(),
         n_steps: cur.stats.n_steps(),
         max_steps,
+    }
+}
+
+/// The explicit solver cannot run an [`implicit`](SolverConfig::implicit) method.
+fn reject_implicit(config: &SolverConfig) -> Result<(), SolveError> {
+    match config.implicit {
+        Some(m) => Err(ConfigError::ImplicitNotSupported { method: m.name() }.into()),
+        None => Ok(()),
     }
 }

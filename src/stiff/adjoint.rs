@@ -16,7 +16,7 @@
 //! gradient is that of the solution Newton converged to.
 
 use super::linalg::DenseLu;
-use super::{solve, StiffConfig, StiffMethod};
+use super::{solve, BlockJacobian, StiffConfig, StiffMethod};
 use crate::ode::{Jacobian, SolveError, Vjp};
 use crate::sensitivity::{Loss, Sensitivity, SensitivityError};
 
@@ -177,28 +177,155 @@ pub fn esdirk_gradient<S: Vjp<f64> + Jacobian<f64> + ?Sized, L: Loss<f64>>(
     loss: &mut L,
     config: &StiffConfig,
 ) -> Result<Sensitivity<f64>, SensitivityError> {
-    let TapedForward {
-        tableau,
-        tape,
-        seg_end,
-        ys,
-        jumps,
-        loss: total,
-        n_evals: n_evals_forward,
-    } = taped_forward(system, y0, times, loss, config)?;
+    let fwd = taped_forward(system, y0, times, loss, config, |m, system, y, t0, t1, cfg, tape| {
+        super::esdirk::solve_taped(m, system, y, t0, t1, &[], cfg, Some(tape))
+    })?;
     let n = y0.len();
-    // Backward.
+    esdirk_sensitivity(system, fwd, times.len(), DenseStage::new(n))
+}
+
+/// [`esdirk_gradient`] for a system of independent blocks ([`BlockJacobian`]: a batch of
+/// the same model, a CNF batch): the forward solve is [`solve_blocks`]' and the
+/// backward pass's transposed stage solves use the exact diagonal blocks, `B` solves
+/// with `b × b` factorisations instead of one of `Bb × Bb`. The gradient is that of the
+/// discrete solution, as for [`esdirk_gradient`], so the blocks must be exact (not an
+/// approximation good enough for Newton).
+pub fn esdirk_gradient_blocks<S: Vjp<f64> + BlockJacobian + ?Sized, L: Loss<f64>>(
+    system: &mut S,
+    y0: &[f64],
+    times: &[f64],
+    loss: &mut L,
+    config: &StiffConfig,
+) -> Result<Sensitivity<f64>, SensitivityError> {
+    let b = block_size_of(system, y0.len())?;
+    let fwd = taped_forward(system, y0, times, loss, config, |m, system, y, t0, t1, cfg, tape| {
+        let matrix = super::esdirk::BlockMatrix::new(y.len(), b);
+        super::esdirk::solve_with(m, system, matrix, y, t0, t1, &[], cfg, Some(tape))
+    })?;
+    esdirk_sensitivity(system, fwd, times.len(), BlockStage::new(y0.len(), b))
+}
+
+fn block_size_of<S: BlockJacobian + ?Sized>(system: &S, n: usize) -> Result<usize, SensitivityError> {
+    let b = system.block_size();
+    if b == 0 || !n.is_multiple_of(b) {
+        return Err(SensitivityError::Dimension {
+            got: n,
+            expected: b.max(1) * (n / b.max(1)).max(1),
+        });
+    }
+    Ok(b)
+}
+
+/// The backward half of [`esdirk_gradient`] and [`esdirk_gradient_blocks`].
+fn esdirk_sensitivity<S: Vjp<f64> + ?Sized, M: StageTranspose<S>>(
+    system: &mut S,
+    fwd: TapedForward,
+    n_times: usize,
+    mut matrix: M,
+) -> Result<Sensitivity<f64>, SensitivityError> {
+    let n = fwd.ys.len() / n_times;
+    let lambda_end = fwd.jumps[(n_times - 1) * n..].to_vec();
+    let (grad_y0, grad_params, n_evals_backward) = esdirk_backward(system, &fwd, lambda_end, &mut matrix)?;
+    Ok(Sensitivity {
+        loss: fwd.loss,
+        peak_stored_states: fwd.tape.len() * (fwd.tableau.c.len() + 1),
+        y: fwd.ys,
+        grad_y0,
+        grad_params,
+        grad_t0: None,
+        grad_t1: None,
+        n_evals_forward: fwd.n_evals,
+        n_evals_backward,
+    })
+}
+
+/// The transposed stage solves of the ESDIRK discrete adjoint, `(I − g J(t, z))ᵀ x = r`
+/// with the Jacobian exactly at the stage value `z`: dense, or in diagonal blocks.
+trait StageTranspose<S: ?Sized> {
+    /// Evaluates `J(t, z)` and factors `I − g J`; false when singular.
+    fn factor_at(&mut self, system: &mut S, t: f64, z: &[f64], g: f64) -> bool;
+    /// Overwrites `r` with `(I − g J)⁻ᵀ r`.
+    fn solve_transpose(&mut self, r: &mut [f64]);
+}
+
+struct DenseStage {
+    jac: Vec<f64>,
+    lu: DenseLu,
+}
+
+impl DenseStage {
+    fn new(n: usize) -> Self {
+        DenseStage {
+            jac: vec![0.0; n * n],
+            lu: DenseLu::new(n),
+        }
+    }
+}
+
+impl<S: Jacobian<f64> + ?Sized> StageTranspose<S> for DenseStage {
+    fn factor_at(&mut self, system: &mut S, t: f64, z: &[f64], g: f64) -> bool {
+        let n = z.len();
+        system.jacobian(t, z, &mut self.jac);
+        let jac = &self.jac;
+        self.lu
+            .factor(|a, b| if a == b { 1.0 } else { 0.0 } - g * jac[a * n + b])
+    }
+    fn solve_transpose(&mut self, r: &mut [f64]) {
+        self.lu.solve_transpose(r);
+    }
+}
+
+struct BlockStage {
+    b: usize,
+    jac: Vec<f64>,
+    lus: Vec<DenseLu>,
+}
+
+impl BlockStage {
+    fn new(n: usize, b: usize) -> Self {
+        BlockStage {
+            b,
+            jac: vec![0.0; n * b],
+            lus: (0..n / b).map(|_| DenseLu::new(b)).collect(),
+        }
+    }
+}
+
+impl<S: BlockJacobian + ?Sized> StageTranspose<S> for BlockStage {
+    fn factor_at(&mut self, system: &mut S, t: f64, z: &[f64], g: f64) -> bool {
+        system.jacobian_blocks(t, z, &mut self.jac);
+        let (b, bb) = (self.b, self.b * self.b);
+        let jac = &self.jac;
+        self.lus.iter_mut().enumerate().all(|(k, lu)| {
+            let blk = &jac[k * bb..(k + 1) * bb];
+            lu.factor(|i, j| if i == j { 1.0 } else { 0.0 } - g * blk[i * b + j])
+        })
+    }
+    fn solve_transpose(&mut self, r: &mut [f64]) {
+        for (lu, rk) in self.lus.iter_mut().zip(r.chunks_mut(self.b)) {
+            lu.solve_transpose(rk);
+        }
+    }
+}
+
+/// Reverses the taped ESDIRK steps of `fwd` from `λ = ∂L/∂y(t_N)` (the jumps at the
+/// earlier observations added on the way): `(∂L/∂y₀, ∂L/∂p, VJPs made)`.
+fn esdirk_backward<S: Vjp<f64> + ?Sized, M: StageTranspose<S>>(
+    system: &mut S,
+    fwd: &TapedForward,
+    mut lambda: Vec<f64>,
+    matrix: &mut M,
+) -> Result<(Vec<f64>, Vec<f64>, usize), SensitivityError> {
+    let (tableau, tape, seg_end) = (&fwd.tableau, &fwd.tape, &fwd.seg_end);
+    let n = lambda.len();
     let s = tableau.c.len();
     let m = system.n_params();
-    let mut lambda = jumps[(times.len() - 1) * n..].to_vec();
     let mut grad_p = vec![0.0; m];
     let mut kbar = vec![vec![0.0; n]; s];
     let mut zbar = vec![vec![0.0; n]; s];
     let mut z = vec![0.0; n];
-    let mut jac = vec![0.0; n * n];
-    let mut lu = DenseLu::new(n);
     let mut n_evals_backward = 0;
-    for seg in (1..times.len()).rev() {
+    for seg in (1..seg_end.len()).rev() {
         for (index, step) in tape[seg_end[seg - 1]..seg_end[seg]].iter().enumerate().rev() {
             let h = step.h;
             for i in (0..s).rev() {
@@ -212,9 +339,7 @@ pub fn esdirk_gradient<S: Vjp<f64> + Jacobian<f64> + ?Sized, L: Loss<f64>>(
                 }
                 let ti = step.t + tableau.c[i] * h;
                 if i > 0 {
-                    system.jacobian(ti, &z, &mut jac);
-                    let g = h * tableau.gamma;
-                    if !lu.factor(|a, b| if a == b { 1.0 } else { 0.0 } - g * jac[a * n + b]) {
+                    if !matrix.factor_at(system, ti, &z, h * tableau.gamma) {
                         return Err(SensitivityError::Solve {
                             direction: "adjoint",
                             error: SolveError::SingularMatrix {
@@ -224,7 +349,7 @@ pub fn esdirk_gradient<S: Vjp<f64> + Jacobian<f64> + ?Sized, L: Loss<f64>>(
                             },
                         });
                     }
-                    lu.solve_transpose(r);
+                    matrix.solve_transpose(r);
                 }
                 system.vjp(ti, &z, &kbar[i], &mut zbar[i], &mut grad_p);
                 n_evals_backward += 1;
@@ -233,21 +358,77 @@ pub fn esdirk_gradient<S: Vjp<f64> + Jacobian<f64> + ?Sized, L: Loss<f64>>(
                 lambda[q] += (0..s).map(|i| zbar[i][q]).sum::<f64>();
             }
         }
-        for (l, j) in lambda.iter_mut().zip(&jumps[(seg - 1) * n..seg * n]) {
+        for (l, j) in lambda.iter_mut().zip(fwd.jumps_before(seg)) {
             *l += j;
         }
     }
-    Ok(Sensitivity {
-        loss: total,
-        y: ys,
-        grad_y0: lambda,
-        grad_params: grad_p,
-        grad_t0: None,
-        grad_t1: None,
-        n_evals_forward,
-        n_evals_backward,
-        peak_stored_states: tape.len() * (s + 1),
-    })
+    Ok((lambda, grad_p, n_evals_backward))
+}
+
+/// The taped forward solve of one CNF-like block and its reverse, apart: a chain of
+/// systems (the blocks of a CNF) is solved forward block after block, then reversed
+/// block after block, each from the cotangent the next one handed back.
+pub(crate) struct BlockTape {
+    fwd: TapedForward,
+    b: usize,
+}
+
+impl BlockTape {
+    /// Solves `system` from `y0` on `[t0, t1]` with the block-diagonal ESDIRK of
+    /// `config`, taping the accepted steps; the final state is [`BlockTape::y_final`].
+    pub(crate) fn forward<S: Vjp<f64> + BlockJacobian + ?Sized>(
+        system: &mut S,
+        y0: &[f64],
+        t0: f64,
+        t1: f64,
+        config: &StiffConfig,
+    ) -> Result<Self, SensitivityError> {
+        let b = block_size_of(system, y0.len())?;
+        let mut none = NoLoss;
+        let fwd = taped_forward(
+            system,
+            y0,
+            &[t0, t1],
+            &mut none,
+            config,
+            |m, system, y, t0, t1, cfg, tape| {
+                let matrix = super::esdirk::BlockMatrix::new(y.len(), b);
+                super::esdirk::solve_with(m, system, matrix, y, t0, t1, &[], cfg, Some(tape))
+            },
+        )?;
+        Ok(BlockTape { fwd, b })
+    }
+
+    /// The state at `t1`.
+    pub(crate) fn y_final(&self) -> &[f64] {
+        let n = self.fwd.ys.len() / 2;
+        &self.fwd.ys[n..]
+    }
+
+    /// Evaluations of the forward solve.
+    pub(crate) fn n_evals(&self) -> usize {
+        self.fwd.n_evals
+    }
+
+    /// From `λ = ∂L/∂y(t1)`: `(∂L/∂y0, ∂L/∂p, VJPs made)`.
+    pub(crate) fn backward<S: Vjp<f64> + BlockJacobian + ?Sized>(
+        &self,
+        system: &mut S,
+        lambda: Vec<f64>,
+    ) -> Result<(Vec<f64>, Vec<f64>, usize), SensitivityError> {
+        let mut matrix = BlockStage::new(lambda.len(), self.b);
+        esdirk_backward(system, &self.fwd, lambda, &mut matrix)
+    }
+}
+
+/// The zero loss (a [`BlockTape`] takes its cotangent from outside).
+struct NoLoss;
+
+impl Loss<f64> for NoLoss {
+    fn eval(&mut self, _i: usize, _t: f64, _y: &[f64], grad: &mut [f64]) -> f64 {
+        grad.iter_mut().for_each(|g| *g = 0.0);
+        0.0
+    }
 }
 
 /// The continuous adjoint of a stiff solve, itself solved with a stiff method: for
@@ -289,7 +470,9 @@ pub fn adjoint_gradient<S: Vjp<f64> + Jacobian<f64> + ?Sized, L: Loss<f64>>(
             .into(),
         });
     }
-    let fwd = taped_forward(system, y0, times, loss, forward)?;
+    let fwd = taped_forward(system, y0, times, loss, forward, |m, system, y, t0, t1, cfg, tape| {
+        super::esdirk::solve_taped(m, system, y, t0, t1, &[], cfg, Some(tape))
+    })?;
     let n = y0.len();
     let m = system.n_params();
     let mut state = vec![0.0; n + m];
@@ -334,13 +517,25 @@ pub fn adjoint_gradient<S: Vjp<f64> + Jacobian<f64> + ?Sized, L: Loss<f64>>(
 }
 
 /// The forward half of [`esdirk_gradient`] and [`adjoint_gradient`].
-fn taped_forward<S: Vjp<f64> + Jacobian<f64> + ?Sized, L: Loss<f64>>(
+fn taped_forward<S: Vjp<f64> + ?Sized, L: Loss<f64>, G>(
     system: &mut S,
     y0: &[f64],
     times: &[f64],
     loss: &mut L,
     config: &StiffConfig,
-) -> Result<TapedForward, SensitivityError> {
+    mut solve_segment: G,
+) -> Result<TapedForward, SensitivityError>
+where
+    G: FnMut(
+        &super::esdirk::Esdirk,
+        &mut S,
+        &[f64],
+        f64,
+        f64,
+        &StiffConfig,
+        &mut Vec<super::esdirk::TapedStep>,
+    ) -> Result<super::StiffSolution, SolveError>,
+{
     let tableau = super::esdirk::tableau(
         config.method,
         "must be tr-bdf2 or kvaerno5: the stiff gradients tape an ESDIRK forward solve",
@@ -369,8 +564,7 @@ fn taped_forward<S: Vjp<f64> + Jacobian<f64> + ?Sized, L: Loss<f64>>(
     seg_end.push(0);
     for w in times.windows(2) {
         super::check_span(&y, w[0], w[1], &[]).map_err(forward)?;
-        let sol = super::esdirk::solve_taped(&tableau, system, &y, w[0], w[1], &[], &cfg, Some(&mut tape))
-            .map_err(forward)?;
+        let sol = solve_segment(&tableau, system, &y, w[0], w[1], &cfg, &mut tape).map_err(forward)?;
         n_evals_forward += sol.stats.n_evals;
         seg_end.push(tape.len());
         y = sol.y_final;
@@ -412,6 +606,14 @@ struct TapedForward {
     jumps: Vec<f64>,
     loss: f64,
     n_evals: usize,
+}
+
+impl TapedForward {
+    /// The jumps `∂ℓ/∂y` at the observation that starts segment `seg` (`times[seg − 1]`).
+    fn jumps_before(&self, seg: usize) -> &[f64] {
+        let n = self.ys.len() / self.seg_end.len();
+        &self.jumps[(seg - 1) * n..seg * n]
+    }
 }
 
 /// The `(a, a_p)` system of [`adjoint_gradient`], `y(t)` from the taped steps.

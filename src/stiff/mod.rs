@@ -17,7 +17,8 @@
 //! | [`StiffMethod::Trapezoid`] | implicit, A-stable, fixed steps | 2 | fixed-step work where damping is unwanted |
 //!
 //! Gradients through stiff solves: [`theta_gradient`] (backward Euler, trapezoid),
-//! [`esdirk_gradient`] (the exact gradient of an adaptive TR-BDF2 or KVAERNO5 solution)
+//! [`esdirk_gradient`] (the exact gradient of an adaptive TR-BDF2 or KVAERNO5 solution;
+//! [`esdirk_gradient_blocks`] for batches of independent blocks, as a CNF batch)
 //! and [`adjoint_gradient`] (the continuous adjoint solved backwards with an implicit
 //! method, for when the adjoint is stiff).
 //!
@@ -45,7 +46,10 @@ mod radau;
 mod rosenbrock;
 mod split;
 
-pub use adjoint::{adjoint_gradient, esdirk_gradient, theta_gradient, theta_gradient_on_grid, ThetaGradient};
+pub(crate) use adjoint::BlockTape;
+pub use adjoint::{
+    adjoint_gradient, esdirk_gradient, esdirk_gradient_blocks, theta_gradient, theta_gradient_on_grid, ThetaGradient,
+};
 pub use linalg::{gmres, DenseLu};
 pub use split::{expm, split_solve, Flow, LinearFlow, SolverFlow, Splitting};
 
