@@ -3,9 +3,9 @@
 //! or a Jacobian is one evaluation per column of `∂f/∂(y, p, t)`. Exact to rounding,
 //! and cheap for the small mechanistic systems this is for.
 
-use num_dual::Dual64;
+use num_dual::{Dual64, HyperDual64};
 
-use super::system::{GenericSystem, Jacobian, Jvp, OdeSystem, Vjp};
+use super::system::{GenericSystem, Jacobian, JacobianVjp, Jvp, OdeSystem, Vjp};
 
 /// A [`GenericSystem`] with its parameter values: an [`OdeSystem`], [`Jvp`], [`Vjp`] and
 /// [`Jacobian`] in `f64`.
@@ -121,6 +121,36 @@ impl<S: GenericSystem> Jacobian<f64> for DualSystem<S> {
             for i in 0..n {
                 jac[i * n + j] = self.dy[i].eps;
             }
+        }
+    }
+}
+
+/// One hyper-dual evaluation per state and parameter: `y + ε₁v + ε₂eⱼ` (or `p + ε₂eⱼ`),
+/// whose `ε₁ε₂` part is `∂(J v)/∂yⱼ` (or `∂(J v)/∂pⱼ`), dotted with `w`.
+impl<S: GenericSystem> JacobianVjp<f64> for DualSystem<S> {
+    fn jacobian_vjp(&mut self, t: f64, y: &[f64], w: &[f64], v: &[f64], grad_y: &mut [f64], grad_p: &mut [f64]) {
+        let (n, m) = (self.y.len(), self.p.len());
+        let zero = HyperDual64::from(0.0);
+        let mut yh: Vec<HyperDual64> = y
+            .iter()
+            .zip(v)
+            .map(|(&yi, &vi)| HyperDual64::new(yi, vi, 0.0, 0.0))
+            .collect();
+        let mut ph: Vec<HyperDual64> = self.params.iter().map(|&p| HyperDual64::from(p)).collect();
+        let mut dy = vec![zero; n];
+        let th = HyperDual64::from(t);
+        let dot = |dy: &[HyperDual64]| dy.iter().zip(w).map(|(d, &wi)| d.eps1eps2 * wi).sum::<f64>();
+        for j in 0..n {
+            yh[j].eps2 = 1.0;
+            self.system.eval(th, &yh, &ph, &mut dy);
+            yh[j].eps2 = 0.0;
+            grad_y[j] = dot(&dy);
+        }
+        for j in 0..m {
+            ph[j].eps2 = 1.0;
+            self.system.eval(th, &yh, &ph, &mut dy);
+            ph[j].eps2 = 0.0;
+            grad_p[j] += dot(&dy);
         }
     }
 }

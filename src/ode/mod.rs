@@ -51,5 +51,7 @@ pub use error::{ConfigError, SolveError};
 pub use solver::{integrate, Integration, Solution, Solver, Stats, StepOutcome};
 pub(crate) use stepper::Coefficients;
 pub use stepper::{ExplicitRk, Stepper};
-pub use system::{GenericSystem, Jacobian, JacobianShape, Jvp, OdeSystem, StageSlots, StepEvent, Vjp, WithVjp};
+pub use system::{
+    GenericSystem, Jacobian, JacobianShape, JacobianVjp, Jvp, OdeSystem, StageSlots, StepEvent, Vjp, WithVjp,
+};
 pub use tableau::{Interpolant, Method, Tableau, BOSH3, DOPRI5, EULER, HEUN, MIDPOINT, RK4, TSIT5};

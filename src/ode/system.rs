@@ -134,6 +134,16 @@ pub trait Jacobian<T: Real>: OdeSystem<T> {
     fn jacobian(&mut self, t: T, y: &[T], jac: &mut [T]);
 }
 
+/// The derivative of a Jacobian-vector product inside a vector-Jacobian product,
+/// `∂/∂(y, p) [wᵀ J(t, y; p) v]`: the second-order term of the discrete adjoint of a
+/// Rosenbrock step, whose matrix `I/(hγ) − J(y)` depends on the state
+/// ([`crate::stiff::rosenbrock_gradient`]). [`DualSystem`](super::DualSystem) has it
+/// exactly from hyper-dual numbers.
+pub trait JacobianVjp<T: Real>: Vjp<T> + Jacobian<T> {
+    /// Writes `∂/∂y [wᵀ J v]` into `grad_y` and adds `∂/∂p [wᵀ J v]` to `grad_p`.
+    fn jacobian_vjp(&mut self, t: T, y: &[T], w: &[T], v: &[T], grad_y: &mut [T], grad_p: &mut [T]);
+}
+
 /// A right-hand side with a hand-written VJP, from two closures:
 /// `rhs(t, y, dy)` and `vjp(t, y, w, grad_y, grad_p)` (see [`Vjp::vjp`]).
 pub struct WithVjp<R, V> {

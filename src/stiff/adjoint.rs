@@ -17,7 +17,7 @@
 
 use super::linalg::DenseLu;
 use super::{solve, BlockJacobian, StiffConfig, StiffMethod};
-use crate::ode::{Jacobian, SolveError, Vjp};
+use crate::ode::{Jacobian, JacobianVjp, SolveError, Vjp};
 use crate::sensitivity::{Loss, Sensitivity, SensitivityError};
 
 /// The final state of a fixed-step backward-Euler or trapezoid solve from `y0` on
@@ -429,6 +429,103 @@ impl Loss<f64> for NoLoss {
         grad.iter_mut().for_each(|g| *g = 0.0);
         0.0
     }
+}
+
+/// The exact gradient of `L = Σᵢ ℓᵢ(y(tᵢ))` on the discrete solution of an adaptive (or
+/// fixed-step) RODAS4 solve, the accepted step sizes held fixed: backprop through a
+/// Rosenbrock solve. Each step is reversed stage by stage with transposed solves with its
+/// `W = I/(hγ) − J(y)` (see the step's adjoint in the module source); since `W` holds
+/// `J(y)`, the gradient needs the second-order term `∂/∂(y, p) [wᵀ J v]` of
+/// [`JacobianVjp`] (exact for a [`DualSystem`](crate::ode::DualSystem)). `times[0]` is
+/// the start; the solve stops at every observation time. Memory: every accepted step's
+/// start and six stage increments.
+pub fn rosenbrock_gradient<S: JacobianVjp<f64> + ?Sized, L: Loss<f64>>(
+    system: &mut S,
+    y0: &[f64],
+    times: &[f64],
+    loss: &mut L,
+    config: &StiffConfig,
+) -> Result<Sensitivity<f64>, SensitivityError> {
+    let forward = |error| SensitivityError::Solve {
+        direction: "forward",
+        error,
+    };
+    if config.method != StiffMethod::Rodas4 {
+        return Err(forward(
+            crate::ode::ConfigError::Setting {
+                name: "method",
+                value: config.method.order() as f64,
+                need: "must be rodas4 for the Rosenbrock discrete adjoint (rosenbrock_gradient)",
+            }
+            .into(),
+        ));
+    }
+    crate::sensitivity::check_times(times)?;
+    let n = y0.len();
+    if n == 0 {
+        return Err(SensitivityError::Dimension { got: 0, expected: 1 });
+    }
+    config.validate().map_err(forward)?;
+    let mut tape = Vec::new();
+    let mut seg_end = vec![0];
+    let mut y = y0.to_vec();
+    let mut ys = y0.to_vec();
+    let mut n_evals_forward = 0;
+    let mut cfg = config.clone();
+    for w in times.windows(2) {
+        super::check_span(&y, w[0], w[1], &[]).map_err(forward)?;
+        let sol = super::rosenbrock::solve_rodas_taped(system, &y, w[0], w[1], &[], &cfg, Some(&mut tape))
+            .map_err(forward)?;
+        n_evals_forward += sol.stats.n_evals;
+        seg_end.push(tape.len());
+        y = sol.y_final;
+        ys.extend_from_slice(&y);
+        let recent = &tape[seg_end[seg_end.len() - 2]..];
+        if config.h0.is_none() && config.fixed_steps.is_none() {
+            cfg.h0 = recent.iter().rev().nth(1).or(recent.last()).map(|s| s.h.abs());
+        }
+    }
+    let mut total = 0.0;
+    let mut jumps = vec![0.0; times.len() * n];
+    for (i, &t) in times.iter().enumerate() {
+        total += loss.eval(i, t, &ys[i * n..(i + 1) * n], &mut jumps[i * n..(i + 1) * n]);
+    }
+    let mut lambda = jumps[(times.len() - 1) * n..].to_vec();
+    let mut grad_p = vec![0.0; system.n_params()];
+    let mut work = super::rosenbrock::adjoint_work(n);
+    let mut n_evals_backward = 0;
+    for seg in (1..times.len()).rev() {
+        for (index, step) in tape[seg_end[seg - 1]..seg_end[seg]].iter().enumerate().rev() {
+            n_evals_backward +=
+                super::rosenbrock::rodas_step_adjoint(system, step, &mut lambda, &mut grad_p, &mut work).map_err(
+                    |error| SensitivityError::Solve {
+                        direction: "adjoint",
+                        error: match error {
+                            SolveError::SingularMatrix { t, h, .. } => SolveError::SingularMatrix {
+                                t,
+                                h,
+                                n_steps: seg_end[seg - 1] + index,
+                            },
+                            e => e,
+                        },
+                    },
+                )?;
+        }
+        for (l, j) in lambda.iter_mut().zip(&jumps[(seg - 1) * n..seg * n]) {
+            *l += j;
+        }
+    }
+    Ok(Sensitivity {
+        loss: total,
+        y: ys,
+        grad_y0: lambda,
+        grad_params: grad_p,
+        grad_t0: None,
+        grad_t1: None,
+        n_evals_forward,
+        n_evals_backward,
+        peak_stored_states: tape.len() * 7,
+    })
 }
 
 /// The continuous adjoint of a stiff solve, itself solved with a stiff method: for

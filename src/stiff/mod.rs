@@ -18,7 +18,9 @@
 //!
 //! Gradients through stiff solves: [`theta_gradient`] (backward Euler, trapezoid),
 //! [`esdirk_gradient`] (the exact gradient of an adaptive TR-BDF2 or KVAERNO5 solution;
-//! [`esdirk_gradient_blocks`] for batches of independent blocks, as a CNF batch)
+//! [`esdirk_gradient_blocks`] for batches of independent blocks, as a CNF batch),
+//! [`rosenbrock_gradient`] (the same for RODAS4, with the second derivatives of
+//! [`JacobianVjp`](crate::ode::JacobianVjp))
 //! and [`adjoint_gradient`] (the continuous adjoint solved backwards with an implicit
 //! method, for when the adjoint is stiff).
 //!
@@ -48,7 +50,8 @@ mod split;
 
 pub(crate) use adjoint::BlockTape;
 pub use adjoint::{
-    adjoint_gradient, esdirk_gradient, esdirk_gradient_blocks, theta_gradient, theta_gradient_on_grid, ThetaGradient,
+    adjoint_gradient, esdirk_gradient, esdirk_gradient_blocks, rosenbrock_gradient, theta_gradient,
+    theta_gradient_on_grid, ThetaGradient,
 };
 pub use linalg::{gmres, DenseLu};
 pub use split::{expm, split_solve, Flow, LinearFlow, SolverFlow, Splitting};

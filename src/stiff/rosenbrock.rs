@@ -116,7 +116,7 @@ pub(super) fn rodas4_stability(z: f64) -> f64 {
 }
 
 /// Buffers of a one-step solve.
-struct Work {
+pub(super) struct Work {
     n: usize,
     jac: Vec<f64>,
     lu: DenseLu,
@@ -188,6 +188,28 @@ pub(super) fn solve_rodas<Sys: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
     t1: f64,
     save: &[f64],
     config: &StiffConfig,
+) -> Result<StiffSolution, SolveError> {
+    solve_rodas_taped(system, y0, t0, t1, save, config, None)
+}
+
+/// One accepted RODAS4 step as its discrete adjoint needs it: the start `t`, the
+/// signed step `h`, the start state `y` and the stage increments `k` (`6 × n`).
+pub(super) struct RodasStep {
+    pub t: f64,
+    pub h: f64,
+    pub y: Vec<f64>,
+    pub k: Vec<f64>,
+}
+
+/// [`solve_rodas`], also pushing every accepted step onto `tape` when one is given.
+pub(super) fn solve_rodas_taped<Sys: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
+    system: &mut Sys,
+    y0: &[f64],
+    t0: f64,
+    t1: f64,
+    save: &[f64],
+    config: &StiffConfig,
+    mut tape: Option<&mut Vec<RodasStep>>,
 ) -> Result<StiffSolution, SolveError> {
     let m = &RODAS4;
     let n = y0.len();
@@ -326,6 +348,14 @@ pub(super) fn solve_rodas<Sys: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
                     out.push((1.0 - th) * y[i] + th * (y_new[i] + (1.0 - th) * (dense1[i] + th * dense2[i])));
                 }
             });
+            if let Some(tape) = tape.as_deref_mut() {
+                tape.push(RodasStep {
+                    t,
+                    h: hs,
+                    y: y.clone(),
+                    k: w.k.concat(),
+                });
+            }
             std::mem::swap(&mut y, &mut y_new);
             t = t_new;
             if last {
@@ -353,6 +383,106 @@ pub(super) fn solve_rodas<Sys: OdeSystem<f64> + Jacobian<f64> + ?Sized>(
         stats,
         switched_at: None,
     })
+}
+
+/// Reverses one taped RODAS4 step: `lambda` from `∂L/∂y_new` to `∂L/∂y`, adding the
+/// parameters' part to `grad_p`; returns the VJPs made. With `W = I/(hγ) − J(y)` and
+/// `W kᵢ = rᵢ = f(Yᵢ) + h dᵢ f_t + Σ_{j<i} (Cᵢⱼ/h) kⱼ`, the stages are reversed from the
+/// last with `r̄ᵢ = W⁻ᵀ k̄ᵢ`:
+///
+/// ```text
+/// k̄ⱼ += (Cᵢⱼ/h) r̄ᵢ,   Ȳᵢ = J(Yᵢ)ᵀ r̄ᵢ → ȳ, k̄ⱼ += aᵢⱼ Ȳᵢ,   p̄ += f_p(Yᵢ)ᵀ r̄ᵢ,
+/// (ȳ, p̄) += ∂/∂(y, p) [r̄ᵢᵀ J(y) kᵢ]        (W holds J(y): the second-order term)
+/// ```
+///
+/// and `f_t`, a forward difference in `t` when the system is not autonomous, is
+/// reversed as the same difference of VJPs — so the gradient is that of the discrete
+/// solution the forward solve computed.
+pub(super) fn rodas_step_adjoint<Sys: crate::ode::JacobianVjp<f64> + ?Sized>(
+    system: &mut Sys,
+    step: &RodasStep,
+    lambda: &mut [f64],
+    grad_p: &mut [f64],
+    w: &mut Work,
+) -> Result<usize, SolveError> {
+    let m = &RODAS4;
+    let n = lambda.len();
+    let np = grad_p.len();
+    let (t, hs, y) = (step.t, step.h, &step.y);
+    let k = |s: usize| &step.k[s * n..(s + 1) * n];
+    system.jacobian(t, y, &mut w.jac);
+    let mut stats = StiffStats::default();
+    if !w.factor(1.0 / (hs * m.gamma), &mut stats) {
+        return Err(SolveError::SingularMatrix {
+            t,
+            h: hs.abs(),
+            n_steps: 0,
+        });
+    }
+    let mut ybar = lambda.to_vec();
+    let mut kbar = vec![vec![0.0; n]; S];
+    for q in 0..n {
+        kbar[S - 1][q] = lambda[q];
+        for j in 0..S - 1 {
+            kbar[j][q] = m.a[S - 1][j] * lambda[q];
+        }
+    }
+    let mut ftbar = vec![0.0; n];
+    let mut g = vec![0.0; n];
+    let mut n_vjp = 0;
+    for s in (0..S).rev() {
+        let mut rbar = std::mem::take(&mut kbar[s]);
+        w.lu.solve_transpose(&mut rbar);
+        for j in 0..s {
+            let c = m.cc[s][j] / hs;
+            for q in 0..n {
+                kbar[j][q] += c * rbar[q];
+            }
+        }
+        for q in 0..n {
+            ftbar[q] += hs * m.d[s] * rbar[q];
+        }
+        // The stage's evaluation f(t + cᵢh, Yᵢ) (Y₀ = y).
+        w.ys.copy_from_slice(y);
+        for j in 0..s {
+            for (yi, kj) in w.ys.iter_mut().zip(k(j)) {
+                *yi += m.a[s][j] * kj;
+            }
+        }
+        system.vjp(t + m.c[s] * hs, &w.ys, &rbar, &mut g, grad_p);
+        n_vjp += 1;
+        for q in 0..n {
+            ybar[q] += g[q];
+            for j in 0..s {
+                kbar[j][q] += m.a[s][j] * g[q];
+            }
+        }
+        // W's J(y).
+        system.jacobian_vjp(t, y, &rbar, k(s), &mut g, grad_p);
+        for q in 0..n {
+            ybar[q] += g[q];
+        }
+    }
+    if !system.is_autonomous() {
+        let delta = f64::EPSILON.sqrt() * t.abs().max(1e-5);
+        let (mut g1, mut p1, mut p0) = (vec![0.0; n], vec![0.0; np], vec![0.0; np]);
+        system.vjp(t + delta, y, &ftbar, &mut g1, &mut p1);
+        system.vjp(t, y, &ftbar, &mut g, &mut p0);
+        n_vjp += 2;
+        for q in 0..n {
+            ybar[q] += (g1[q] - g[q]) / delta;
+        }
+        for j in 0..np {
+            grad_p[j] += (p1[j] - p0[j]) / delta;
+        }
+    }
+    lambda.copy_from_slice(&ybar);
+    Ok(n_vjp)
+}
+
+/// Buffers for [`rodas_step_adjoint`].
+pub(super) fn adjoint_work(n: usize) -> Work {
+    Work::new(n, 1)
 }
 
 /// Backward Euler or the trapezoid rule on equal steps, each implicit stage solved by
