@@ -1024,6 +1024,7 @@ fn rosenbrock_discrete_adjoint_matches_finite_differences() {
     use cnflow::ode::DualSystem;
     use cnflow::stiff::{esdirk_gradient, rosenbrock_gradient};
     type LossFn<'a> = dyn FnMut(usize, f64, &[f64], &mut [f64]) -> f64 + 'a;
+    #[allow(clippy::too_many_arguments)]
     fn check<G: cnflow::ode::GenericSystem + Clone>(
         name: &str,
         system: G,
