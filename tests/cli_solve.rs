@@ -224,3 +224,81 @@ fn auto_reports_where_it_switched() {
         text(&out.stderr)
     );
 }
+
+/// `--split`: x' = −y by one method and y' = x by another, split; the exact solution is
+/// (cos t, sin t). Strang's error falls 4× per halving of the step (order 2), Lie's 2×
+/// (order 1); the split part may name a state --equations does not; bad input is named.
+#[test]
+fn split_solves_converge_at_the_splittings_order() {
+    let error = |splitting: &str, steps: usize| -> f64 {
+        let out = ok(&cnflow(&[
+            "solve",
+            "--equations",
+            "dx = -y",
+            "--split",
+            "dy = x",
+            "--y0",
+            "1,0",
+            "--t",
+            "0:3",
+            "--steps",
+            &steps.to_string(),
+            "--splitting",
+            splitting,
+            "--solver",
+            "kvaerno5",
+            "--split-solver",
+            "dopri5",
+            "--rtol",
+            "1e-11",
+            "--atol",
+            "1e-13",
+        ]));
+        let last: Vec<f64> = out
+            .lines()
+            .last()
+            .unwrap()
+            .split(',')
+            .map(|v| v.parse().unwrap())
+            .collect();
+        (last[1] - 3f64.cos()).abs() + (last[2] - 3f64.sin()).abs()
+    };
+    for (splitting, order) in [("strang", 2.0), ("lie", 1.0)] {
+        let (e1, e2) = (error(splitting, 40), error(splitting, 80));
+        let rate = (e1 / e2).log2();
+        assert!(
+            (rate - order).abs() < 0.2,
+            "{splitting}: errors {e1:e}, {e2:e}, rate {rate}"
+        );
+    }
+    fails(
+        &cnflow(&[
+            "solve",
+            "--equations",
+            "dx = -y",
+            "--split",
+            "dy = x",
+            "--y0",
+            "1,0",
+            "--t",
+            "0:3",
+        ]),
+        &["--split", "--steps"],
+    );
+    fails(
+        &cnflow(&[
+            "solve",
+            "--equations",
+            "dx = -y",
+            "--split",
+            "dy = x*q",
+            "--y0",
+            "1,0",
+            "--t",
+            "0:3",
+            "--steps",
+            "5",
+        ]),
+        &["--split", "q"],
+    );
+}

@@ -807,6 +807,15 @@ pub enum SolveMethodArg {
     Bosh3,
 }
 
+/// Splittings of `cnflow solve --split`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SplittingArg {
+    /// Half a step of --equations, a step of --split, half a step of --equations: order 2.
+    Strang,
+    /// A step of --equations, then a step of --split: order 1.
+    Lie,
+}
+
 /// `cnflow solve`: integrate equations and print the solution at the save times.
 #[derive(Args, Debug, Clone)]
 pub struct SolveArgs {
@@ -836,9 +845,21 @@ pub struct SolveArgs {
     /// Absolute tolerance.
     #[arg(long, default_value_t = 1e-10)]
     pub atol: f64,
-    /// Number of equal steps (fixed-step methods only).
+    /// Number of equal steps (fixed-step methods, and the split steps of --split).
     #[arg(long)]
     pub steps: Option<usize>,
+    /// Operator splitting: the system is --equations + --split, the second part given as
+    /// equations the same way (states missing from it have a zero right-hand side), each
+    /// part advanced over every split step by its own method (--solver for
+    /// --equations, --split-solver for --split); --steps N split steps.
+    #[arg(long, allow_hyphen_values = true)]
+    pub split: Option<String>,
+    /// Which splitting of --split: strang (order 2) or lie (order 1).
+    #[arg(long, value_enum, default_value_t = SplittingArg::Strang)]
+    pub splitting: SplittingArg,
+    /// Method of the --split part [default: --solver's].
+    #[arg(long, value_enum)]
+    pub split_solver: Option<SolveMethodArg>,
     /// Most steps before giving up.
     #[arg(long, default_value_t = 500_000)]
     pub max_steps: usize,

@@ -9,8 +9,10 @@ use cnflow::ode::{integrate, Method, SaveAt, SolverConfig};
 use cnflow::series::Equations;
 use cnflow::stiff::{self, StiffConfig, StiffMethod, StiffStats};
 
-use super::args::{SolveArgs, SolveMethodArg};
+use super::args::{SolveArgs, SolveMethodArg, SplittingArg};
 use super::series::{parse_list, parse_params, parse_times};
+use cnflow::series::EquationSystem;
+use cnflow::stiff::{Flow, Splitting};
 
 enum Kind {
     Stiff(StiffMethod),
@@ -40,6 +42,92 @@ fn name(m: SolveMethodArg) -> &'static str {
     }
 }
 
+/// One part of a split system, advanced over each sub-step by its own method: a stiff
+/// solve (fixed-step methods take one step), or an explicit adaptive one.
+struct PartFlow {
+    system: EquationSystem,
+    kind: Kind,
+    rtol: f64,
+    atol: f64,
+    max_steps: usize,
+    stats: StiffStats,
+}
+
+impl PartFlow {
+    fn new(system: EquationSystem, method: SolveMethodArg, args: &SolveArgs) -> Self {
+        PartFlow {
+            system,
+            kind: kind(method),
+            rtol: args.rtol,
+            atol: args.atol,
+            max_steps: args.max_steps,
+            stats: StiffStats::default(),
+        }
+    }
+}
+
+impl Flow for PartFlow {
+    fn advance(&mut self, t: f64, h: f64, y: &mut [f64]) -> Result<(), cnflow::ode::SolveError> {
+        match self.kind {
+            Kind::Stiff(method) => {
+                let mut config = StiffConfig::adaptive(method, self.rtol, self.atol);
+                config.max_steps = self.max_steps;
+                if !method.is_adaptive() {
+                    config.fixed_steps = Some(1);
+                }
+                let sol = stiff::solve(&mut self.system, y, t, t + h, &[], &config)?;
+                let s = sol.stats;
+                self.stats.n_evals += s.n_evals;
+                self.stats.n_jacobians += s.n_jacobians;
+                self.stats.n_factorizations += s.n_factorizations;
+                self.stats.n_solves += s.n_solves;
+                self.stats.n_newton += s.n_newton;
+                self.stats.n_newton_failures += s.n_newton_failures;
+                self.stats.n_accepted += s.n_accepted;
+                self.stats.n_rejected += s.n_rejected;
+                y.copy_from_slice(&sol.y_final);
+            }
+            Kind::Explicit(method) => {
+                let mut config = SolverConfig::adaptive(method, self.rtol, self.atol);
+                config.max_steps = self.max_steps;
+                let sol = integrate(&mut self.system, y, t, t + h, &config, &SaveAt::default())?;
+                self.stats.n_evals += sol.stats.n_evals;
+                self.stats.n_accepted += sol.stats.n_accepted;
+                self.stats.n_rejected += sol.stats.n_rejected;
+                y.copy_from_slice(&sol.y_final);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// [`stiff::split_solve`] from save time to save time, `steps` split steps over the
+/// whole span shared in proportion (at least one per interval); the states at `save`.
+#[allow(clippy::too_many_arguments)]
+fn split_at_saves(
+    a: &mut PartFlow,
+    b: &mut PartFlow,
+    splitting: Splitting,
+    y0: &[f64],
+    t0: f64,
+    t1: f64,
+    save: &[f64],
+    steps: usize,
+) -> Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(save.len() * y0.len());
+    let (mut t, mut y) = (t0, y0.to_vec());
+    for &ts in save {
+        if ts != t {
+            let k = ((steps as f64 * ((ts - t) / (t1 - t0)).abs()).round() as usize).max(1);
+            y = stiff::split_solve(a, b, splitting, &y, t, ts, k)
+                .map_err(|e| anyhow!("the split solve failed between t = {t} and {ts}: {e}"))?;
+            t = ts;
+        }
+        out.extend_from_slice(&y);
+    }
+    Ok(out)
+}
+
 /// A number in full precision, in scientific notation when very small or large.
 fn number(v: f64) -> String {
     if v != 0.0 && (v.abs() < 1e-4 || v.abs() >= 1e15) {
@@ -55,15 +143,38 @@ pub fn run(args: SolveArgs) -> Result<()> {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading the equations from {path}"))?,
         None => args.equations.clone(),
     };
-    let states = Equations::states_of(&text).map_err(|e| anyhow!("--equations: {e}"))?;
+    let mut states = Equations::states_of(&text).map_err(|e| anyhow!("--equations: {e}"))?;
+    // With --split, the states are those of both parts: --equations' in order, then the
+    // ones only --split has.
+    let text_b = match args.split.as_deref().map(|s| (s, s.strip_prefix('@'))) {
+        Some((_, Some(path))) => {
+            Some(std::fs::read_to_string(path).with_context(|| format!("reading the --split equations from {path}"))?)
+        }
+        Some((s, None)) => Some(s.to_string()),
+        None => None,
+    };
+    if let Some(text_b) = &text_b {
+        for s in Equations::states_of(text_b).map_err(|e| anyhow!("--split: {e}"))? {
+            if !states.contains(&s) {
+                states.push(s);
+            }
+        }
+    }
     let params = match &args.params {
         Some(spec) => parse_params(spec)?,
         None => Vec::new(),
     };
     let param_names: Vec<String> = params.iter().map(|(n, _)| n.clone()).collect();
     let eq = Equations::parse(&text, &states, &param_names).map_err(|e| anyhow!("--equations: {e}"))?;
+    let eq_b = match &text_b {
+        Some(text_b) => Some(Equations::parse(text_b, &states, &param_names).map_err(|e| anyhow!("--split: {e}"))?),
+        None => None,
+    };
+    let used_b = eq_b
+        .as_ref()
+        .map_or(vec![false; param_names.len()], |e| e.used_params());
     for (k, used) in eq.used_params().into_iter().enumerate() {
-        if !used {
+        if !used && !used_b[k] {
             eprintln!("warning: parameter {} is not used by the equations", param_names[k]);
         }
     }
@@ -103,59 +214,106 @@ pub fn run(args: SolveArgs) -> Result<()> {
     } else {
         SolveMethodArg::Radau5
     });
-    let mut system = eq.with_params(params.iter().map(|(_, v)| *v).collect());
+    let values: Vec<f64> = params.iter().map(|(_, v)| *v).collect();
+    let mut system = eq.with_params(values.clone());
     let started = Instant::now();
     let mut switched_at: Option<f64> = None;
-    let (y, stats): (Vec<f64>, StiffStats) = match kind(solver) {
-        Kind::Stiff(method) => {
-            let mut config = StiffConfig::adaptive(method, args.rtol, args.atol);
-            config.max_steps = args.max_steps;
-            if !method.is_adaptive() {
-                config.fixed_steps = Some(args.steps.ok_or_else(|| {
-                    anyhow!(
-                        "--solver {} takes fixed steps: give their number with --steps N",
-                        method.name()
-                    )
-                })?);
-            } else if args.steps.is_some() {
-                bail!(
-                    "--steps is for the fixed-step methods (backward-euler, trapezoid); {} adapts its steps",
-                    method.name()
-                );
-            }
-            let sol = stiff::solve(&mut system, &y0, t0, t1, &save, &config)
-                .map_err(|e| anyhow!("{} failed: {e}", method.name()))?;
-            if let Some(ts) = sol.switched_at {
-                let to = if args.rtol >= 1e-6 { "rodas4" } else { "radau5" };
-                eprintln!("auto: stiffness detected at t = {ts}; switched from dopri5 to {to}");
-            } else if method == StiffMethod::Auto {
-                eprintln!("auto: no stiffness detected; dopri5 throughout");
-            }
-            switched_at = sol.switched_at;
-            (sol.y, sol.stats)
+    let mut split_note = None;
+    let (y, stats): (Vec<f64>, StiffStats) = if let Some(eq_b) = eq_b {
+        let split_solver = args.split_solver.unwrap_or(solver);
+        let steps = args.steps.ok_or_else(|| {
+            anyhow!("--split takes equal split steps: give their number with --steps N (e.g. --steps 100)")
+        })?;
+        if steps == 0 {
+            bail!("--steps 0: give at least one split step");
         }
-        Kind::Explicit(method) => {
-            if args.steps.is_some() {
-                bail!("--steps is for the fixed-step methods (backward-euler, trapezoid)");
+        let mut a = PartFlow::new(system, solver, &args);
+        let mut b = PartFlow::new(eq_b.with_params(values), split_solver, &args);
+        let splitting = match args.splitting {
+            SplittingArg::Strang => Splitting::Strang,
+            SplittingArg::Lie => Splitting::Lie,
+        };
+        let y = split_at_saves(&mut a, &mut b, splitting, &y0, t0, t1, &save, steps)?;
+        let note = format!(
+            "{} splitting, {steps} steps: --equations by {} ({} steps, {} evaluations), --split by {} ({} steps, {} evaluations)",
+            match splitting {
+                Splitting::Strang => "strang",
+                Splitting::Lie => "lie",
+            },
+            name(solver),
+            a.stats.n_accepted,
+            a.stats.n_evals,
+            name(split_solver),
+            b.stats.n_accepted,
+            b.stats.n_evals
+        );
+        let mut stats = a.stats;
+        for (x, y) in [
+            (&mut stats.n_evals, b.stats.n_evals),
+            (&mut stats.n_jacobians, b.stats.n_jacobians),
+            (&mut stats.n_factorizations, b.stats.n_factorizations),
+            (&mut stats.n_solves, b.stats.n_solves),
+            (&mut stats.n_newton, b.stats.n_newton),
+            (&mut stats.n_newton_failures, b.stats.n_newton_failures),
+            (&mut stats.n_accepted, b.stats.n_accepted),
+            (&mut stats.n_rejected, b.stats.n_rejected),
+        ] {
+            *x += y;
+        }
+        split_note = Some(note);
+        (y, stats)
+    } else {
+        match kind(solver) {
+            Kind::Stiff(method) => {
+                let mut config = StiffConfig::adaptive(method, args.rtol, args.atol);
+                config.max_steps = args.max_steps;
+                if !method.is_adaptive() {
+                    config.fixed_steps = Some(args.steps.ok_or_else(|| {
+                        anyhow!(
+                            "--solver {} takes fixed steps: give their number with --steps N",
+                            method.name()
+                        )
+                    })?);
+                } else if args.steps.is_some() {
+                    bail!(
+                        "--steps is for the fixed-step methods (backward-euler, trapezoid); {} adapts its steps",
+                        method.name()
+                    );
+                }
+                let sol = stiff::solve(&mut system, &y0, t0, t1, &save, &config)
+                    .map_err(|e| anyhow!("{} failed: {e}", method.name()))?;
+                if let Some(ts) = sol.switched_at {
+                    let to = if args.rtol >= 1e-6 { "rodas4" } else { "radau5" };
+                    eprintln!("auto: stiffness detected at t = {ts}; switched from dopri5 to {to}");
+                } else if method == StiffMethod::Auto {
+                    eprintln!("auto: no stiffness detected; dopri5 throughout");
+                }
+                switched_at = sol.switched_at;
+                (sol.y, sol.stats)
             }
-            let mut config = SolverConfig::adaptive(method, args.rtol, args.atol);
-            config.max_steps = args.max_steps;
-            let sol = integrate(&mut system, &y0, t0, t1, &config, &SaveAt::times(save.clone())).map_err(|e| {
-                anyhow!(
-                    "{} failed: {e}; if the problem is stiff, use --solver bdf or rodas4",
-                    method.tableau().name
+            Kind::Explicit(method) => {
+                if args.steps.is_some() {
+                    bail!("--steps is for the fixed-step methods (backward-euler, trapezoid)");
+                }
+                let mut config = SolverConfig::adaptive(method, args.rtol, args.atol);
+                config.max_steps = args.max_steps;
+                let sol = integrate(&mut system, &y0, t0, t1, &config, &SaveAt::times(save.clone())).map_err(|e| {
+                    anyhow!(
+                        "{} failed: {e}; if the problem is stiff, use --solver bdf or rodas4",
+                        method.tableau().name
+                    )
+                })?;
+                let s = sol.stats;
+                (
+                    sol.y,
+                    StiffStats {
+                        n_evals: s.n_evals,
+                        n_accepted: s.n_accepted,
+                        n_rejected: s.n_rejected,
+                        ..Default::default()
+                    },
                 )
-            })?;
-            let s = sol.stats;
-            (
-                sol.y,
-                StiffStats {
-                    n_evals: s.n_evals,
-                    n_accepted: s.n_accepted,
-                    n_rejected: s.n_rejected,
-                    ..Default::default()
-                },
-            )
+            }
         }
     };
     let seconds = started.elapsed().as_secs_f64();
@@ -172,6 +330,7 @@ pub fn run(args: SolveArgs) -> Result<()> {
             "y": rows,
             "stats": stats,
             "switched_at": switched_at,
+            "splitting": split_note,
             "seconds": seconds,
         });
         body.push_str(&value.to_string());
@@ -204,9 +363,16 @@ pub fn run(args: SolveArgs) -> Result<()> {
     } else {
         String::new()
     };
+    if let Some(note) = &split_note {
+        eprintln!("{note}");
+    }
     eprintln!(
         "{}: {} steps ({} rejected), {} evaluations{implicit}, {:.3} ms",
-        name(solver),
+        if split_note.is_some() {
+            "both parts"
+        } else {
+            name(solver)
+        },
         s.n_accepted,
         s.n_rejected,
         s.n_evals,
