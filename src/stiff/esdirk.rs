@@ -249,18 +249,23 @@ impl<S: super::BlockJacobian + ?Sized> IterationMatrix<S> for BlockMatrix {
 
 /// Matrix-free Newton–Krylov: `(I − gJ) x = b` by restarted GMRES on Jacobian-vector
 /// products at the Jacobian point (the system's [`Jvp`]), no matrix formed or factored.
-pub(super) struct KrylovMatrix {
+pub(super) struct KrylovMatrix<P> {
     t: f64,
     y: Vec<f64>,
     g: f64,
     dy: Vec<f64>,
     jv: Vec<f64>,
     x: Vec<f64>,
+    pv: Vec<f64>,
     products: usize,
+    /// Right preconditioner `M ≈ I − gJ`: GMRES solves `(I − gJ) M⁻¹ u = b`, `x = M⁻¹ u`.
+    precond: P,
+    /// Whether `factor` has set the preconditioner up since the last `jacobian`.
+    stale: bool,
 }
 
-impl KrylovMatrix {
-    pub(super) fn new(n: usize) -> Self {
+impl<P> KrylovMatrix<P> {
+    pub(super) fn new(n: usize, precond: P) -> Self {
         KrylovMatrix {
             t: 0.0,
             y: vec![0.0; n],
@@ -268,28 +273,39 @@ impl KrylovMatrix {
             dy: vec![0.0; n],
             jv: vec![0.0; n],
             x: vec![0.0; n],
+            pv: vec![0.0; n],
             products: 0,
+            precond,
+            stale: true,
         }
     }
 }
 
-impl<S: Jvp<f64> + ?Sized> IterationMatrix<S> for KrylovMatrix {
+impl<S: Jvp<f64> + ?Sized, P: super::Preconditioner<S>> IterationMatrix<S> for KrylovMatrix<P> {
     fn jacobian(&mut self, _system: &mut S, t: f64, y: &[f64]) {
         self.t = t;
         self.y.copy_from_slice(y);
+        self.stale = true;
     }
     fn factor(&mut self, g: f64) -> bool {
         self.g = g;
+        self.stale = true;
         true
     }
     fn solve(&mut self, system: &mut S, b: &mut [f64]) {
         let (t, g) = (self.t, self.g);
-        let (y, dy, jv) = (&self.y, &mut self.dy, &mut self.jv);
+        if self.stale {
+            self.products += self.precond.setup(system, t, &self.y, g);
+            self.stale = false;
+        }
+        let (y, dy, jv, pv, precond) = (&self.y, &mut self.dy, &mut self.jv, &mut self.pv, &mut self.precond);
         self.x.iter_mut().for_each(|v| *v = 0.0);
         let (products, _) = super::linalg::gmres(
             |v, out| {
-                system.jvp(t, y, v, dy, jv);
-                for ((o, vi), ji) in out.iter_mut().zip(v).zip(jv.iter()) {
+                pv.copy_from_slice(v);
+                precond.apply(pv);
+                system.jvp(t, y, pv, dy, jv);
+                for ((o, vi), ji) in out.iter_mut().zip(pv.iter()).zip(jv.iter()) {
                     *o = vi - g * ji;
                 }
             },
@@ -300,6 +316,7 @@ impl<S: Jvp<f64> + ?Sized> IterationMatrix<S> for KrylovMatrix {
             1e-4,
         );
         self.products += products;
+        self.precond.apply(&mut self.x);
         b.copy_from_slice(&self.x);
     }
     fn evals(&self) -> usize {
