@@ -61,7 +61,7 @@ pub enum SolverArg {
     /// Forward Euler, fixed steps.
     Euler,
     /// KVAERNO5, ESDIRK 5(4), L-stable, implicit: for stiff flows (block-diagonal
-    /// Newton, one d × d block per point; gradient by its discrete adjoint).
+    /// Newton, one block per point; gradient by its discrete adjoint).
     Kvaerno5,
     /// TR-BDF2, ESDIRK 2(3), L-stable, implicit (as kvaerno5, order 2).
     #[value(name = "tr-bdf2")]

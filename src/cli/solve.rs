@@ -276,7 +276,7 @@ pub fn run(args: SolveArgs) -> Result<()> {
                     })?);
                 } else if args.steps.is_some() {
                     bail!(
-                        "--steps is for the fixed-step methods (backward-euler, trapezoid); {} adapts its steps",
+                        "--steps is for the fixed-step methods (backward-euler, trapezoid) and --split; {} adapts its steps",
                         method.name()
                     );
                 }
@@ -293,7 +293,7 @@ pub fn run(args: SolveArgs) -> Result<()> {
             }
             Kind::Explicit(method) => {
                 if args.steps.is_some() {
-                    bail!("--steps is for the fixed-step methods (backward-euler, trapezoid)");
+                    bail!("--steps is for the fixed-step methods (backward-euler, trapezoid) and --split");
                 }
                 let mut config = SolverConfig::adaptive(method, args.rtol, args.atol);
                 config.max_steps = args.max_steps;

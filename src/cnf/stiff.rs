@@ -37,6 +37,8 @@ pub(crate) struct StiffBlock<'a, T: Real, F: Field<T>> {
     raw: Vec<T>,
     cot: Vec<T>,
     grad_params: Vec<T>,
+    /// VJPs spent forming Jacobian blocks (the solvers count only their own evaluations).
+    pub(crate) jac_evals: usize,
 }
 
 impl<'a, T: Real, F: Field<T>> StiffBlock<'a, T, F> {
@@ -68,6 +70,7 @@ impl<'a, T: Real, F: Field<T>> StiffBlock<'a, T, F> {
             raw: vec![T::zero(); layout.len()],
             cot: vec![T::zero(); layout.len()],
             grad_params: vec![T::zero(); field.n_params()],
+            jac_evals: 0,
         }
     }
 
@@ -196,6 +199,7 @@ impl<T: Real, F: Field<T>> BlockJacobian for StiffBlock<'_, T, F> {
         self.load(y);
         blocks.iter_mut().for_each(|v| *v = 0.0);
         let mode = self.vjp_mode();
+        self.jac_evals += bs;
         for r in 0..bs {
             self.cot.fill(T::zero());
             for i in 0..b {
@@ -289,7 +293,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
             let y0 = sys.stiff_of(&s);
             let sol =
                 crate::stiff::solve_blocks(&mut sys, &y0, 0.0, 1.0, &[], config).map_err(solve_error(k, "forward"))?;
-            pass.n_evals += sol.stats.n_evals;
+            pass.n_evals += sol.stats.n_evals + sys.jac_evals;
             s = sys.augmented_of(&sol.y_final);
             pass.add_block(&layout, &s);
             pass.blocks.push(BlockPass {
@@ -334,7 +338,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
             let y0 = sys.stiff_of(&x);
             let sol =
                 crate::stiff::solve_blocks(&mut sys, &y0, t0, t1, save, config).map_err(solve_error(k, direction))?;
-            stats.n_evals += sol.stats.n_evals;
+            stats.n_evals += sol.stats.n_evals + sys.jac_evals;
             stats.n_accepted += sol.stats.n_accepted;
             stats.n_rejected += sol.stats.n_rejected;
             if let Some(frames) = frames.as_deref_mut() {
@@ -375,7 +379,7 @@ pub(crate) fn stiff_loss<T: Real, F: Field<T>, R: Rng + ?Sized>(
         let mut sys = StiffBlock::new(&block.field, block.t_end, layout, Some(Trace::mode(&probes[k])));
         let y0 = sys.stiff_of(&s);
         let tape = BlockTape::forward(&mut sys, &y0, 0.0, 1.0, stiff).map_err(sens_error(k))?;
-        pass.n_evals += tape.n_evals();
+        pass.n_evals += tape.n_evals() + sys.jac_evals;
         s = sys.augmented_of(tape.y_final());
         pass.add_block(&layout, &s);
         tapes.push(tape);
@@ -392,7 +396,7 @@ pub(crate) fn stiff_loss<T: Real, F: Field<T>, R: Rng + ?Sized>(
         let mut sys = StiffBlock::new(&block.field, block.t_end, layout, Some(Trace::mode(&probes[k])));
         let lambda = sys.stiff_of(&cot);
         let (grad_y0, grad_p, n_vjp) = tapes[k].backward(&mut sys, lambda).map_err(sens_error(k))?;
-        n_evals_backward += n_vjp;
+        n_evals_backward += n_vjp + sys.jac_evals;
         cot = sys.augmented_of(&grad_y0);
         let n_theta = block.field.n_params();
         grad_params.push(grad_p[..n_theta].iter().map(|&v| T::c(v)).collect::<Vec<T>>());

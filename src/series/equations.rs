@@ -16,6 +16,7 @@ use exmex::prelude::*;
 use exmex::Differentiate;
 
 use super::model::Mechanistic;
+use super::tape::Tape;
 use crate::ode::{Jacobian, OdeSystem};
 
 /// Why equations could not be used.
@@ -87,20 +88,37 @@ pub enum EquationError {
 /// One parsed right-hand side with its partial derivatives.
 #[derive(Clone, Debug)]
 struct Compiled {
-    expr: FlatEx<f64>,
+    expr: Expr,
     /// For each of the expression's variables (exmex's alphabetical order), its slot in
     /// `[y (n), p (m), t]`.
     slots: Vec<usize>,
     /// `(slot, ∂f/∂slot)` for every variable but `t`.
-    partials: Vec<(usize, FlatEx<f64>)>,
+    partials: Vec<(usize, Expr)>,
+}
+
+/// An exmex expression and, when it compiles, its [`Tape`] (the same values, faster).
+#[derive(Clone, Debug)]
+struct Expr {
+    ex: FlatEx<f64>,
+    tape: Option<Tape>,
+}
+
+impl Expr {
+    fn new(ex: FlatEx<f64>, slots: &[usize], n_values: usize) -> Self {
+        let tape = Tape::compile(&ex, slots, n_values);
+        Expr { ex, tape }
+    }
 }
 
 impl Compiled {
-    fn eval(expr: &FlatEx<f64>, slots: &[usize], all: &[f64], vars: &mut Vec<f64>) -> f64 {
+    fn eval(expr: &Expr, slots: &[usize], all: &[f64], vars: &mut Vec<f64>) -> f64 {
+        if let Some(tape) = &expr.tape {
+            return tape.eval(all, vars);
+        }
         vars.clear();
         vars.extend(slots.iter().map(|&s| all[s]));
         // The variable count matches by construction, so eval cannot fail.
-        expr.eval(vars).unwrap_or(f64::NAN)
+        expr.ex.eval(vars).unwrap_or(f64::NAN)
     }
 }
 
@@ -274,10 +292,10 @@ impl Equations {
                     text: cut(expr.trim()),
                     message: format!("its derivative: {e}"),
                 })?;
-                partials.push((slot, d));
+                partials.push((slot, Expr::new(d, &slots, n + params.len() + 1)));
             }
             rhs[state] = Some(Compiled {
-                expr: parsed,
+                expr: Expr::new(parsed, &slots, n + params.len() + 1),
                 slots,
                 partials,
             });

@@ -33,6 +33,7 @@ mod file;
 mod fit;
 mod model;
 mod second_order;
+mod tape;
 
 pub use data::{Series, SeriesError, Trajectory};
 pub use equations::{EquationError, EquationSystem, Equations};

@@ -260,7 +260,8 @@ pub(super) struct KrylovMatrix<P> {
     products: usize,
     /// Right preconditioner `M ≈ I − gJ`: GMRES solves `(I − gJ) M⁻¹ u = b`, `x = M⁻¹ u`.
     precond: P,
-    /// Whether `factor` has set the preconditioner up since the last `jacobian`.
+    /// Whether the preconditioner needs setting up (a new Jacobian point or `g`) before
+    /// the next solve.
     stale: bool,
 }
 
