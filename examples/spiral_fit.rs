@@ -4,11 +4,13 @@
 //! at rtol 1e-7 / atol 1e-9; the sum of squared errors (DiffEqFlux's
 //! `sum(abs2, data .- pred)`); Adam at 0.1 for 1000 iterations.
 //!
-//! Run: `cargo run --release --example spiral_fit [-- --adjoint] [--seed N] [--iters N]`
+//! Run: `cargo run --release --example spiral_fit [-- --adjoint] [--seed N] [--iters N] [--init FILE] [--log-every N]`
 //! (`--adjoint`: the continuous adjoint instead of backprop). Prints the loss as it
 //! goes and one JSON line at the end (time per iteration, evaluations, final loss).
 
 use std::ops::ControlFlow;
+
+use anyhow::Context;
 
 use cnflow::loss::Reduction;
 use cnflow::nn::Activation;
@@ -50,7 +52,27 @@ fn main() -> anyhow::Result<()> {
 
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let net = NeuralTerm::new(2, &[50], Activation::Tanh, InputTransform::Cube, None, false, &mut rng)?;
-    let model = SeriesModel::new(data.names.clone(), None, Some(net))?;
+    let mut model = SeriesModel::new(data.names.clone(), None, Some(net))?;
+    // Another framework's initial weights (W1, b1, W2, b2 flat, row-major), to run the
+    // same training from the same start (benches/peers/spiral_same_init.py).
+    if let Some(path) = arg("--init") {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading --init {path}"))?;
+        let flat: Vec<f64> = text
+            .split_whitespace()
+            .map(|v| {
+                v.parse()
+                    .with_context(|| format!("--init {path}: '{v}' is not a number"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        anyhow::ensure!(
+            flat.len() == model.params().len(),
+            "--init {path}: {} numbers, the network has {} parameters",
+            flat.len(),
+            model.params().len()
+        );
+        model.set_params(&flat);
+    }
+    let log_every: usize = arg("--log-every").map_or(Ok(100), |s| s.parse())?;
     let gradient = if adjoint {
         SensitivityMethod::Adjoint { seminorm: true }
     } else {
@@ -75,7 +97,7 @@ fn main() -> anyhow::Result<()> {
             nfe_fwd += step.report.n_evals_forward;
             nfe_bwd += step.report.n_evals_backward;
             last = step.loss;
-            if step.iter % 100 == 0 || step.iter == 1 {
+            if step.iter % log_every.max(1) == 0 || step.iter == 1 {
                 println!(
                     "iter {:5}  loss {:.6}  ({} + {} evaluations, {:.3} ms)",
                     step.iter,
