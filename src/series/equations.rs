@@ -171,21 +171,7 @@ fn rewrite(expr: &str, known: &dyn Fn(&str) -> bool, state: &str) -> Result<Stri
         let c = chars[i];
         if c.is_ascii_digit() || (c == '.' && chars.get(i + 1).is_some_and(|d| d.is_ascii_digit())) {
             let start = i;
-            while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
-                i += 1;
-            }
-            if i < chars.len() && (chars[i] == 'e' || chars[i] == 'E') {
-                let mut j = i + 1;
-                if j < chars.len() && (chars[j] == '+' || chars[j] == '-') {
-                    j += 1;
-                }
-                if j < chars.len() && chars[j].is_ascii_digit() {
-                    while j < chars.len() && chars[j].is_ascii_digit() {
-                        j += 1;
-                    }
-                    i = j;
-                }
-            }
+            i = super::tape::number_end(&chars, i);
             let lit: String = chars[start..i].iter().collect();
             let v: f64 = lit.parse().map_err(|_| EquationError::Number {
                 state: state.to_string(),

@@ -64,6 +64,27 @@ enum Token {
     Sym(char),
 }
 
+/// The end of the number literal starting at `chars[i]`: digits and points, then an
+/// exponent (`e`, an optional sign, digits) if one follows.
+pub(crate) fn number_end(chars: &[char], mut i: usize) -> usize {
+    while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
+        i += 1;
+    }
+    if i < chars.len() && (chars[i] == 'e' || chars[i] == 'E') {
+        let mut j = i + 1;
+        if j < chars.len() && (chars[j] == '+' || chars[j] == '-') {
+            j += 1;
+        }
+        if j < chars.len() && chars[j].is_ascii_digit() {
+            while j < chars.len() && chars[j].is_ascii_digit() {
+                j += 1;
+            }
+            i = j;
+        }
+    }
+    i
+}
+
 fn lex(text: &str) -> Option<Vec<Token>> {
     let chars: Vec<char> = text.chars().collect();
     let mut out = Vec::new();
@@ -74,21 +95,7 @@ fn lex(text: &str) -> Option<Vec<Token>> {
             i += 1;
         } else if c.is_ascii_digit() || c == '.' {
             let start = i;
-            while i < chars.len() && (chars[i].is_ascii_digit() || chars[i] == '.') {
-                i += 1;
-            }
-            if i < chars.len() && (chars[i] == 'e' || chars[i] == 'E') {
-                let mut j = i + 1;
-                if j < chars.len() && (chars[j] == '+' || chars[j] == '-') {
-                    j += 1;
-                }
-                if j < chars.len() && chars[j].is_ascii_digit() {
-                    while j < chars.len() && chars[j].is_ascii_digit() {
-                        j += 1;
-                    }
-                    i = j;
-                }
-            }
+            i = number_end(&chars, i);
             out.push(Token::Num(chars[start..i].iter().collect::<String>().parse().ok()?));
         } else if c == '{' {
             let end = chars[i..].iter().position(|&d| d == '}')? + i;

@@ -466,30 +466,21 @@ pub fn rosenbrock_gradient<S: JacobianVjp<f64> + ?Sized, L: Loss<f64>>(
         return Err(SensitivityError::Dimension { got: 0, expected: 1 });
     }
     config.validate().map_err(forward)?;
-    let mut tape = Vec::new();
-    let mut seg_end = vec![0];
-    let mut y = y0.to_vec();
-    let mut ys = y0.to_vec();
-    let mut n_evals_forward = 0;
-    let mut cfg = config.clone();
-    for w in times.windows(2) {
-        super::check_span(&y, w[0], w[1], &[]).map_err(forward)?;
-        let sol = super::rosenbrock::solve_rodas_taped(system, &y, w[0], w[1], &[], &cfg, Some(&mut tape))
-            .map_err(forward)?;
-        n_evals_forward += sol.stats.n_evals;
-        seg_end.push(tape.len());
-        y = sol.y_final;
-        ys.extend_from_slice(&y);
-        let recent = &tape[seg_end[seg_end.len() - 2]..];
-        if config.h0.is_none() && config.fixed_steps.is_none() {
-            cfg.h0 = recent.iter().rev().nth(1).or(recent.last()).map(|s| s.h.abs());
-        }
-    }
-    let mut total = 0.0;
-    let mut jumps = vec![0.0; times.len() * n];
-    for (i, &t) in times.iter().enumerate() {
-        total += loss.eval(i, t, &ys[i * n..(i + 1) * n], &mut jumps[i * n..(i + 1) * n]);
-    }
+    let Segments {
+        tape,
+        seg_end,
+        ys,
+        jumps,
+        loss: total,
+        n_evals: n_evals_forward,
+    } = taped_segments(
+        y0,
+        times,
+        loss,
+        config,
+        |s: &super::rosenbrock::RodasStep| s.h,
+        |y, t0, t1, cfg, tape| super::rosenbrock::solve_rodas_taped(system, y, t0, t1, &[], cfg, Some(tape)),
+    )?;
     let mut lambda = jumps[(times.len() - 1) * n..].to_vec();
     let mut grad_p = vec![0.0; system.n_params()];
     let mut work = super::rosenbrock::adjoint_work(n);
@@ -651,42 +642,92 @@ where
         error,
     };
     config.validate().map_err(forward)?;
-    // Forward, one segment per observation interval, taping the accepted steps.
+    let seg = taped_segments(
+        y0,
+        times,
+        loss,
+        config,
+        |s: &super::esdirk::TapedStep| s.h,
+        |y, t0, t1, cfg, tape| solve_segment(&tableau, system, y, t0, t1, cfg, tape),
+    )?;
+    Ok(TapedForward {
+        tableau,
+        tape: seg.tape,
+        seg_end: seg.seg_end,
+        ys: seg.ys,
+        jumps: seg.jumps,
+        loss: seg.loss,
+        n_evals: seg.n_evals,
+    })
+}
+
+/// A forward solve split at the observation times, its accepted steps taped, and the
+/// loss with its jumps.
+struct Segments<Step> {
+    tape: Vec<Step>,
+    /// `tape[seg_end[i − 1]..seg_end[i]]` are the steps from `times[i − 1]` to `times[i]`.
+    seg_end: Vec<usize>,
+    /// States at the observation times (`times × n`).
+    ys: Vec<f64>,
+    /// `∂ℓᵢ/∂y` at each observation (`times × n`).
+    jumps: Vec<f64>,
+    loss: f64,
+    n_evals: usize,
+}
+
+/// Solves from observation to observation with `solve_segment`, taping its steps; each
+/// segment after the first starts from the second-to-last step size of the one before
+/// (the last was clipped to the observation time).
+fn taped_segments<Step, L: Loss<f64>>(
+    y0: &[f64],
+    times: &[f64],
+    loss: &mut L,
+    config: &StiffConfig,
+    step_h: impl Fn(&Step) -> f64,
+    mut solve_segment: impl FnMut(
+        &[f64],
+        f64,
+        f64,
+        &StiffConfig,
+        &mut Vec<Step>,
+    ) -> Result<super::StiffSolution, SolveError>,
+) -> Result<Segments<Step>, SensitivityError> {
+    let forward = |error| SensitivityError::Solve {
+        direction: "forward",
+        error,
+    };
+    let n = y0.len();
     let mut tape = Vec::new();
     let mut seg_end = Vec::with_capacity(times.len());
     let mut y = y0.to_vec();
     let mut ys = y0.to_vec();
-    let mut n_evals_forward = 0;
+    let mut n_evals = 0;
     let mut cfg = config.clone();
     seg_end.push(0);
     for w in times.windows(2) {
         super::check_span(&y, w[0], w[1], &[]).map_err(forward)?;
-        let sol = solve_segment(&tableau, system, &y, w[0], w[1], &cfg, &mut tape).map_err(forward)?;
-        n_evals_forward += sol.stats.n_evals;
+        let sol = solve_segment(&y, w[0], w[1], &cfg, &mut tape).map_err(forward)?;
+        n_evals += sol.stats.n_evals;
         seg_end.push(tape.len());
         y = sol.y_final;
         ys.extend_from_slice(&y);
-        // The next segment starts from the second-to-last step taken (the last one was
-        // clipped to the observation time).
         let recent = &tape[seg_end[seg_end.len() - 2]..];
         if config.h0.is_none() && config.fixed_steps.is_none() {
-            cfg.h0 = recent.iter().rev().nth(1).or(recent.last()).map(|s| s.h.abs());
+            cfg.h0 = recent.iter().rev().nth(1).or(recent.last()).map(|s| step_h(s).abs());
         }
     }
-    // The loss and its jumps.
     let mut total = 0.0;
     let mut jumps = vec![0.0; times.len() * n];
     for (i, &t) in times.iter().enumerate() {
         total += loss.eval(i, t, &ys[i * n..(i + 1) * n], &mut jumps[i * n..(i + 1) * n]);
     }
-    Ok(TapedForward {
-        tableau,
+    Ok(Segments {
         tape,
         seg_end,
         ys,
         jumps,
         loss: total,
-        n_evals: n_evals_forward,
+        n_evals,
     })
 }
 

@@ -392,14 +392,7 @@ pub fn solve_krylov<S: crate::ode::Jvp<f64> + ?Sized>(
     save: &[f64],
     config: &StiffConfig,
 ) -> Result<StiffSolution, SolveError> {
-    config.validate()?;
-    check_span(y0, t0, t1, save)?;
-    let tableau = esdirk::tableau(
-        config.method,
-        "must be tr-bdf2 or kvaerno5 for Newton-Krylov (solve_krylov)",
-    )?;
-    let matrix = esdirk::KrylovMatrix::new(y0.len(), NoPreconditioner);
-    esdirk::solve_with(&tableau, system, matrix, y0, t0, t1, save, config, None)
+    solve_krylov_preconditioned(system, NoPreconditioner, y0, t0, t1, save, config)
 }
 
 /// [`solve_krylov`] with a right preconditioner `M ≈ I − γhJ` for GMRES (set up when
@@ -420,7 +413,7 @@ pub fn solve_krylov_preconditioned<S: crate::ode::Jvp<f64> + ?Sized, P: Precondi
     check_span(y0, t0, t1, save)?;
     let tableau = esdirk::tableau(
         config.method,
-        "must be tr-bdf2 or kvaerno5 for Newton-Krylov (solve_krylov_preconditioned)",
+        "must be tr-bdf2 or kvaerno5 for Newton-Krylov (solve_krylov)",
     )?;
     let matrix = esdirk::KrylovMatrix::new(y0.len(), preconditioner);
     esdirk::solve_with(&tableau, system, matrix, y0, t0, t1, save, config, None)
