@@ -1183,3 +1183,39 @@ fn band_preconditioned_newton_krylov_matches_dense_newton() {
         plain.stats.n_evals
     );
 }
+
+/// An error mask leaves a quadrature out of step-size control: `y' = −10 (y − cos t)`
+/// solved alone and with `q' = sin 200t + y²` beside it (which nothing reads) under the mask
+/// take about the same steps to the same `y`; without the mask the quadrature takes over.
+#[test]
+fn an_error_mask_leaves_a_quadrature_out_of_step_control() {
+    for method in [StiffMethod::Kvaerno5, StiffMethod::TrBdf2] {
+        let config = StiffConfig::adaptive(method, 1e-6, 1e-8);
+        let mut alone = FdJacobian::new(|t: f64, y: &[f64], dy: &mut [f64]| dy[0] = -10.0 * (y[0] - t.cos()));
+        let mut both = FdJacobian::new(|t: f64, y: &[f64], dy: &mut [f64]| {
+            dy[0] = -10.0 * (y[0] - t.cos());
+            dy[1] = (200.0 * t).sin() + y[0] * y[0];
+        });
+        let a = solve(&mut alone, &[2.0], 0.0, 5.0, &[], &config).unwrap();
+        let masked = StiffConfig {
+            error_mask: Some(vec![true, false]),
+            ..config.clone()
+        };
+        let b = solve(&mut both, &[2.0, 0.0], 0.0, 5.0, &[], &masked).unwrap();
+        let c = solve(&mut both, &[2.0, 0.0], 0.0, 5.0, &[], &config).unwrap();
+        let (na, nb, nc) = (a.stats.n_accepted, b.stats.n_accepted, c.stats.n_accepted);
+        eprintln!("{method}: alone {na}, masked {nb}, unmasked {nc} steps");
+        // The first step and Newton's test still see q, so the counts differ a little.
+        assert!(
+            nb * 10 <= na * 12 && na * 10 <= nb * 12,
+            "{method}: alone {na}, masked {nb}"
+        );
+        assert!(nc * 10 >= nb * 15, "{method}: unmasked {nc}, masked {nb}");
+        assert!((a.y_final[0] - b.y_final[0]).abs() < 1e-5, "{method}");
+        let bad = StiffConfig {
+            error_mask: Some(vec![true]),
+            ..config.clone()
+        };
+        assert!(solve(&mut both, &[2.0, 0.0], 0.0, 5.0, &[], &bad).is_err());
+    }
+}

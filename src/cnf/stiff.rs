@@ -148,6 +148,14 @@ impl<'a, T: Real, F: Field<T>> StiffBlock<'a, T, F> {
         self.s = s;
     }
 
+    /// Error control as the explicit solves': `z` and `Δ` controlled, the regularizer
+    /// integrals not (`None` when there are none, or for a plain flow).
+    pub(crate) fn error_mask(&self) -> Option<Vec<bool>> {
+        let bs = self.per_point();
+        let d = self.layout.dim;
+        (self.mode.is_some() && bs > d + 1).then(|| (0..self.layout.n_batch * bs).map(|k| k % bs <= d).collect())
+    }
+
     /// The VJP mode: the estimator, or the exact trace for a plain flow's Jacobian.
     fn vjp_mode(&self) -> TraceMode<'a, T> {
         self.mode.unwrap_or(TraceMode::Exact)
@@ -291,8 +299,12 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
             let probes = trace.draw::<T, _>(layout.n_batch, d, rng);
             let mut sys = StiffBlock::new(&block.field, block.t_end, layout, Some(Trace::mode(&probes)));
             let y0 = sys.stiff_of(&s);
+            let config = StiffConfig {
+                error_mask: sys.error_mask(),
+                ..config.clone()
+            };
             let sol =
-                crate::stiff::solve_blocks(&mut sys, &y0, 0.0, 1.0, &[], config).map_err(solve_error(k, "forward"))?;
+                crate::stiff::solve_blocks(&mut sys, &y0, 0.0, 1.0, &[], &config).map_err(solve_error(k, "forward"))?;
             pass.n_evals += sol.stats.n_evals + sys.jac_evals;
             s = sys.augmented_of(&sol.y_final);
             pass.add_block(&layout, &s);
@@ -378,7 +390,11 @@ pub(crate) fn stiff_loss<T: Real, F: Field<T>, R: Rng + ?Sized>(
         s[layout.n_z()..].fill(T::zero());
         let mut sys = StiffBlock::new(&block.field, block.t_end, layout, Some(Trace::mode(&probes[k])));
         let y0 = sys.stiff_of(&s);
-        let tape = BlockTape::forward(&mut sys, &y0, 0.0, 1.0, stiff).map_err(sens_error(k))?;
+        let config = StiffConfig {
+            error_mask: sys.error_mask(),
+            ..stiff.clone()
+        };
+        let tape = BlockTape::forward(&mut sys, &y0, 0.0, 1.0, &config).map_err(sens_error(k))?;
         pass.n_evals += tape.n_evals() + sys.jac_evals;
         s = sys.augmented_of(tape.y_final());
         pass.add_block(&layout, &s);

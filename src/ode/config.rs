@@ -51,8 +51,8 @@ pub struct SolverConfig {
     /// An implicit method ([`crate::stiff`]: TR-BDF2 or KVAERNO5) to use instead of
     /// `method`, at the same tolerances, where the solve supports one: a CNF's
     /// log-densities, samples and training gradients (block-diagonal Newton, one block
-    /// per point: its `z`, `Δ` and regularizer integrals, all under error control — the
-    /// stiff solvers take no `error_mask`; with `FixedSteps`, Newton converges to 1e-6).
+    /// per point: its `z`, `Δ` and regularizer integrals, the integrals out of error
+    /// control as in the explicit solves; with `FixedSteps`, Newton converges to 1e-6).
     /// The explicit [`Solver`](super::Solver) refuses it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub implicit: Option<crate::stiff::StiffMethod>,

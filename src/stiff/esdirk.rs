@@ -338,6 +338,15 @@ pub(super) fn solve_with<S: OdeSystem<f64> + ?Sized, M: IterationMatrix<S>>(
     config: &StiffConfig,
     mut tape: Option<&mut Vec<TapedStep>>,
 ) -> Result<StiffSolution, SolveError> {
+    if let Some(mask) = &config.error_mask {
+        if mask.len() != y0.len() {
+            return Err(SolveError::DimensionMismatch {
+                what: "error mask",
+                got: mask.len(),
+                expected: y0.len(),
+            });
+        }
+    }
     let n = y0.len();
     let s = m.c.len();
     let dir = (t1 - t0).signum();
@@ -508,12 +517,13 @@ pub(super) fn solve_with<S: OdeSystem<f64> + ?Sized, M: IterationMatrix<S>>(
         }
         matrix.solve(system, &mut err);
         stats.n_solves += 1;
-        let e = (err
-            .iter()
-            .zip(y.iter().zip(&z))
-            .map(|(v, (a, b))| (v / (atol + rtol * a.abs().max(b.abs()))).powi(2))
+        let controlled = |q: usize| config.error_mask.as_ref().is_none_or(|m| m[q]);
+        let n_controlled = (0..n).filter(|&q| controlled(q)).count().max(1);
+        let e = ((0..n)
+            .filter(|&q| controlled(q))
+            .map(|q| (err[q] / (atol + rtol * y[q].abs().max(z[q].abs()))).powi(2))
             .sum::<f64>()
-            / n as f64)
+            / n_controlled as f64)
             .sqrt();
         let e = if e.is_finite() { e } else { 1e10 };
         let fac = (0.9 * e.max(1e-10).powf(-1.0 / (m.order as f64 + 1.0))).clamp(0.2, 5.0);

@@ -194,6 +194,11 @@ pub struct StiffConfig {
     pub fixed_steps: Option<usize>,
     /// Most steps (accepted plus rejected).
     pub max_steps: usize,
+    /// Components that take part in the step-size control of TR-BDF2 and KVAERNO5
+    /// (`false`: integrated, not controlled — a CNF's regularizer integrals); `None`
+    /// controls every component. The other methods control every component.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_mask: Option<Vec<bool>>,
 }
 
 impl StiffConfig {
@@ -207,6 +212,7 @@ impl StiffConfig {
             h_max: None,
             fixed_steps: None,
             max_steps: 500_000,
+            error_mask: None,
         }
     }
 
