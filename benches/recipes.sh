@@ -6,13 +6,14 @@
 # ("-" when never reached; times from metrics.csv's elapsed column at the evaluations).
 # The first seed's model of each dataset is kept as $OUT/NAME.json, and the grid of all
 # of them drawn with `cnflow plot --model ...` into $OUT/panels-all.png.
-# Usage: SEEDS="1 2 3" benches/recipes.sh BINARY > recipes.log
+# FLAGS adds flags to every run (a candidate recipe; empty by default).
+# Usage: SEEDS="1 2 3" [FLAGS="..."] benches/recipes.sh BINARY > recipes.log
 set -u
 BIN=$1; SEEDS=${SEEDS:-"1 2 3"}
 out=${OUT:-/tmp/cnflow-recipes}; mkdir -p $out
 for d in ${DATASETS:-8gaussians checkerboard 2spirals moons circles rings swissroll pinwheel}; do
   for s in $SEEDS; do
-    line=$($BIN train --data $d --seed $s --out $out/run --force 2>&1 | grep '^best test NLL')
+    line=$($BIN train --data $d --seed $s ${FLAGS:-} --out $out/run --force 2>&1 | grep '^best test NLL')
     gap=$(echo "$line" | sed -n 's/.*KL gap \([-0-9.]*\) nats.*/\1/p')
     secs=$(echo "$line" | sed -n 's/.*(\([0-9.]*\) s of training.*/\1/p')
     col() { head -1 $out/run/metrics.csv | tr , '\n' | grep -nx "$1" | cut -d: -f1; }

@@ -919,6 +919,61 @@ fn flow_matching_objectives_train_and_get_an_exact_kl_gap() {
     );
 }
 
+/// A built-in dataset's recipe: flow-matching pretraining with the likelihood's share
+/// of a typed --iters, the likelihood's own recipe with --objective mle typed, and the
+/// likelihood's when more blocks than flow matching trains are asked for.
+#[test]
+fn recipes_apply_to_the_flags_not_given() {
+    let tmp = tempfile::tempdir().unwrap();
+    let objective = |dir: &Path| -> serde_json::Value {
+        let m: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("checkpoint.json")).unwrap()).unwrap();
+        m["args"]["objective"].clone()
+    };
+    let dir = tmp.path().join("rings");
+    let out = small_run(&dir, "14", &["--data", "rings"]);
+    ok(&out);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("rings: its measured recipe sets --objective cfm --then-mle 4"),
+        "{err}"
+    );
+    assert_eq!(objective(&dir), "Cfm");
+    // The metrics show 10 flow-matching iterations (one evaluation each), then 4 solves.
+    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let nfe: Vec<usize> = metrics
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(5).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(nfe.len(), 14);
+    assert!(
+        nfe[..10].iter().all(|&n| n == 1) && nfe[10..].iter().all(|&n| n > 1),
+        "{nfe:?}"
+    );
+    // Resumed for longer, the fine-tuning lengthens: no flow matching after it.
+    let out = cnflow(&["train", "--out", p(&dir), "--resume", "--iters", "18"]);
+    ok(&out);
+    assert!(text(&out.stderr).contains("--then-mle 8"), "{}", text(&out.stderr));
+    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let nfe: Vec<usize> = metrics
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(5).unwrap().parse().unwrap())
+        .collect();
+    assert!(nfe.len() == 18 && nfe[10..].iter().all(|&n| n > 1), "{nfe:?}");
+    for (name, extra) in [
+        ("mle", vec!["--data", "rings", "--objective", "mle"]),
+        ("blocks", vec!["--data", "rings", "--blocks", "2"]),
+    ] {
+        let dir = tmp.path().join(name);
+        let out = small_run(&dir, "3", &extra);
+        ok(&out);
+        assert!(!text(&out.stderr).contains("--objective cfm"), "{name}");
+        assert_eq!(objective(&dir), "Mle", "{name}");
+    }
+}
+
 #[test]
 fn an_implicit_solver_trains_evaluates_and_samples_from_the_cli() {
     let tmp = tempfile::tempdir().unwrap();
@@ -926,7 +981,16 @@ fn an_implicit_solver_trains_evaluates_and_samples_from_the_cli() {
     ok(&small_run(
         &dir,
         "4",
-        &["--data", "moons", "--solver", "kvaerno5", "--seed", "2"],
+        &[
+            "--data",
+            "moons",
+            "--objective",
+            "mle",
+            "--solver",
+            "kvaerno5",
+            "--seed",
+            "2",
+        ],
     ));
     let model = dir.join("model.json");
     let file: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&model).unwrap()).unwrap();

@@ -443,7 +443,8 @@ pub struct TrainArgs {
     #[serde(default)]
     pub objective: ObjectiveArg,
     /// With a flow-matching objective: the last N of --iters iterations maximise the
-    /// likelihood instead (flow-matching pretraining, likelihood fine-tuning).
+    /// likelihood instead (flow-matching pretraining, likelihood fine-tuning); the
+    /// learning-rate schedule starts again at --lr for them.
     #[arg(long, value_parser = positive_usize)]
     #[serde(default)]
     pub then_mle: Option<usize>,

@@ -11,8 +11,19 @@ pub fn run(args: DatasetsArgs) -> Result<()> {
     let Some(name) = args.name else {
         println!("{:<14} {:>16}   training recipe", "dataset", "entropy (nats)");
         for d in Dataset::ALL {
-            let recipe = super::recipes::recipe(d.name()).map_or("the defaults".to_string(), |r| r.describe());
+            let recipe = super::recipes::recipe(d.name())
+                .map(|r| r.describe(None))
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| "the defaults".to_string());
             println!("{:<14} {:>16.4}   {recipe}", d.name(), d.entropy());
+        }
+        println!("\nWith --objective mle typed, the likelihood alone trains with its own measured recipe:");
+        for d in Dataset::ALL {
+            let recipe = super::recipes::recipe(d.name())
+                .map(|r| r.describe(Some(super::args::ObjectiveArg::Mle)))
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| "the defaults".to_string());
+            println!("{:<14} {recipe}", d.name());
         }
         println!("\nThe entropy is the lowest test NLL any model can reach; `cnflow eval` reports NLL − entropy.");
         println!(

@@ -118,6 +118,20 @@ pub fn run(mut args: TrainArgs, explicit: &[String]) -> Result<()> {
                 resumed.iters.unwrap_or(0)
             );
         }
+        if let (Some(n), Some(old), Some(new)) = (ck.args.then_mle, ck.args.iters, resumed.iters) {
+            // The likelihood starts at the same iteration as before: a longer run
+            // lengthens its fine-tuning instead of going back to flow matching.
+            let mle_from = old.saturating_sub(n) + 1;
+            resumed.then_mle = (new >= mle_from).then(|| new - mle_from + 1);
+            if resumed.then_mle != ck.args.then_mle {
+                match resumed.then_mle {
+                    Some(m) => {
+                        eprintln!("resuming with --then-mle {m}: the likelihood still starts at iteration {mle_from}")
+                    }
+                    None => eprintln!("note: the run now ends before its likelihood iterations (from {mle_from} on)"),
+                }
+            }
+        }
         resumed.lr = args.lr;
         resumed.weight_decay = args.weight_decay;
         resumed.rtol = args.rtol;
@@ -324,10 +338,15 @@ const DEFAULT_STEPS: usize = 4;
 /// of fixed-step methods.
 fn apply_defaults(args: &mut TrainArgs, explicit: &[String]) -> Result<()> {
     let given = |id: &str| explicit.iter().any(|e| e == id);
-    if let Some(recipe) =
-        super::recipes::recipe(&args.data).filter(|_| !args.reference && args.objective == ObjectiveArg::Mle)
-    {
-        let set = recipe.apply(args, given)?;
+    if let Some(recipe) = super::recipes::recipe(&args.data).filter(|_| !args.reference) {
+        // Flow matching trains one block: with more blocks asked for, the likelihood's
+        // recipe.
+        let typed = match given("objective") {
+            true => Some(args.objective),
+            false if args.blocks != 1 => Some(ObjectiveArg::Mle),
+            false => None,
+        };
+        let set = recipe.apply(typed, args, given)?;
         if !set.is_empty() {
             eprintln!(
                 "{}: its measured recipe sets {} (BENCHMARKS.md; flags you give win)",

@@ -109,6 +109,21 @@ impl Objective {
             _ => None,
         }
     }
+
+    /// Where iteration `iter` (1-based) of `n_iters` stands in its phase's learning-rate
+    /// schedule, as `(iteration within the phase, the phase's length)`: a
+    /// flow-matching run followed by the likelihood restarts the schedule at the first
+    /// likelihood iteration, so fine-tuning starts at the full rate instead of at the
+    /// tail of a decay laid out for the whole run.
+    pub fn schedule_phase(&self, iter: usize, n_iters: usize) -> (usize, usize) {
+        match *self {
+            Objective::FlowMatching { mle_from: Some(m), .. } if m > 1 && m <= n_iters => match iter < m {
+                true => (iter, m - 1),
+                false => (iter - m + 1, n_iters - m + 1),
+            },
+            _ => (iter, n_iters),
+        }
+    }
 }
 
 /// What one iteration did.
@@ -401,7 +416,8 @@ where
         let iter = state.iter + 1;
         let started = Instant::now();
         let mut rng = iteration_rng(config.seed, iter);
-        let lr = state.optimizer.lr() * config.lr_schedule.factor(iter, config.n_iters);
+        let (phase_iter, phase_len) = config.objective.schedule_phase(iter, config.n_iters);
+        let lr = state.optimizer.lr() * config.lr_schedule.factor(phase_iter, phase_len);
         let mut problem = CnfProblem {
             model: &mut state.model,
             loss: &config.loss,
@@ -477,4 +493,48 @@ where
         }
     }
     StopReason::Finished
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cnf::{Coupling, FlowMatching};
+    use crate::optim::LrSchedule;
+
+    #[test]
+    fn likelihood_fine_tuning_restarts_the_schedule_at_its_first_iteration() {
+        let then_mle = |m| Objective::FlowMatching {
+            config: FlowMatching::new(Coupling::Independent),
+            mle_from: Some(m),
+        };
+        let o = then_mle(801);
+        assert_eq!(o.schedule_phase(1, 1000), (1, 800));
+        assert_eq!(o.schedule_phase(800, 1000), (800, 800));
+        assert_eq!(o.schedule_phase(801, 1000), (1, 200));
+        assert_eq!(o.schedule_phase(1000, 1000), (200, 200));
+        let cosine = LrSchedule::Cosine { final_frac: 0.05 };
+        let factor = |i| {
+            let (k, n) = o.schedule_phase(i, 1000);
+            cosine.factor(k, n)
+        };
+        assert!(
+            (factor(800) - 0.05).abs() < 1e-12 && factor(801) == 1.0,
+            "{} {}",
+            factor(800),
+            factor(801)
+        );
+        assert!((factor(1000) - 0.05).abs() < 1e-12);
+        // One phase: the schedule spans the run.
+        for o in [
+            Objective::Mle,
+            Objective::FlowMatching {
+                config: FlowMatching::new(Coupling::ExactOt),
+                mle_from: None,
+            },
+            then_mle(1),
+            then_mle(1001),
+        ] {
+            assert_eq!(o.schedule_phase(900, 1000), (900, 1000), "{o:?}");
+        }
+    }
 }
