@@ -12,7 +12,7 @@ for d in 8gaussians checkerboard 2spirals moons circles rings swissroll pinwheel
   for s in $SEEDS; do
     for obj in mle cfm ot-cfm cfm+mle; do
       case $obj in
-        mle) flags="" ;;
+        mle) flags="--objective mle" ;;
         cfm) flags="--objective cfm" ;;
         ot-cfm) flags="--objective ot-cfm" ;;
         cfm+mle) flags="--objective cfm --then-mle $((ITERS / 4))" ;;

@@ -85,6 +85,33 @@ fn the_ot_assignment_is_the_brute_force_optimum() {
     );
 }
 
+/// On integer costs (exact in f64) the assignment's cost equals Kuhn–Munkres's
+/// (pathfinding), and no random permutation beats it.
+#[test]
+fn the_assignment_matches_kuhn_munkres_and_beats_random_permutations() {
+    use cnflow::cnf::linear_assignment;
+    use rand::seq::SliceRandom;
+    use rand::Rng;
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for &n in &[3usize, 40, 100, 256] {
+        for range in [5i64, 1_000_000] {
+            let w: Vec<i64> = (0..n * n).map(|_| rng.random_range(0..range)).collect();
+            let cost: Vec<f64> = w.iter().map(|&c| c as f64).collect();
+            let sigma = linear_assignment(&cost, n);
+            let got: i64 = sigma.iter().enumerate().map(|(i, &j)| w[i * n + j]).sum();
+            let m = pathfinding::matrix::Matrix::from_vec(n, n, w.clone()).unwrap();
+            let (want, _) = pathfinding::kuhn_munkres::kuhn_munkres_min(&m);
+            assert_eq!(got, want, "n {n}, costs below {range}");
+            let mut p: Vec<usize> = (0..n).collect();
+            for _ in 0..200 {
+                p.shuffle(&mut rng);
+                let other: i64 = p.iter().enumerate().map(|(i, &j)| w[i * n + j]).sum();
+                assert!(got <= other);
+            }
+        }
+    }
+}
+
 #[test]
 fn a_short_fit_lowers_the_loss_and_then_the_exact_nll() {
     use cnflow::cnf::LossConfig;

@@ -15,7 +15,7 @@
 //!
 //! (torchcfm's mean squared error). With independent coupling the pairs are as drawn;
 //! with minibatch optimal transport the batch's `ε` are reordered by an exact
-//! assignment minimising `Σ ‖x_i − ε_σ(i)‖²` (Kuhn–Munkres, from `pathfinding`).
+//! assignment minimising `Σ ‖x_i − ε_σ(i)‖²` ([`super::linear_assignment`]).
 //!
 //! The field shares one time per evaluation, so a batch is split into `n_groups`
 //! groups, each at its own stratified time `τ_g = (g + U_g)/G`; each point is still
@@ -57,9 +57,9 @@ impl FlowMatching {
 }
 
 /// The permutation `σ` minimising `Σ_i ‖x_i − ε_σ(i)‖²` over a batch of `n` points of
-/// dimension `d` (flat `n × d` each). Costs are rounded to multiples of `1e-9` of the
-/// largest one for the integer Kuhn–Munkres solver, so the assignment is optimal to
-/// that resolution.
+/// dimension `d` (flat `n × d` each), by exact linear assignment on the squared
+/// distances ([`linear_assignment`](super::linear_assignment): shortest augmenting
+/// paths from a column reduction).
 pub fn ot_assignment<T: Real>(x: &[T], eps: &[T], d: usize) -> Vec<usize> {
     let n = x.len() / d.max(1);
     if n <= 1 {
@@ -73,17 +73,12 @@ pub fn ot_assignment<T: Real>(x: &[T], eps: &[T], d: usize) -> Vec<usize> {
                 .sum()
         })
         .collect();
-    let max = cost.iter().fold(0.0f64, |a, &b| a.max(b)).max(f64::MIN_POSITIVE);
-    let scale = 1e9 / max;
-    let weights: Vec<i64> = cost.iter().map(|c| (c * scale).round() as i64).collect();
-    let matrix = pathfinding::matrix::Matrix::from_vec(n, n, weights).expect("n × n costs");
-    pathfinding::kuhn_munkres::kuhn_munkres_min(&matrix).1
+    super::linear_assignment(&cost, n)
 }
 
 /// The 2-Wasserstein distance between two equally sized point sets `a` and `b` (flat,
 /// `n × d`) by exact optimal transport: `W2 = sqrt(min_σ (1/n) Σᵢ ‖aᵢ − b_σ(i)‖²)` over
-/// permutations `σ`, from the assignment of [`ot_assignment`] (Kuhn–Munkres, `O(n³)`:
-/// about a second at `n = 1000`). Panics if the sets differ in size (a caller's bug).
+/// permutations `σ`, from the assignment of [`ot_assignment`]. Panics if the sets differ in size (a caller's bug).
 ///
 /// ```
 /// use cnflow::cnf::wasserstein2;

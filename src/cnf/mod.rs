@@ -9,6 +9,7 @@
 //! Each block integrates in rescaled time `τ = t/T ∈ [0, 1]` so that its end time `T`
 //! is an ordinary parameter (learned, as in FFJORD, or fixed).
 
+mod assignment;
 mod dynamics;
 mod field;
 mod flow_matching;
@@ -16,6 +17,7 @@ mod grad;
 mod model;
 mod stiff;
 
+pub use assignment::{linear_assignment, linear_assignment_with_duals};
 pub use dynamics::{Augmented, Flow, GradEval, Layout};
 pub use field::{Cotangents, Field, FieldOutputs, LinearField, LinearWorkspace, TraceMode};
 pub use flow_matching::{fm_loss_and_grad, ot_assignment, wasserstein2, Coupling, FlowMatching};
