@@ -939,13 +939,17 @@ fn recipes_apply_to_the_flags_not_given() {
         "{err}"
     );
     assert_eq!(objective(&dir), "Cfm");
-    // The metrics show 10 flow-matching iterations (one evaluation each), then 4 solves.
-    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
-    let nfe: Vec<usize> = metrics
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').nth(5).unwrap().parse().unwrap())
-        .collect();
+    // Forward evaluations per iteration, from metrics.csv.
+    let nfes = |dir: &Path| -> Vec<usize> {
+        std::fs::read_to_string(dir.join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(5).unwrap().parse().unwrap())
+            .collect()
+    };
+    // 10 flow-matching iterations (one evaluation each), then 4 solves.
+    let nfe = nfes(&dir);
     assert_eq!(nfe.len(), 14);
     assert!(
         nfe[..10].iter().all(|&n| n == 1) && nfe[10..].iter().all(|&n| n > 1),
@@ -955,12 +959,7 @@ fn recipes_apply_to_the_flags_not_given() {
     let out = cnflow(&["train", "--out", p(&dir), "--resume", "--iters", "18"]);
     ok(&out);
     assert!(text(&out.stderr).contains("--then-mle 8"), "{}", text(&out.stderr));
-    let metrics = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
-    let nfe: Vec<usize> = metrics
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').nth(5).unwrap().parse().unwrap())
-        .collect();
+    let nfe = nfes(&dir);
     assert!(nfe.len() == 18 && nfe[10..].iter().all(|&n| n > 1), "{nfe:?}");
     for (name, extra) in [
         ("mle", vec!["--data", "rings", "--objective", "mle"]),

@@ -101,6 +101,30 @@ pub fn wasserstein2(a: &[f64], b: &[f64], d: usize) -> f64 {
     (cost / n as f64).sqrt()
 }
 
+/// One time group's buffers, kept across iterations by [`FmScratch`].
+struct GroupScratch<T, W> {
+    m: usize,
+    ws: W,
+    z: Vec<T>,
+    f: Vec<T>,
+    cot: Vec<T>,
+    grad_z: Vec<T>,
+    grad_p: Vec<T>,
+    loss: f64,
+}
+
+/// The time groups' workspaces and buffers of [`fm_loss_and_grad_in`], reused from one
+/// iteration to the next (a group's are made again only when its size changes).
+pub struct FmScratch<T: Real, F: Field<T>> {
+    groups: Vec<GroupScratch<T, F::Workspace>>,
+}
+
+impl<T: Real, F: Field<T>> Default for FmScratch<T, F> {
+    fn default() -> Self {
+        FmScratch { groups: Vec::new() }
+    }
+}
+
 /// The flow-matching loss of `model` (one block) on the batch `x` (the user's units,
 /// flat `B × d`) and its gradient in the block's parameters, with base points, times
 /// and groups drawn from `rng`.
@@ -109,6 +133,24 @@ pub fn fm_loss_and_grad<T, F, X, R>(
     x: &[X],
     config: &FlowMatching,
     rng: &mut R,
+) -> Result<LossGrad<T>, CnfError>
+where
+    T: Real,
+    F: Field<T> + Sync,
+    F::Workspace: Send,
+    X: Real,
+    R: Rng + ?Sized,
+{
+    fm_loss_and_grad_in(model, x, config, rng, &mut FmScratch::default())
+}
+
+/// [`fm_loss_and_grad`] in the buffers of `scratch` (the same result).
+pub fn fm_loss_and_grad_in<T, F, X, R>(
+    model: &Cnf<T, F>,
+    x: &[X],
+    config: &FlowMatching,
+    rng: &mut R,
+    scratch: &mut FmScratch<T, F>,
 ) -> Result<LossGrad<T>, CnfError>
 where
     T: Real,
@@ -143,51 +185,63 @@ where
     let taus: Vec<f64> = (0..g).map(|k| (k as f64 + rng.random::<f64>()) / g as f64).collect();
     // Group k holds the points k·n/g .. (k+1)·n/g (contiguous, sizes differ by ≤ 1).
     let bounds: Vec<(usize, usize)> = (0..g).map(|k| (k * n / g, (k + 1) * n / g)).collect();
+    let n_params = block.field.n_params();
+    scratch.groups.truncate(g);
+    for (k, &(a, b)) in bounds.iter().enumerate() {
+        let m = b - a;
+        if scratch.groups.get(k).is_none_or(|s| s.m != m) {
+            let fresh = GroupScratch {
+                m,
+                ws: block.field.workspace(m, 0),
+                z: vec![T::zero(); m * d],
+                f: vec![T::zero(); m * d],
+                cot: vec![T::zero(); m * d],
+                grad_z: vec![T::zero(); m * d],
+                grad_p: vec![T::zero(); n_params],
+                loss: 0.0,
+            };
+            match k < scratch.groups.len() {
+                true => scratch.groups[k] = fresh,
+                false => scratch.groups.push(fresh),
+            }
+        }
+    }
     let t_end = block.t_end;
     let scale = T::c(1.0 / (n * d) as f64);
-    let parts: Vec<(f64, Vec<T>)> = bounds
-        .par_iter()
-        .zip(taus.par_iter())
-        .map(|(&(a, b), &tau)| {
-            let m = b - a;
+    scratch
+        .groups
+        .par_iter_mut()
+        .zip(bounds.par_iter().zip(taus.par_iter()))
+        .for_each(|(gs, (&(a, b), &tau))| {
             let tau_t = T::c(tau);
             let (xs, es) = (&x[a * d..b * d], &eps[a * d..b * d]);
-            let z: Vec<T> = xs
-                .iter()
-                .zip(es)
-                .map(|(&xi, &ei)| (T::one() - tau_t) * xi + tau_t * ei)
-                .collect();
-            let mut ws = block.field.workspace(m, 0);
-            let mut f = vec![T::zero(); m * d];
-            block.field.forward(tau_t * t_end, &z, &mut ws, &mut f);
+            for ((z, &xi), &ei) in gs.z.iter_mut().zip(xs).zip(es) {
+                *z = (T::one() - tau_t) * xi + tau_t * ei;
+            }
+            block.field.forward(tau_t * t_end, &gs.z, &mut gs.ws, &mut gs.f);
             let mut loss = 0.0;
-            let cot: Vec<T> = f
-                .iter()
-                .zip(xs.iter().zip(es))
-                .map(|(&fi, (&xi, &ei))| {
-                    let r = t_end * fi - (ei - xi);
-                    loss += r.f64() * r.f64();
-                    T::c(2.0) * t_end * r * scale
-                })
-                .collect();
-            let mut grad_z = vec![T::zero(); m * d];
-            let mut grad_p = vec![T::zero(); block.field.n_params()];
+            for ((c, &fi), (&xi, &ei)) in gs.cot.iter_mut().zip(&gs.f).zip(xs.iter().zip(es)) {
+                let r = t_end * fi - (ei - xi);
+                loss += r.f64() * r.f64();
+                *c = T::c(2.0) * t_end * r * scale;
+            }
+            gs.loss = loss;
+            gs.grad_p.fill(T::zero());
             let cotangents = Cotangents {
-                f: Some(&cot),
+                f: Some(&gs.cot),
                 jv: None,
                 trace: None,
                 kinetic: None,
                 jacobian: None,
             };
-            block.field.vjp(&mut ws, &cotangents, &mut grad_z, &mut grad_p);
-            (loss, grad_p)
-        })
-        .collect();
-    let mut grad = vec![T::zero(); block.field.n_params()];
+            block.field.vjp(&mut gs.ws, &cotangents, &mut gs.grad_z, &mut gs.grad_p);
+        });
+    let parts = scratch.groups.iter().map(|gs| (gs.loss, &gs.grad_p));
+    let mut grad = vec![T::zero(); n_params];
     let mut loss = 0.0;
     for (l, gp) in parts {
         loss += l;
-        for (a, v) in grad.iter_mut().zip(gp) {
+        for (a, &v) in grad.iter_mut().zip(gp) {
             *a += v;
         }
     }

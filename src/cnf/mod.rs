@@ -20,7 +20,9 @@ mod stiff;
 pub use assignment::{linear_assignment, linear_assignment_with_duals};
 pub use dynamics::{Augmented, Flow, GradEval, Layout};
 pub use field::{Cotangents, Field, FieldOutputs, LinearField, LinearWorkspace, TraceMode};
-pub use flow_matching::{fm_loss_and_grad, ot_assignment, wasserstein2, Coupling, FlowMatching};
+pub use flow_matching::{
+    fm_loss_and_grad, fm_loss_and_grad_in, ot_assignment, wasserstein2, Coupling, FlowMatching, FmScratch,
+};
 pub use grad::{
     loss_and_grad, loss_and_grad_in, loss_and_grad_par, loss_and_grad_par_in, GradMethod, GradScratch, LossConfig,
     LossGrad, TAPE_BUDGET,

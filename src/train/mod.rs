@@ -18,8 +18,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::cnf::{
-    fm_loss_and_grad, loss_and_grad_par_in, Cnf, CnfError, Field, FlowMatching, GradScratch, LossConfig, LossGrad,
-    Trace,
+    fm_loss_and_grad_in, loss_and_grad_par_in, Cnf, CnfError, Field, FlowMatching, FmScratch, GradScratch, LossConfig,
+    LossGrad, Trace,
 };
 use crate::ode::SolverConfig;
 use crate::optim::{LrSchedule, Optimizer, OptimizerConfig, OptimizerState};
@@ -275,6 +275,8 @@ pub struct CnfProblem<'a, T: Real, F: Field<T>, D, R = ChaCha8Rng> {
     pub sample_batch: &'a mut D,
     /// Backprop's tapes, reused across iterations.
     pub scratch: &'a mut Vec<GradScratch<T, F>>,
+    /// Flow matching's buffers, reused across iterations.
+    pub fm_scratch: &'a mut FmScratch<T, F>,
     /// Likelihood or flow matching, by iteration.
     pub objective: Objective,
     /// Whether the step being taken holds the end times (a flow-matching step).
@@ -328,7 +330,7 @@ where
         let x = (self.sample_batch)(self.batch, rng);
         self.hold_t = self.objective.is_flow_matching(iter).is_some();
         let lg = match self.objective.is_flow_matching(iter) {
-            Some(fm) => fm_loss_and_grad(self.model, &x, fm, rng)?,
+            Some(fm) => fm_loss_and_grad_in(self.model, &x, fm, rng, self.fm_scratch)?,
             None => loss_and_grad_par_in(self.model, &x, self.loss, rng, self.n_parts, self.scratch)?,
         };
         // dL/d√T = 2 √T dL/dT.
@@ -411,6 +413,7 @@ where
 {
     // Backprop's tape of field workspaces, reused from one iteration to the next.
     let mut scratch: Vec<GradScratch<T, F>> = Vec::new();
+    let mut fm_scratch = FmScratch::default();
     let mut buf = StepBuffers::default();
     while state.iter < config.n_iters {
         let iter = state.iter + 1;
@@ -425,6 +428,7 @@ where
             n_parts: config.n_parts,
             sample_batch: &mut sample_batch,
             scratch: &mut scratch,
+            fm_scratch: &mut fm_scratch,
             objective: config.objective,
             hold_t: false,
             rng: std::marker::PhantomData,
