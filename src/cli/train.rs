@@ -274,7 +274,7 @@ fn objective(args: &TrainArgs) -> Result<Objective> {
     let iters = args.iters.unwrap_or(DEFAULT_ITERS);
     if let Some(n) = args.then_mle {
         if n > iters {
-            bail!("--then-mle {n} is more than --iters {iters}");
+            bail!("--then-mle {n} is more than --iters {iters}: give a larger --iters or a smaller --then-mle");
         }
     }
     Ok(Objective::FlowMatching {
