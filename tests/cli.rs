@@ -1005,27 +1005,14 @@ fn an_implicit_solver_trains_evaluates_and_samples_from_the_cli() {
             .collect()
     };
     // The model's own (implicit) solver, another implicit one and dopri5 agree.
-    let own = logp(&["--rtol", "1e-8", "--atol", "1e-8", "--precision", "f64"]);
-    let trbdf2 = logp(&[
-        "--solver",
-        "tr-bdf2",
-        "--rtol",
-        "1e-8",
-        "--atol",
-        "1e-8",
-        "--precision",
-        "f64",
-    ]);
-    let dopri5 = logp(&[
-        "--solver",
-        "dopri5",
-        "--rtol",
-        "1e-8",
-        "--atol",
-        "1e-8",
-        "--precision",
-        "f64",
-    ]);
+    let tight = |solver: &[&str]| {
+        let mut args = solver.to_vec();
+        args.extend(["--rtol", "1e-8", "--atol", "1e-8", "--precision", "f64"]);
+        logp(&args)
+    };
+    let own = tight(&[]);
+    let trbdf2 = tight(&["--solver", "tr-bdf2"]);
+    let dopri5 = tight(&["--solver", "dopri5"]);
     assert_eq!(own.len(), 3);
     for i in 0..3 {
         assert!((own[i] - dopri5[i]).abs() < 1e-5, "{own:?} vs {dopri5:?}");

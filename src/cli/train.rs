@@ -269,7 +269,11 @@ fn objective(args: &TrainArgs) -> Result<Objective> {
         ObjectiveArg::OtCfm => Coupling::ExactOt,
     };
     if args.blocks != 1 {
-        bail!("--objective {:?} trains one block; give --blocks 1", args.objective);
+        let name = clap::ValueEnum::to_possible_value(&args.objective).map(|v| v.get_name().to_string());
+        bail!(
+            "--objective {} trains one block; give --blocks 1",
+            name.unwrap_or_default()
+        );
     }
     let iters = args.iters.unwrap_or(DEFAULT_ITERS);
     if let Some(n) = args.then_mle {
