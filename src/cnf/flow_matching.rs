@@ -62,17 +62,23 @@ impl FlowMatching {
 /// paths from a column reduction).
 pub fn ot_assignment<T: Real>(x: &[T], eps: &[T], d: usize) -> Vec<usize> {
     let n = x.len() / d.max(1);
-    if n <= 1 {
+    if n <= 1 || d == 0 {
         return (0..n).collect();
     }
-    let cost: Vec<f64> = (0..n * n)
-        .map(|k| {
-            let (i, j) = (k / n, k % n);
-            (0..d)
-                .map(|c| (x[i * d + c].f64() - eps[j * d + c].f64()).powi(2))
-                .sum()
-        })
-        .collect();
+    let (x, eps): (Vec<f64>, Vec<f64>) = (
+        x.iter().map(|v| v.f64()).collect(),
+        eps.iter().map(|v| v.f64()).collect(),
+    );
+    let mut cost = vec![0.0f64; n * n];
+    for (row, xi) in cost.chunks_exact_mut(n).zip(x.chunks_exact(d)) {
+        for (c, ej) in row.iter_mut().zip(eps.chunks_exact(d)) {
+            let mut s = 0.0;
+            for (&a, &b) in xi.iter().zip(ej) {
+                s += (a - b) * (a - b);
+            }
+            *c = s;
+        }
+    }
     super::linear_assignment(&cost, n)
 }
 
