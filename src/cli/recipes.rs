@@ -43,9 +43,10 @@ pub const RECIPES: &[Recipe] = &[
         dataset: "checkerboard",
         flags: &[
             ("objective", "cfm"),
-            ("iters", "18000"),
+            ("iters", "26000"),
             ("then_mle", "8000"),
             ("eval_every", "500"),
+            ("lr", "0.008"),
         ],
         mle: &[("iters", "6000")],
     },
