@@ -189,46 +189,60 @@ fn relax_from(
     at
 }
 
-/// [`relax`] four columns at a time: the same arithmetic and the same column.
+/// [`relax`] four columns at a time, in two interleaved chains of running minima (so
+/// that one chain's compare and blend overlap the other's): the same arithmetic and
+/// the same column.
 ///
 /// # Safety
 /// The CPU must have AVX2, and `v`, `dist` and `path` be as long as `row`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
+#[inline(never)]
 unsafe fn relax_avx2(row: &[f64], v: &[f64], base: f64, i: usize, dist: &mut [f64], path: &mut [usize]) -> usize {
     use std::arch::x86_64::*;
-    let split = row.len() - row.len() % 4;
+    let split = row.len() - row.len() % 8;
     let vb = _mm256_set1_pd(base);
     let vi = _mm256_castsi256_pd(_mm256_set1_epi64x(i as i64));
     let (ninf, inf) = (_mm256_set1_pd(f64::NEG_INFINITY), _mm256_set1_pd(f64::INFINITY));
-    let mut low = inf;
-    // Per lane, the first column at its lowest distance.
-    let mut at = _mm256_castsi256_pd(_mm256_set1_epi64x(i64::MAX));
+    let never = _mm256_castsi256_pd(_mm256_set1_epi64x(i64::MAX));
+    // Per chain and lane, the lowest distance and the first column at it.
+    let (mut low0, mut low1, mut at0, mut at1) = (inf, inf, never, never);
     let mut cols = _mm256_setr_epi64x(0, 1, 2, 3);
     let four = _mm256_set1_epi64x(4);
-    for k in (0..split).step_by(4) {
-        // SAFETY: k + 4 ≤ split ≤ the length of every slice.
-        unsafe {
-            let c = _mm256_loadu_pd(row.as_ptr().add(k));
-            let r = _mm256_sub_pd(_mm256_add_pd(vb, c), _mm256_loadu_pd(v.as_ptr().add(k)));
-            let d = _mm256_loadu_pd(dist.as_ptr().add(k));
-            let better = _mm256_cmp_pd::<_CMP_LT_OQ>(r, d);
-            let d = _mm256_blendv_pd(d, r, better);
-            _mm256_storeu_pd(dist.as_mut_ptr().add(k), d);
-            let pp = path.as_mut_ptr().add(k).cast::<f64>();
-            _mm256_storeu_pd(pp, _mm256_blendv_pd(_mm256_loadu_pd(pp), vi, better));
-            let open = _mm256_cmp_pd::<_CMP_NEQ_OQ>(d, ninf);
-            let lower = _mm256_and_pd(open, _mm256_cmp_pd::<_CMP_LT_OQ>(d, low));
-            low = _mm256_blendv_pd(low, d, lower);
-            at = _mm256_blendv_pd(at, _mm256_castsi256_pd(cols), lower);
-        }
-        cols = _mm256_add_epi64(cols, four);
+    let (dp, pp) = (dist.as_mut_ptr(), path.as_mut_ptr().cast::<f64>());
+    // Relaxes the four columns from `k` and folds them into one chain's minima.
+    macro_rules! block {
+        ($k:expr, $low:ident, $at:ident) => {{
+            let k = $k;
+            // SAFETY: k + 4 ≤ split ≤ the length of every slice, and `dp`, `pp` are the
+            // only accesses to `dist` and `path` while the loop runs.
+            unsafe {
+                let c = _mm256_loadu_pd(row.as_ptr().add(k));
+                let r = _mm256_sub_pd(_mm256_add_pd(vb, c), _mm256_loadu_pd(v.as_ptr().add(k)));
+                let d = _mm256_loadu_pd(dp.add(k));
+                let better = _mm256_cmp_pd::<_CMP_LT_OQ>(r, d);
+                let d = _mm256_blendv_pd(d, r, better);
+                _mm256_storeu_pd(dp.add(k), d);
+                _mm256_storeu_pd(pp.add(k), _mm256_blendv_pd(_mm256_loadu_pd(pp.add(k)), vi, better));
+                let open = _mm256_cmp_pd::<_CMP_NEQ_OQ>(d, ninf);
+                let lower = _mm256_and_pd(open, _mm256_cmp_pd::<_CMP_LT_OQ>(d, $low));
+                $low = _mm256_blendv_pd($low, d, lower);
+                $at = _mm256_blendv_pd($at, _mm256_castsi256_pd(cols), lower);
+            }
+            cols = _mm256_add_epi64(cols, four);
+        }};
     }
-    let (mut lows, mut ats) = ([0.0f64; 4], [0i64; 4]);
-    // SAFETY: both arrays hold four lanes.
+    for k in (0..split).step_by(8) {
+        block!(k, low0, at0);
+        block!(k + 4, low1, at1);
+    }
+    let (mut lows, mut ats) = ([0.0f64; 8], [0i64; 8]);
+    // SAFETY: both arrays hold two chains of four lanes.
     unsafe {
-        _mm256_storeu_pd(lows.as_mut_ptr(), low);
-        _mm256_storeu_pd(ats.as_mut_ptr().cast::<f64>(), at);
+        _mm256_storeu_pd(lows.as_mut_ptr(), low0);
+        _mm256_storeu_pd(lows.as_mut_ptr().add(4), low1);
+        _mm256_storeu_pd(ats.as_mut_ptr().cast::<f64>(), at0);
+        _mm256_storeu_pd(ats.as_mut_ptr().add(4).cast::<f64>(), at1);
     }
     let mut best = (f64::INFINITY, FREE);
     for (&l, &a) in lows.iter().zip(&ats) {
