@@ -54,6 +54,7 @@ pub mod model_file;
 pub mod nn;
 pub mod ode;
 pub mod optim;
+pub mod par;
 pub mod plot;
 pub mod real;
 pub mod sensitivity;

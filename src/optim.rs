@@ -178,18 +178,86 @@ fn adam_step<T: Real>(
     *n_steps += 1;
     let bias1 = 1.0 - c.beta1.powi(*n_steps as i32);
     let bias2 = 1.0 - c.beta2.powi(*n_steps as i32);
-    for ((p, &g), (m, v)) in params.iter_mut().zip(grad).zip(m.iter_mut().zip(v.iter_mut())) {
-        let mut pf = p.f64();
-        let g = if decoupled {
-            pf *= 1.0 - lr * c.weight_decay;
-            g.f64()
+    let step = AdamStep {
+        c,
+        bias1,
+        bias2,
+        lr,
+        decoupled,
+    };
+    // Each parameter's update is on its own, so slices of them may go to different
+    // threads with the same result (a division and a root per parameter take a few
+    // nanoseconds: 29 µs a step for a 3×64 field, most of a flow-matching step's serial part).
+    let n = params.len();
+    let shares = crate::par::helpers() + 1;
+    if n < ADAM_PAR_MIN || shares == 1 {
+        adam_slice(&step, m, v, params, grad);
+        return;
+    }
+    let chunk = n.div_ceil(shares);
+    type Slices<'a, T> = (&'a mut [f64], &'a mut [f64], &'a mut [T], &'a [T]);
+    let parts: Vec<std::sync::Mutex<Slices<'_, T>>> = m
+        .chunks_mut(chunk)
+        .zip(v.chunks_mut(chunk))
+        .zip(params.chunks_mut(chunk))
+        .zip(grad.chunks(chunk))
+        .map(|(((m, v), p), g)| std::sync::Mutex::new((m, v, p, g)))
+        .collect();
+    crate::par::for_each(parts.len(), &|k| {
+        let mut guard = parts[k].lock().unwrap_or_else(|e| e.into_inner());
+        let (m, v, p, g) = &mut *guard;
+        adam_slice(&step, m, v, p, g);
+    });
+}
+
+/// Parameters from which an Adam step is shared out over the threads (one share each).
+const ADAM_PAR_MIN: usize = 4096;
+
+/// Adam's update of one slice of the parameters.
+fn adam_slice<T: Real>(step: &AdamStep<'_>, m: &mut [f64], v: &mut [f64], params: &mut [T], grad: &[T]) {
+    match step.decoupled {
+        true => adam_loop::<T, true>(step, m, v, params, grad),
+        false => adam_loop::<T, false>(step, m, v, params, grad),
+    }
+}
+
+/// The settings of one Adam update.
+struct AdamStep<'a> {
+    c: &'a AdamConfig,
+    bias1: f64,
+    bias2: f64,
+    lr: f64,
+    decoupled: bool,
+}
+
+/// Adam's update with the kind of weight decay fixed and its settings in locals, so
+/// that the loop has no branch. (Its cost is the two divisions and the root per
+/// parameter, which wider vectors do not make cheaper.)
+fn adam_loop<T: Real, const DECOUPLED: bool>(
+    s: &AdamStep<'_>,
+    m: &mut [f64],
+    v: &mut [f64],
+    params: &mut [T],
+    grad: &[T],
+) {
+    let (beta1, beta2, eps, wd) = (s.c.beta1, s.c.beta2, s.c.eps, s.c.weight_decay);
+    let (bias1, bias2, lr) = (s.bias1, s.bias2, s.lr);
+    let n = params.len();
+    let (m, v, grad) = (&mut m[..n], &mut v[..n], &grad[..n]);
+    for i in 0..n {
+        let mut pf = params[i].f64();
+        let g = if DECOUPLED {
+            pf *= 1.0 - lr * wd;
+            grad[i].f64()
         } else {
-            g.f64() + c.weight_decay * pf
+            grad[i].f64() + wd * pf
         };
-        *m = c.beta1 * *m + (1.0 - c.beta1) * g;
-        *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;
-        let update = lr * (*m / bias1) / ((*v / bias2).sqrt() + c.eps);
-        *p = T::c(pf - update);
+        let mi = beta1 * m[i] + (1.0 - beta1) * g;
+        let vi = beta2 * v[i] + (1.0 - beta2) * g * g;
+        m[i] = mi;
+        v[i] = vi;
+        let update = lr * (mi / bias1) / ((vi / bias2).sqrt() + eps);
+        params[i] = T::c(pf - update);
     }
 }
 
@@ -576,6 +644,34 @@ impl LrSchedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A step shared out over the threads gives every parameter and moment the value a
+    /// step of each slice alone gives, to the last bit.
+    #[test]
+    fn a_shared_step_matches_steps_of_its_slices() {
+        let n = 3 * ADAM_PAR_MIN + 17;
+        let p0: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+        let g: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos() * 1e-2).collect();
+        let config = AdamConfig::new(1e-2, 1e-3);
+        let mut whole = Adam::new(config, n);
+        let mut p = p0.clone();
+        for _ in 0..3 {
+            whole.step(&mut p, &g);
+        }
+        let cut = 1001;
+        let mut q = p0.clone();
+        let (q1, q2) = q.split_at_mut(cut);
+        let (mut a1, mut a2) = (Adam::new(config, cut), Adam::new(config, n - cut));
+        for _ in 0..3 {
+            a1.step(q1, &g[..cut]);
+            a2.step(q2, &g[cut..]);
+        }
+        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&p), bits(&q));
+        assert_eq!([a1.m.clone(), a2.m.clone()].concat(), whole.m);
+        assert_eq!([a1.v.clone(), a2.v.clone()].concat(), whole.v);
+        assert_ne!(bits(&p), bits(&p0), "the steps moved nothing");
+    }
 
     #[test]
     fn cosine_schedule_runs_from_one_to_the_final_fraction_monotonically() {

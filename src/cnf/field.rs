@@ -36,8 +36,25 @@ pub trait Field<T: Real>: Clone + Send + Sync {
     fn inference_workspace(&self, n_batch: usize, n_tangents: usize) -> Self::Workspace {
         self.workspace(n_batch, n_tangents)
     }
+    /// Makes what evaluations share and build on first use (an MLP's transposed
+    /// weights), so that threads starting evaluations together do not wait for one
+    /// another to build it. Call it after changing the params and before evaluating on
+    /// several threads; by default it does nothing.
+    fn prepare(&self) {}
     /// `f(z, t)` alone (sampling needs no trace).
     fn forward(&self, t: T, z: &[T], ws: &mut Self::Workspace, f: &mut [T]);
+    /// Whether [`Field::forward_per_point`] is supported (by default not: the caller
+    /// then groups points by time).
+    fn has_per_point_times(&self) -> bool {
+        false
+    }
+    /// `f(z_i, t_i)` with a time per point (`t`, one per row of `z`), remembering what
+    /// [`Field::vjp`] needs; returns `false`, computing nothing, when the field only
+    /// takes one time per evaluation (the default).
+    fn forward_per_point(&self, t: &[T], z: &[T], ws: &mut Self::Workspace, f: &mut [T]) -> bool {
+        let _ = (t, z, ws, f);
+        false
+    }
     /// `f`, the trace and the optional RNODE terms; remembers what [`Field::vjp`] needs.
     fn eval(&self, t: T, z: &[T], mode: TraceMode<'_, T>, ws: &mut Self::Workspace, out: FieldOutputs<'_, T>);
     /// Reverse of the last [`Field::eval`]: writes `∂S/∂z` into `grad_z`, accumulates
@@ -73,8 +90,21 @@ impl<T: Real> Field<T> for Mlp<T> {
         Mlp::inference_workspace(self, n_batch.max(1), n_tangents).expect(SHAPE_BUG)
     }
 
+    fn prepare(&self) {
+        self.transposed_weights();
+    }
+
     fn forward(&self, t: T, z: &[T], ws: &mut Workspace<T>, f: &mut [T]) {
         self.forward_into(t, z, ws, f).expect(SHAPE_BUG)
+    }
+
+    fn has_per_point_times(&self) -> bool {
+        true
+    }
+
+    fn forward_per_point(&self, t: &[T], z: &[T], ws: &mut Workspace<T>, f: &mut [T]) -> bool {
+        self.forward_times_into(t, z, ws, f).expect(SHAPE_BUG);
+        true
     }
 
     fn eval(&self, t: T, z: &[T], mode: TraceMode<'_, T>, ws: &mut Workspace<T>, out: FieldOutputs<'_, T>) {

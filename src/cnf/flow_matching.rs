@@ -31,6 +31,9 @@ use super::grad::LossGrad;
 use super::model::{Cnf, CnfError};
 use crate::Real;
 
+/// Points per share of the work when every point has its own time.
+const POINT_CHUNK: usize = 128;
+
 /// How data points are paired with base points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Coupling {
@@ -111,6 +114,8 @@ pub fn wasserstein2(a: &[f64], b: &[f64], d: usize) -> f64 {
 struct GroupScratch<T, W> {
     m: usize,
     ws: W,
+    /// The points' times, with per-point times.
+    t: Vec<T>,
     z: Vec<T>,
     f: Vec<T>,
     cot: Vec<T>,
@@ -165,7 +170,6 @@ where
     X: Real,
     R: Rng + ?Sized,
 {
-    use rayon::prelude::*;
     let n = model.n_points(x)?;
     if n == 0 {
         return Err(CnfError::EmptyBatch);
@@ -187,8 +191,17 @@ where
             eps[i * d..(i + 1) * d].copy_from_slice(&drawn[j * d..(j + 1) * d]);
         }
     }
-    let g = config.n_groups.clamp(1, n);
-    let taus: Vec<f64> = (0..g).map(|k| (k as f64 + rng.random::<f64>()) / g as f64).collect();
+    // With per-point times every point draws its own τ ~ U(0, 1) and the batch is cut
+    // into chunks of about POINT_CHUNK points only to share the work out; otherwise
+    // group k shares the stratified time (k + U_k)/g.
+    let per_point = block.field.has_per_point_times();
+    let (g, taus): (usize, Vec<f64>) = match per_point {
+        true => (n.div_ceil(POINT_CHUNK), (0..n).map(|_| rng.random::<f64>()).collect()),
+        false => {
+            let g = config.n_groups.clamp(1, n);
+            (g, (0..g).map(|k| (k as f64 + rng.random::<f64>()) / g as f64).collect())
+        }
+    };
     // Group k holds the points k·n/g .. (k+1)·n/g (contiguous, sizes differ by ≤ 1).
     let bounds: Vec<(usize, usize)> = (0..g).map(|k| (k * n / g, (k + 1) * n / g)).collect();
     let n_params = block.field.n_params();
@@ -199,6 +212,7 @@ where
             let fresh = GroupScratch {
                 m,
                 ws: block.field.workspace(m, 0),
+                t: vec![T::zero(); m],
                 z: vec![T::zero(); m * d],
                 f: vec![T::zero(); m * d],
                 cot: vec![T::zero(); m * d],
@@ -214,34 +228,54 @@ where
     }
     let t_end = block.t_end;
     let scale = T::c(1.0 / (n * d) as f64);
-    scratch
-        .groups
-        .par_iter_mut()
-        .zip(bounds.par_iter().zip(taus.par_iter()))
-        .for_each(|(gs, (&(a, b), &tau))| {
-            let tau_t = T::c(tau);
-            let (xs, es) = (&x[a * d..b * d], &eps[a * d..b * d]);
+    // Each share's buffers behind an uncontended lock, so that any thread may run it.
+    let shares: Vec<std::sync::Mutex<&mut GroupScratch<T, F::Workspace>>> =
+        scratch.groups.iter_mut().map(std::sync::Mutex::new).collect();
+    model.prepare();
+    crate::par::for_each(g, &|k| {
+        let mut guard = shares[k].lock().unwrap_or_else(|e| e.into_inner());
+        let gs = &mut **guard;
+        let (a, b) = bounds[k];
+        let (xs, es) = (&x[a * d..b * d], &eps[a * d..b * d]);
+        if per_point {
+            for (i, ((zr, xr), er)) in
+                gs.z.chunks_exact_mut(d)
+                    .zip(xs.chunks_exact(d))
+                    .zip(es.chunks_exact(d))
+                    .enumerate()
+            {
+                let tau_t = T::c(taus[a + i]);
+                for ((z, &xi), &ei) in zr.iter_mut().zip(xr).zip(er) {
+                    *z = (T::one() - tau_t) * xi + tau_t * ei;
+                }
+                gs.t[i] = tau_t * t_end;
+            }
+            block.field.forward_per_point(&gs.t, &gs.z, &mut gs.ws, &mut gs.f);
+        } else {
+            let tau_t = T::c(taus[k]);
             for ((z, &xi), &ei) in gs.z.iter_mut().zip(xs).zip(es) {
                 *z = (T::one() - tau_t) * xi + tau_t * ei;
             }
             block.field.forward(tau_t * t_end, &gs.z, &mut gs.ws, &mut gs.f);
-            let mut loss = 0.0;
-            for ((c, &fi), (&xi, &ei)) in gs.cot.iter_mut().zip(&gs.f).zip(xs.iter().zip(es)) {
-                let r = t_end * fi - (ei - xi);
-                loss += r.f64() * r.f64();
-                *c = T::c(2.0) * t_end * r * scale;
-            }
-            gs.loss = loss;
-            gs.grad_p.fill(T::zero());
-            let cotangents = Cotangents {
-                f: Some(&gs.cot),
-                jv: None,
-                trace: None,
-                kinetic: None,
-                jacobian: None,
-            };
-            block.field.vjp(&mut gs.ws, &cotangents, &mut gs.grad_z, &mut gs.grad_p);
-        });
+        }
+        let mut loss = 0.0;
+        for ((c, &fi), (&xi, &ei)) in gs.cot.iter_mut().zip(&gs.f).zip(xs.iter().zip(es)) {
+            let r = t_end * fi - (ei - xi);
+            loss += r.f64() * r.f64();
+            *c = T::c(2.0) * t_end * r * scale;
+        }
+        gs.loss = loss;
+        gs.grad_p.fill(T::zero());
+        let cotangents = Cotangents {
+            f: Some(&gs.cot),
+            jv: None,
+            trace: None,
+            kinetic: None,
+            jacobian: None,
+        };
+        block.field.vjp(&mut gs.ws, &cotangents, &mut gs.grad_z, &mut gs.grad_p);
+    });
+    drop(shares);
     let parts = scratch.groups.iter().map(|gs| (gs.loss, &gs.grad_p));
     let mut grad = vec![T::zero(); n_params];
     let mut loss = 0.0;

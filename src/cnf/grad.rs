@@ -444,6 +444,7 @@ pub fn loss_and_grad_par_in<T: Real, F: Field<T>, X: Real, R: Rng + ?Sized>(
     if n_parts <= 1 || n < 2 * n_parts {
         return loss_and_grad_in(model, x, config, rng, &mut scratch[0]);
     }
+    model.prepare();
     let d = model.dim();
     let per_part = n.div_ceil(n_parts);
     let seeds: Vec<u64> = (0..n.div_ceil(per_part)).map(|_| rng.random()).collect();

@@ -296,6 +296,15 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         Standardizer::inverse_flat(self.standardizer.as_ref(), u)
     }
 
+    /// Makes what the blocks' fields build on first use after a change of their
+    /// params ([`Field::prepare`]), so that threads starting evaluations together do not
+    /// wait for one of them to build it.
+    pub fn prepare(&self) {
+        for b in &self.blocks {
+            b.field.prepare();
+        }
+    }
+
     /// Data dimension `d`.
     pub fn dim(&self) -> usize {
         self.blocks[0].field.dim()
@@ -551,6 +560,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
     ) -> Result<LogProb<T>, CnfError> {
         use rayon::prelude::*;
         self.n_points(x)?;
+        self.prepare();
         let d = self.dim();
         let parts: Vec<LogProb<T>> = x
             .par_chunks(chunk.max(1) * d)
@@ -580,6 +590,7 @@ impl<T: Real, F: Field<T>> Cnf<T, F> {
         seed: u64,
     ) -> Result<(Vec<f64>, Stats), CnfError> {
         use rayon::prelude::*;
+        self.prepare();
         let chunk = chunk.max(1);
         let n_chunks = n.div_ceil(chunk);
         let parts: Vec<(Vec<f64>, Stats)> = (0..n_chunks)

@@ -41,52 +41,36 @@ impl<T: Real> Mlp<T> {
 
     /// Per layer, `Wᵀ` of the wide layers (empty for the thin ones), made once per
     /// change of the params.
-    fn transposed_weights(&self) -> &[Vec<T>] {
+    pub(crate) fn transposed_weights(&self) -> &[Vec<T>] {
         self.transposed.get_or_init(|| {
-            self.shapes
-                .iter()
-                .map(|s| {
-                    if s.n_in.min(s.n_out) <= THIN {
-                        return Vec::new();
-                    }
-                    let w = &self.params[s.offset..s.bias_offset()];
-                    let mut wt = vec![T::zero(); w.len()];
-                    for (j, row) in w.chunks_exact(s.n_in).enumerate() {
-                        for (i, &v) in row.iter().enumerate() {
-                            wt[i * s.n_out + j] = v;
-                        }
-                    }
-                    wt
-                })
-                .collect()
+            let mut spare = std::mem::take(&mut *self.spare.0.lock().unwrap_or_else(|e| e.into_inner()));
+            spare.resize_with(self.shapes.len(), Vec::new);
+            for (s, wt) in self.shapes.iter().zip(spare.iter_mut()) {
+                if s.n_in.min(s.n_out) <= THIN {
+                    wt.clear();
+                    continue;
+                }
+                let w = &self.params[s.offset..s.bias_offset()];
+                wt.resize(w.len(), T::zero());
+                transpose(w, s.n_out, s.n_in, wt);
+            }
+            spare
         })
     }
 
     /// Runs all layers on the input stack in `ws.x0` with `n_tan` tangent rows.
     pub(crate) fn forward_stack(&self, t: T, n_tan: usize, ws: &mut Workspace<T>) {
+        ws.per_point = false;
         self.time_terms(t, ws);
         let b = ws.n_batch;
         let rows = (n_tan + 1) * b;
         let n_layers = self.shapes.len();
         for (l, s) in self.shapes.iter().enumerate() {
-            let (n_in, n_out) = (s.n_in, s.n_out);
-            let w = &self.params[s.offset..s.bias_offset()];
+            let n_out = s.n_out;
             let bias = &self.params[s.bias_offset()..s.time_offset()];
-            let (prev, rest) = ws.a.split_at_mut(l);
-            let x_buf: &[T] = if l == 0 { &ws.x0 } else { &prev[l - 1] };
-            let x = &x_buf[..rows * n_in];
+            self.layer_product(l, rows, ws);
             let h = &mut ws.h[l][..rows * n_out];
-            if n_in.min(n_out) <= THIN {
-                thin::forward(x, w, n_in, n_out, &mut ws.wt, h);
-            } else {
-                let dims = Dims {
-                    m: rows,
-                    k: n_in,
-                    n: n_out,
-                };
-                gemm::matmul_nn(dims, x, &self.transposed_weights()[l], false, &mut ws.pack, h);
-            }
-            let a = &mut rest[0][..rows * n_out];
+            let a = &mut ws.a[l][..rows * n_out];
             let (g, c) = (&ws.gate[l][..n_out], &ws.shift[l][..n_out]);
             if l + 1 < n_layers {
                 let d1 = &mut ws.d1[l][..b * n_out];
@@ -113,6 +97,98 @@ impl<T: Real> Mlp<T> {
             } else {
                 output_rows(b * n_out, n_out, bias, g, c, h, a);
             }
+        }
+    }
+
+    /// Runs all layers on the primal rows of `ws.x0`, sample `i` at its own time
+    /// `ws.times[i]`: `y = (x Wᵀ + b) ⊙ g(t_i) + c(t_i)` per row, then the activation on
+    /// the shared kernels (with a unit gate and no shift, which change nothing).
+    pub(crate) fn forward_stack_times(&self, ws: &mut Workspace<T>) {
+        ws.per_point = true;
+        let b = ws.n_batch;
+        let n_layers = self.shapes.len();
+        for (l, s) in self.shapes.iter().enumerate() {
+            let n_out = s.n_out;
+            self.layer_product(l, b, ws);
+            let bias = &self.params[s.bias_offset()..s.time_offset()];
+            let tp = &self.params[s.time_offset()..s.offset + s.n_params()];
+            let h = &mut ws.h[l][..b * n_out];
+            let rows = h.chunks_exact_mut(n_out).zip(&ws.times);
+            match s.kind {
+                LayerKind::Ignore => {
+                    for (hr, _) in rows {
+                        for (hv, &bv) in hr.iter_mut().zip(bias) {
+                            *hv += bv;
+                        }
+                    }
+                }
+                LayerKind::Concat => {
+                    for (hr, &t) in rows {
+                        for ((hv, &bv), &w) in hr.iter_mut().zip(bias).zip(tp) {
+                            *hv = (*hv + bv) + w * t;
+                        }
+                    }
+                }
+                LayerKind::ConcatSquash => {
+                    let (wg, rest) = tp.split_at(n_out);
+                    let (bg, wb) = rest.split_at(n_out);
+                    ws.row_gate[l].resize(b * n_out, T::zero());
+                    ws.row_hb[l].resize(b * n_out, T::zero());
+                    let saved = ws.row_gate[l]
+                        .chunks_exact_mut(n_out)
+                        .zip(ws.row_hb[l].chunks_exact_mut(n_out));
+                    for ((hr, &t), (gr, hbr)) in rows.zip(saved) {
+                        for j in 0..n_out {
+                            let g = sigmoid(wg[j] * t + bg[j]);
+                            let hv = hr[j] + bias[j];
+                            (gr[j], hbr[j]) = (g, hv);
+                            hr[j] = hv * g + wb[j] * t;
+                        }
+                    }
+                }
+            }
+            let a = &mut ws.a[l][..b * n_out];
+            if l + 1 < n_layers {
+                let (none, unit) = (&ws.zeros[..n_out], &ws.ones[..n_out]);
+                let args = HiddenArgs {
+                    n_batch: b,
+                    n_out,
+                    bias: none,
+                    g: unit,
+                    c: none,
+                    keep: Keep::All,
+                };
+                let (d1, d2) = (&mut ws.d1[l][..b * n_out], &mut ws.d2[l][..b * n_out]);
+                match self.config.activation() {
+                    Activation::Tanh => hidden_rows::<Tanh, T>(&args, h, a, d1, d2),
+                    Activation::Softplus => hidden_rows::<Softplus, T>(&args, h, a, d1, d2),
+                    Activation::Elu => hidden_rows::<Elu, T>(&args, h, a, d1, d2),
+                    Activation::Swish => hidden_rows::<Swish, T>(&args, h, a, d1, d2),
+                }
+            } else {
+                a.copy_from_slice(h);
+            }
+        }
+    }
+
+    /// `h = x Wᵀ` of layer `l` on the first `rows` rows of its input stack (`ws.x0` for
+    /// the first layer, the previous layer's output after it).
+    pub(crate) fn layer_product(&self, l: usize, rows: usize, ws: &mut Workspace<T>) {
+        let s = &self.shapes[l];
+        let (n_in, n_out) = (s.n_in, s.n_out);
+        let w = &self.params[s.offset..s.bias_offset()];
+        let x_buf: &[T] = if l == 0 { &ws.x0 } else { &ws.a[l - 1] };
+        let x = &x_buf[..rows * n_in];
+        let h = &mut ws.h[l][..rows * n_out];
+        if n_in.min(n_out) <= THIN {
+            thin::forward(x, w, n_in, n_out, &mut ws.wt, h);
+        } else {
+            let dims = Dims {
+                m: rows,
+                k: n_in,
+                n: n_out,
+            };
+            gemm::matmul_nn(dims, x, &self.transposed_weights()[l], false, &mut ws.pack, h);
         }
     }
 
@@ -147,6 +223,21 @@ impl<T: Real> Mlp<T> {
                     s += y[o..o + d].iter().map(|&x| x * x).sum::<T>();
                 }
                 *jv = s * weight;
+            }
+        }
+    }
+}
+
+/// `out (cols × rows) = inᵀ` for a row-major `input (rows × cols)`, in tiles of 16 × 16
+/// so that the reads and the writes both stay within a few cache lines.
+fn transpose<T: Copy>(input: &[T], rows: usize, cols: usize, out: &mut [T]) {
+    const TILE: usize = 16;
+    for i0 in (0..rows).step_by(TILE) {
+        for j0 in (0..cols).step_by(TILE) {
+            for i in i0..(i0 + TILE).min(rows) {
+                for j in j0..(j0 + TILE).min(cols) {
+                    out[j * rows + i] = input[i * cols + j];
+                }
             }
         }
     }

@@ -91,6 +91,19 @@ pub struct Mlp<T> {
     /// the thin layers. Made on first use after a change of the params and shared by
     /// every thread evaluating the network; [`Mlp::params_mut`] drops it.
     pub(crate) transposed: OnceLock<Vec<Vec<T>>>,
+    /// The buffers of the last `transposed` that [`Mlp::params_mut`] dropped, for the
+    /// next one to reuse (an optimizer step then allocates nothing).
+    pub(crate) spare: Spare<T>,
+}
+
+/// Buffers kept for reuse; a clone starts without any.
+#[derive(Debug, Default)]
+pub(crate) struct Spare<T>(pub(crate) std::sync::Mutex<Vec<Vec<T>>>);
+
+impl<T> Clone for Spare<T> {
+    fn clone(&self) -> Self {
+        Spare(std::sync::Mutex::new(Vec::new()))
+    }
 }
 
 impl<T: PartialEq> PartialEq for Mlp<T> {
@@ -153,6 +166,7 @@ impl<T: Real> Mlp<T> {
             shapes,
             params,
             transposed: OnceLock::new(),
+            spare: Spare::default(),
         }
     }
 
@@ -171,6 +185,7 @@ impl<T: Real> Mlp<T> {
             config,
             params,
             transposed: OnceLock::new(),
+            spare: Spare::default(),
         })
     }
 
@@ -201,7 +216,9 @@ impl<T: Real> Mlp<T> {
 
     /// The flat params, for an optimizer to update in place.
     pub fn params_mut(&mut self) -> &mut [T] {
-        self.transposed = OnceLock::new();
+        if let Some(old) = self.transposed.take() {
+            *self.spare.0.get_mut().unwrap_or_else(|e| e.into_inner()) = old;
+        }
         &mut self.params
     }
 
@@ -252,6 +269,28 @@ impl<T: Real> Mlp<T> {
         f.copy_from_slice(&ws.a[self.shapes.len() - 1][..b * d]);
         ws.state = Some(ForwardState {
             t,
+            n_tangents: 0,
+            weight: T::one(),
+        });
+        Ok(())
+    }
+
+    /// `f(z_i, t_i)` for a batch `z` (`B × d`) with a time per sample (`t`, `B`) into
+    /// `f`, carrying no tangents: one pass for points at different times (flow matching
+    /// draws one per point). A following [`Mlp::vjp_into`] may use the `f` and `kinetic`
+    /// cotangents; the `t` it returns is `Σ_i ∂S/∂t_i`.
+    pub fn forward_times_into(&self, t: &[T], z: &[T], ws: &mut Workspace<T>, f: &mut [T]) -> Result<(), NnError> {
+        self.check_z(z, ws)?;
+        let (b, d) = (ws.n_batch, self.dim());
+        check_len("t", t.len(), b, || format!("B = {b}"))?;
+        check_len("f", f.len(), b * d, || format!("B × d = {b} × {d}"))?;
+        ws.x0[..b * d].copy_from_slice(z);
+        ws.times.clear();
+        ws.times.extend_from_slice(t);
+        self.forward_stack_times(ws);
+        f.copy_from_slice(&ws.a[self.shapes.len() - 1][..b * d]);
+        ws.state = Some(ForwardState {
+            t: T::zero(),
             n_tangents: 0,
             weight: T::one(),
         });
@@ -400,6 +439,9 @@ impl<T: Real> Mlp<T> {
             })?;
         }
         self.seed_cotangents(&state, cot, ws);
+        if ws.per_point {
+            return Ok(self.reverse_stack_times(ws, grad_z, grad_params));
+        }
         Ok(self.reverse_stack(&state, ws, grad_z, grad_params))
     }
 

@@ -108,34 +108,8 @@ impl<T: Real> Mlp<T> {
                 output_reverse(b * n_out, n_out, gbuf, h, gate, acc);
             }
             // ū is now in gbuf.
-            let x_buf: &[T] = if l == 0 { &ws.x0 } else { &ws.a[l - 1] };
-            let x = &x_buf[..rows * n_in];
             let (gp_w, gp_rest) = grad_params[s.offset..s.offset + s.n_params()].split_at_mut(n_out * n_in);
-            let w = &self.params[s.offset..s.bias_offset()];
-            let u = &ws.ga[..rows * n_out];
-            // X̄ is needed on all rows below the first layer, on the primal rows at it.
-            let (u_rows, gx) = if l > 0 {
-                (u, &mut ws.gb[..rows * n_in])
-            } else {
-                (&u[..b * n_out], &mut *grad_z)
-            };
-            if n_in.min(n_out) <= THIN {
-                thin::weight_grad(u, x, n_in, n_out, &mut ws.wt, gp_w);
-                thin::input_grad(u_rows, w, n_in, n_out, &mut ws.wt, gx);
-            } else {
-                let reduce = Dims {
-                    m: n_out,
-                    k: rows,
-                    n: n_in,
-                };
-                gemm::matmul_tn(reduce, u, x, true, &mut ws.pack, gp_w);
-                let wide = Dims {
-                    m: u_rows.len() / n_out,
-                    k: n_out,
-                    n: n_in,
-                };
-                gemm::matmul_nn(wide, u_rows, w, false, &mut ws.pack, gx);
-            }
+            self.layer_products_reverse(l, rows, ws, grad_z, gp_w);
             // Bias and time params.
             let (gp_b, gp_t) = gp_rest.split_at_mut(n_out);
             for (gv, &a) in gp_b.iter_mut().zip(&ws.acc_b[..n_out]) {
@@ -143,6 +117,7 @@ impl<T: Real> Mlp<T> {
             }
             let tp = &self.params[s.time_offset()..s.offset + s.n_params()];
             let (acc_g, acc_c) = (&ws.acc_g[..n_out], &ws.acc_c[..n_out]);
+            let gate = &ws.gate[l][..n_out];
             match s.kind {
                 LayerKind::ConcatSquash => {
                     let (g_wg, g_rest) = gp_t.split_at_mut(n_out);
@@ -168,6 +143,133 @@ impl<T: Real> Mlp<T> {
             std::mem::swap(&mut ws.ga, &mut ws.gb);
         }
         grad_t
+    }
+
+    /// The reverse pass of [`Mlp::forward_stack_times`] from the output cotangent in
+    /// `ws.ga`: writes `grad_z`, accumulates `grad_params`, returns `Σ_i ∂S/∂t_i`.
+    pub(crate) fn reverse_stack_times(&self, ws: &mut Workspace<T>, grad_z: &mut [T], grad_params: &mut [T]) -> T {
+        let b = ws.n_batch;
+        let n_layers = self.shapes.len();
+        let mut grad_t = T::zero();
+        for l in (0..n_layers).rev() {
+            let s = self.shapes[l];
+            let (n_in, n_out) = (s.n_in, s.n_out);
+            let acc = Acc {
+                g: &mut ws.acc_g[..n_out],
+                c: &mut ws.acc_c[..n_out],
+                b: &mut ws.acc_b[..n_out],
+            };
+            acc.g.fill(T::zero());
+            acc.c.fill(T::zero());
+            acc.b.fill(T::zero());
+            let gbuf = &mut ws.ga[..b * n_out];
+            let h = &ws.h[l][..b * n_out];
+            let unit = &ws.ones[..n_out];
+            // With a unit gate these leave ȳ in gbuf and Σ_i ȳ_i in acc_b.
+            if l + 1 < n_layers {
+                let (d1, d2) = (&ws.d1[l][..b * n_out], &ws.d2[l][..b * n_out]);
+                hidden_reverse(b, n_out, gbuf, h, d1, d2, unit, acc, &mut ws.tmp[..n_out]);
+            } else {
+                output_reverse(b * n_out, n_out, gbuf, h, unit, acc);
+            }
+            let (gp_w, gp_rest) = grad_params[s.offset..s.offset + s.n_params()].split_at_mut(n_out * n_in);
+            let (gp_b, gp_t) = gp_rest.split_at_mut(n_out);
+            let tp = &self.params[s.time_offset()..s.offset + s.n_params()];
+            let rows = gbuf.chunks_exact_mut(n_out).zip(&ws.times);
+            match s.kind {
+                LayerKind::Ignore => {
+                    for (gv, &a) in gp_b.iter_mut().zip(&ws.acc_b[..n_out]) {
+                        *gv += a;
+                    }
+                }
+                LayerKind::Concat => {
+                    for (gv, &a) in gp_b.iter_mut().zip(&ws.acc_b[..n_out]) {
+                        *gv += a;
+                    }
+                    // t̄ = Σ_i Σ_j ȳ_ij w_j = Σ_j w_j c̄_j (c̄ = Σ_i ȳ_i with a unit gate).
+                    for (gr, &t) in rows {
+                        for (gv, &yb) in gp_t.iter_mut().zip(gr.iter()) {
+                            *gv += yb * t;
+                        }
+                    }
+                    for (&c, &w) in ws.acc_c[..n_out].iter().zip(tp) {
+                        grad_t += c * w;
+                    }
+                }
+                LayerKind::ConcatSquash => {
+                    let (g_wg, g_rest) = gp_t.split_at_mut(n_out);
+                    let (g_bg, g_wb) = g_rest.split_at_mut(n_out);
+                    let (wg, wb) = (&tp[..n_out], &tp[2 * n_out..3 * n_out]);
+                    let saved = ws.row_gate[l].chunks_exact(n_out).zip(ws.row_hb[l].chunks_exact(n_out));
+                    // Σ_i s̄_i in tmp, so that t̄ = Σ_j (wg_j Σ_i s̄_ij + wb_j c̄_j) is one
+                    // sum per unit rather than a chain through every element.
+                    let sb_sum = &mut ws.tmp[..n_out];
+                    sb_sum.fill(T::zero());
+                    for ((gr, &t), (gate, hb)) in rows.zip(saved) {
+                        for j in 0..n_out {
+                            let yb = gr[j];
+                            let sb = yb * hb[j] * gate[j] * (T::one() - gate[j]);
+                            g_wg[j] += sb * t;
+                            g_bg[j] += sb;
+                            g_wb[j] += yb * t;
+                            sb_sum[j] += sb;
+                            let ub = yb * gate[j];
+                            gp_b[j] += ub;
+                            gr[j] = ub;
+                        }
+                    }
+                    for j in 0..n_out {
+                        grad_t += wg[j] * sb_sum[j] + wb[j] * ws.acc_c[j];
+                    }
+                }
+            }
+            // ū is now in ws.ga.
+            self.layer_products_reverse(l, b, ws, grad_z, gp_w);
+            std::mem::swap(&mut ws.ga, &mut ws.gb);
+        }
+        grad_t
+    }
+
+    /// From `ū` of layer `l` in `ws.ga` (its first `rows` rows): `W̄ += ūᵀ X` into `gp_w`,
+    /// and `X̄ = ū W` into `ws.gb` below the first layer, into `grad_z` (primal rows only)
+    /// at it.
+    pub(crate) fn layer_products_reverse(
+        &self,
+        l: usize,
+        rows: usize,
+        ws: &mut Workspace<T>,
+        grad_z: &mut [T],
+        gp_w: &mut [T],
+    ) {
+        let s = self.shapes[l];
+        let (n_in, n_out, b) = (s.n_in, s.n_out, ws.n_batch);
+        let x_buf: &[T] = if l == 0 { &ws.x0 } else { &ws.a[l - 1] };
+        let x = &x_buf[..rows * n_in];
+        let w = &self.params[s.offset..s.bias_offset()];
+        let u = &ws.ga[..rows * n_out];
+        // X̄ is needed on all rows below the first layer, on the primal rows at it.
+        let (u_rows, gx) = if l > 0 {
+            (u, &mut ws.gb[..rows * n_in])
+        } else {
+            (&u[..b * n_out], &mut *grad_z)
+        };
+        if n_in.min(n_out) <= THIN {
+            thin::weight_grad(u, x, n_in, n_out, &mut ws.wt, gp_w);
+            thin::input_grad(u_rows, w, n_in, n_out, &mut ws.wt, gx);
+        } else {
+            let reduce = Dims {
+                m: n_out,
+                k: rows,
+                n: n_in,
+            };
+            gemm::matmul_tn(reduce, u, x, true, &mut ws.pack, gp_w);
+            let wide = Dims {
+                m: u_rows.len() / n_out,
+                k: n_out,
+                n: n_in,
+            };
+            gemm::matmul_nn(wide, u_rows, w, false, &mut ws.pack, gx);
+        }
     }
 }
 

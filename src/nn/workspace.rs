@@ -53,6 +53,18 @@ pub struct Workspace<T> {
     /// Packed panels of the layer products ([`gemm::scratch_len`] for the widest layer).
     pub(crate) pack: Vec<T>,
     pub(crate) state: Option<ForwardState<T>>,
+    /// Whether the last forward pass had a time per sample (in `times`;
+    /// [`Mlp::forward_times_into`](crate::nn::Mlp::forward_times_into)).
+    pub(crate) per_point: bool,
+    /// The per-sample times of that pass, `B`.
+    pub(crate) times: Vec<T>,
+    /// Per layer, its per-sample gates `σ(W_g t_i + b_g)` and `h + b`, `B × n_out`
+    /// (ConcatSquash layers only; sized on first use).
+    pub(crate) row_gate: Vec<Vec<T>>,
+    pub(crate) row_hb: Vec<Vec<T>>,
+    /// Ones and zeros, `max width` each (a gate and a shift that change nothing).
+    pub(crate) ones: Vec<T>,
+    pub(crate) zeros: Vec<T>,
     /// Made by [`Workspace::inference`]: forward passes keep only what the forward pass
     /// itself needs, and the reverse pass is refused.
     pub(crate) inference: bool,
@@ -97,6 +109,12 @@ impl<T: Real> Workspace<T> {
             pack: zeros(gemm::scratch_len(rows.max(max_w), max_w)),
             widths,
             state: None,
+            per_point: false,
+            times: Vec::new(),
+            row_gate: vec![Vec::new(); n_layers],
+            row_hb: vec![Vec::new(); n_layers],
+            ones: vec![T::one(); max_w],
+            zeros: zeros(max_w),
             inference: false,
         })
     }
