@@ -203,7 +203,7 @@ fn adam_step<T: Real>(
         .zip(grad.chunks(chunk))
         .map(|(((m, v), p), g)| std::sync::Mutex::new((m, v, p, g)))
         .collect();
-    crate::par::for_each(parts.len(), &|k| {
+    crate::par::for_each_if_warm(parts.len(), &|k| {
         let mut guard = parts[k].lock().unwrap_or_else(|e| e.into_inner());
         let (m, v, p, g) = &mut *guard;
         adam_slice(&step, m, v, p, g);

@@ -9,8 +9,8 @@
 //! next batch, an assignment), so it would spend most of its second core waiting.
 //!
 //! [`for_each`] runs tasks `0..n` on the calling thread and on `rayon::current_num_threads() − 1`
-//! helpers (counted once, when the helpers start), each claiming the next task from one
-//! counter. Helpers spin for [`SPIN`] after a call before they park, so a call that
+//! helpers (counted once, when the helpers start): the caller runs task 0, and every
+//! thread claims the next task from one counter. Helpers spin for [`SPIN`] after a call before they park, so a call that
 //! follows within that time starts on them at once. Which thread runs a task never
 //! changes what it computes: callers write each task's result into its own slot and
 //! combine the slots in order.
@@ -101,11 +101,30 @@ pub fn helpers() -> usize {
 /// call from inside a task, say) it runs them in order on the calling thread. A panic
 /// in a task is raised again here.
 pub fn for_each(n: usize, task: &(dyn Fn(usize) + Sync)) {
+    call(n, task, false);
+}
+
+/// [`for_each`] for work too small to pay for waking a parked helper (tens of
+/// microseconds): the tasks run in parallel only if a helper is still spinning after a
+/// recent call, and in order on the calling thread otherwise. The tasks must compute
+/// the same either way; only the time differs. A step of Adam after a flow-matching
+/// iteration (helpers spinning) is shared out; after a likelihood iteration of a few
+/// milliseconds, whose rayon work let the helpers park, it is not, so the helpers do not
+/// wake to spin beside rayon's workers.
+pub fn for_each_if_warm(n: usize, task: &(dyn Fn(usize) + Sync)) {
+    call(n, task, true);
+}
+
+fn call(n: usize, task: &(dyn Fn(usize) + Sync), warm_only: bool) {
     if n <= 1 || helpers() == 0 {
         (0..n).for_each(task);
         return;
     }
     let s = pool().shared;
+    if warm_only && s.parked.load(SeqCst) >= pool().helpers {
+        (0..n).for_each(task);
+        return;
+    }
     // One call at a time: a call from inside a task, or from another thread while one
     // is open, runs its tasks in order on its own thread instead of waiting.
     let _one_call = match s.call.try_lock() {
@@ -123,7 +142,7 @@ pub fn for_each(n: usize, task: &(dyn Fn(usize) + Sync)) {
         let erased: &'static Job = std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static Job>(task);
         *s.job.get() = Some((erased as *const Job, n));
     }
-    s.next.store(0, SeqCst);
+    s.next.store(1, SeqCst);
     let epoch = (s.state.load(SeqCst) >> 32) + 1;
     s.state.store(epoch << 32, SeqCst);
     if s.parked.load(SeqCst) > 0 {
@@ -131,6 +150,10 @@ pub fn for_each(n: usize, task: &(dyn Fn(usize) + Sync)) {
         s.wake.notify_all();
     }
     let close = Close(s);
+    // The caller takes task 0 before any helper can claim it, so with as many tasks as
+    // threads each task stays on the same thread from call to call (and its buffers in
+    // that core's cache); the rest are claimed from the counter, which starts at 1.
+    task(0);
     run_tasks(s, task, n);
     drop(close);
     if let Some(p) = s.panic.lock().unwrap_or_else(|e| e.into_inner()).take() {
@@ -248,6 +271,23 @@ mod tests {
             });
         }
         assert_eq!(sum.load(SeqCst), 3 * 28);
+    }
+
+    #[test]
+    fn a_warm_only_call_runs_every_task_once_whether_or_not_helpers_are_parked() {
+        let sum = AtomicUsize::new(0);
+        for warm in [false, true] {
+            if !warm {
+                std::thread::sleep(SPIN * 3);
+            }
+            for_each_if_warm(8, &|k| {
+                sum.fetch_add(k, SeqCst);
+            });
+            for_each(8, &|k| {
+                sum.fetch_add(k, SeqCst);
+            });
+        }
+        assert_eq!(sum.load(SeqCst), 4 * 28);
     }
 
     #[test]

@@ -91,7 +91,7 @@ impl<T: Real> Field<T> for Mlp<T> {
     }
 
     fn prepare(&self) {
-        self.transposed_weights();
+        self.prepare_transposed();
     }
 
     fn forward(&self, t: T, z: &[T], ws: &mut Workspace<T>, f: &mut [T]) {

@@ -276,16 +276,23 @@ where
         block.field.vjp(&mut gs.ws, &cotangents, &mut gs.grad_z, &mut gs.grad_p);
     });
     drop(shares);
-    let parts = scratch.groups.iter().map(|gs| (gs.loss, &gs.grad_p));
+    // The groups' gradients summed in group order, each thread over its own range of
+    // the parameters.
     let mut grad = vec![T::zero(); n_params];
-    let mut loss = 0.0;
-    for (l, gp) in parts {
-        loss += l;
-        for (a, &v) in grad.iter_mut().zip(gp) {
-            *a += v;
+    let groups: Vec<&[T]> = scratch.groups.iter().map(|gs| gs.grad_p.as_slice()).collect();
+    let chunk = n_params.div_ceil(crate::par::helpers() + 1).max(1);
+    let ranges: Vec<std::sync::Mutex<&mut [T]>> = grad.chunks_mut(chunk).map(std::sync::Mutex::new).collect();
+    crate::par::for_each_if_warm(ranges.len(), &|r| {
+        let mut out = ranges[r].lock().unwrap_or_else(|e| e.into_inner());
+        let at = r * chunk;
+        for gp in &groups {
+            for (a, &v) in out.iter_mut().zip(&gp[at..]) {
+                *a += v;
+            }
         }
-    }
-    let loss = loss / (n * d) as f64;
+    });
+    drop(ranges);
+    let loss = scratch.groups.iter().map(|gs| gs.loss).sum::<f64>() / (n * d) as f64;
     Ok(LossGrad {
         loss,
         nll: f64::NAN,

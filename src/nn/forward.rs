@@ -58,6 +58,34 @@ impl<T: Real> Mlp<T> {
         })
     }
 
+    /// Builds the cached `Wᵀ` of [`Self::transposed_weights`] if it is not there, the
+    /// layers shared out over [`crate::par::for_each_if_warm`] (the same values).
+    pub(crate) fn prepare_transposed(&self) {
+        if self.transposed.get().is_some() {
+            return;
+        }
+        let mut spare = std::mem::take(&mut *self.spare.0.lock().unwrap_or_else(|e| e.into_inner()));
+        spare.resize_with(self.shapes.len(), Vec::new);
+        let mut wide = Vec::new();
+        for (l, (s, wt)) in self.shapes.iter().zip(spare.iter_mut()).enumerate() {
+            if s.n_in.min(s.n_out) <= THIN {
+                wt.clear();
+            } else {
+                wt.resize(s.n_in * s.n_out, T::zero());
+                wide.push((l, std::sync::Mutex::new(wt)));
+            }
+        }
+        crate::par::for_each_if_warm(wide.len(), &|k| {
+            let (l, slot) = &wide[k];
+            let s = &self.shapes[*l];
+            let mut wt = slot.lock().unwrap_or_else(|e| e.into_inner());
+            transpose(&self.params[s.offset..s.bias_offset()], s.n_out, s.n_in, &mut wt);
+        });
+        drop(wide);
+        // Another thread may have built it meanwhile: the same values either way.
+        let _ = self.transposed.set(spare);
+    }
+
     /// Runs all layers on the input stack in `ws.x0` with `n_tan` tangent rows.
     pub(crate) fn forward_stack(&self, t: T, n_tan: usize, ws: &mut Workspace<T>) {
         ws.per_point = false;
