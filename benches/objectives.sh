@@ -4,13 +4,14 @@
 # else at its default, then `cnflow eval --json` of the best model (W2 on 1000 points,
 # beside two true samples' W2). Prints one line per run:
 # dataset objective seed kl_gap seconds w2 w2_reference.
+# OBJECTIVES picks some of "mle cfm ot-cfm cfm+mle" (all four by default).
 # Usage: SEEDS="1 2 3" ITERS=2000 benches/objectives.sh BINARY > objectives.log
 set -u
 BIN=$1; SEEDS=${SEEDS:-"1 2 3"}; ITERS=${ITERS:-2000}
 out=${OUT:-/tmp/cnflow-objectives}; mkdir -p $out
 for d in 8gaussians checkerboard 2spirals moons circles rings swissroll pinwheel; do
   for s in $SEEDS; do
-    for obj in mle cfm ot-cfm cfm+mle; do
+    for obj in ${OBJECTIVES:-mle cfm ot-cfm cfm+mle}; do
       case $obj in
         mle) flags="--objective mle" ;;
         cfm) flags="--objective cfm" ;;
