@@ -116,12 +116,7 @@ impl<T: Real> Mlp<T> {
                     c,
                     keep,
                 };
-                match self.config.activation() {
-                    Activation::Tanh => hidden_rows::<Tanh, T>(&args, h, a, d1, d2),
-                    Activation::Softplus => hidden_rows::<Softplus, T>(&args, h, a, d1, d2),
-                    Activation::Elu => hidden_rows::<Elu, T>(&args, h, a, d1, d2),
-                    Activation::Swish => hidden_rows::<Swish, T>(&args, h, a, d1, d2),
-                }
+                activate(self.config.activation(), &args, h, a, d1, d2);
             } else {
                 output_rows(b * n_out, n_out, bias, g, c, h, a);
             }
@@ -187,12 +182,7 @@ impl<T: Real> Mlp<T> {
                     keep: Keep::All,
                 };
                 let (d1, d2) = (&mut ws.d1[l][..b * n_out], &mut ws.d2[l][..b * n_out]);
-                match self.config.activation() {
-                    Activation::Tanh => hidden_rows::<Tanh, T>(&args, h, a, d1, d2),
-                    Activation::Softplus => hidden_rows::<Softplus, T>(&args, h, a, d1, d2),
-                    Activation::Elu => hidden_rows::<Elu, T>(&args, h, a, d1, d2),
-                    Activation::Swish => hidden_rows::<Swish, T>(&args, h, a, d1, d2),
-                }
+                activate(self.config.activation(), &args, h, a, d1, d2);
             } else {
                 a.copy_from_slice(h);
             }
@@ -311,6 +301,16 @@ fn hidden_rows<A: ActFn, T: Real>(args: &HiddenArgs<'_, T>, h: &mut [T], a: &mut
     }
     primal_rows::<A, T>(args, h, a, d1, d2);
     tangent_rows(args, h, a, d1);
+}
+
+/// [`hidden_rows`] for the activation `act`.
+fn activate<T: Real>(act: Activation, args: &HiddenArgs<'_, T>, h: &mut [T], a: &mut [T], d1: &mut [T], d2: &mut [T]) {
+    match act {
+        Activation::Tanh => hidden_rows::<Tanh, T>(args, h, a, d1, d2),
+        Activation::Softplus => hidden_rows::<Softplus, T>(args, h, a, d1, d2),
+        Activation::Elu => hidden_rows::<Elu, T>(args, h, a, d1, d2),
+        Activation::Swish => hidden_rows::<Swish, T>(args, h, a, d1, d2),
+    }
 }
 
 /// The primal rows on the `f32` tanh kernel when `T` is `f32`; returns whether it ran.

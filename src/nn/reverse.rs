@@ -82,14 +82,7 @@ impl<T: Real> Mlp<T> {
             let s = self.shapes[l];
             let (n_in, n_out) = (s.n_in, s.n_out);
             let gate = &ws.gate[l][..n_out];
-            let acc = Acc {
-                g: &mut ws.acc_g[..n_out],
-                c: &mut ws.acc_c[..n_out],
-                b: &mut ws.acc_b[..n_out],
-            };
-            acc.g.fill(T::zero());
-            acc.c.fill(T::zero());
-            acc.b.fill(T::zero());
+            let acc = Acc::zeroed(&mut ws.acc_g[..n_out], &mut ws.acc_c[..n_out], &mut ws.acc_b[..n_out]);
             let gbuf = &mut ws.ga[..rows * n_out];
             let h = &ws.h[l][..rows * n_out];
             if l + 1 < n_layers {
@@ -154,14 +147,7 @@ impl<T: Real> Mlp<T> {
         for l in (0..n_layers).rev() {
             let s = self.shapes[l];
             let (n_in, n_out) = (s.n_in, s.n_out);
-            let acc = Acc {
-                g: &mut ws.acc_g[..n_out],
-                c: &mut ws.acc_c[..n_out],
-                b: &mut ws.acc_b[..n_out],
-            };
-            acc.g.fill(T::zero());
-            acc.c.fill(T::zero());
-            acc.b.fill(T::zero());
+            let acc = Acc::zeroed(&mut ws.acc_g[..n_out], &mut ws.acc_c[..n_out], &mut ws.acc_b[..n_out]);
             let gbuf = &mut ws.ga[..b * n_out];
             let h = &ws.h[l][..b * n_out];
             let unit = &ws.ones[..n_out];
@@ -278,6 +264,16 @@ struct Acc<'a, T> {
     g: &'a mut [T],
     c: &'a mut [T],
     b: &'a mut [T],
+}
+
+impl<'a, T: Real> Acc<'a, T> {
+    /// The three accumulators, zeroed.
+    fn zeroed(g: &'a mut [T], c: &'a mut [T], b: &'a mut [T]) -> Self {
+        for acc in [&mut *g, &mut *c, &mut *b] {
+            acc.fill(T::zero());
+        }
+        Acc { g, c, b }
+    }
 }
 
 /// Hidden layer: turns `ā` (in `gbuf`) into `ū` in place and accumulates `ḡ, c̄, b̄`.
