@@ -167,9 +167,19 @@ struct Close(&'static Shared);
 impl Drop for Close {
     fn drop(&mut self) {
         let s = self.0;
+        let unwinding = std::thread::panicking();
+        if unwinding {
+            // A task on the caller panicked: the helpers claim nothing more.
+            s.next.store(usize::MAX / 2, SeqCst);
+        }
         s.state.fetch_or(CLOSED, SeqCst);
         while s.state.load(SeqCst) & INSIDE != 0 {
             std::hint::spin_loop();
+        }
+        if unwinding {
+            // The caller's own panic is the one raised; a helper's would otherwise be
+            // raised by the next, unrelated call.
+            s.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
         }
         // SAFETY: closed with no helper inside: no one reads `job` until the next call.
         unsafe { *s.job.get() = None };
@@ -288,6 +298,25 @@ mod tests {
             });
         }
         assert_eq!(sum.load(SeqCst), 4 * 28);
+    }
+
+    #[test]
+    fn a_helpers_panic_beside_the_callers_is_not_raised_by_the_next_call() {
+        if helpers() == 0 {
+            return;
+        }
+        let hit = std::panic::catch_unwind(|| {
+            for_each(2, &|k| {
+                if k == 0 {
+                    // Task 0 runs on the caller; let the helper panic first.
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                panic!("task {k}");
+            })
+        });
+        assert!(hit.is_err());
+        let after = std::panic::catch_unwind(|| for_each(2, &|_| {}));
+        assert!(after.is_ok(), "a panic of the previous call was raised again");
     }
 
     #[test]

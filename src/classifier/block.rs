@@ -52,8 +52,7 @@ impl SharedWs {
     }
 
     fn fits(&self, field: &Mlp<f64>, n_batch: usize) -> bool {
-        let rows: usize = self.shares.iter().map(|(_, ws)| ws.n_batch()).sum();
-        rows == n_batch
+        self.rows() == n_batch
             && self.shares.len() == n_shares(n_batch)
             && self.shares.iter().all(|(_, ws)| ws.widths() == field.config().widths())
     }
@@ -61,14 +60,21 @@ impl SharedWs {
     /// Bytes one of these holds for `field` and `n_batch` rows.
     fn estimate_bytes(field: &Mlp<f64>, n_batch: usize) -> u128 {
         let k = n_shares(n_batch);
+        let grad_p = ((k - 1) * field.n_params() * std::mem::size_of::<f64>()) as u128;
         (0..k)
             .map(|s| Workspace::<f64>::estimate_bytes(field.config(), (s + 1) * n_batch / k - s * n_batch / k, 0))
-            .sum()
+            .sum::<u128>()
+            + grad_p
+    }
+
+    fn rows(&self) -> usize {
+        self.shares.iter().map(|(_, ws)| ws.n_batch()).sum()
     }
 
     /// `dy = f(y)`, share by share.
     fn forward(&mut self, field: &Mlp<f64>, t: f64, y: &[f64], dy: &mut [f64]) {
         let d = field.dim();
+        assert!(y.len() == self.rows() * d && dy.len() == y.len(), "{CHECKED}");
         if let [(_, ws)] = &mut self.shares[..] {
             return field.forward_into(t, y, ws, dy).expect(CHECKED);
         }
@@ -98,6 +104,7 @@ impl SharedWs {
             };
             field.vjp_into(ws, &cot, gy, gp).expect(CHECKED);
         };
+        assert!(w.len() == self.rows() * d && grad_y.len() == w.len(), "{CHECKED}");
         if let [(_, ws)] = &mut self.shares[..] {
             return vjp(ws, w, grad_y, grad_p);
         }
