@@ -3,8 +3,10 @@
 # batch 256, a 3×64 tanh field on [x, t] (cnflow: --layer concat --hidden 64-64-64),
 # float32, CFM and OT-CFM, seeds 1-3. Prints one line per run:
 # peer objective seed ms_per_iteration(median)
-# cnflow's figure is the median of metrics.csv's per-iteration seconds (iterations 101
-# on); torchcfm's the median over windows of 200 iterations (cfm_torchcfm.py).
+# Both figures are medians over windows of 200 iterations of the mean time per
+# iteration (cnflow: metrics.csv's per-iteration seconds; torchcfm: cfm_torchcfm.py's
+# clock), so that OT-CFM's alternating iterations (cnflow pairs two batches' exact
+# assignments in one of every two) count at their average.
 # Usage: PY=/work/peers-venv/bin/python benches/cfm_peer.sh BINARY [DATASET]
 set -eu
 BIN=$1; DATA=${2:-8gaussians}; PY=${PY:-python3}
@@ -17,7 +19,8 @@ for s in ${SEEDS:-1 2 3}; do
     ot=$([ $obj = cfm ] && echo "" || echo --ot)
     $BIN train --data $DATA --objective $obj --batch 256 --layer concat --hidden 64-64-64 \
       --iters $iters --eval-every $iters --test-size 1000 --seed $s --out $tmp/run --force >/dev/null 2>&1
-    ms=$(awk -F, 'NR>101 {print $8}' $tmp/run/metrics.csv | sort -g | awk '{a[NR]=$1} END {print 1000*a[int((NR+1)/2)]}')
+    ms=$(awk -F, 'NR>1 {s+=$8; if ((NR-1)%200==0) {print 1000*s/200; s=0}}' $tmp/run/metrics.csv \
+      | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
     echo "cnflow $obj $s $ms"
     ms=$($PY $here/peers/cfm_torchcfm.py --data $tmp/points.csv --iters $iters --seed $s $ot 2>/dev/null \
       | $PY -c 'import json,sys; print(json.load(sys.stdin)["ms_per_iter_median"])')

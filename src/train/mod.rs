@@ -18,8 +18,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::cnf::{
-    fm_loss_and_grad_in, loss_and_grad_par_in, Cnf, CnfError, Field, FlowMatching, FmScratch, GradScratch, LossConfig,
-    LossGrad, Trace,
+    fm_loss_and_grad_in, fm_loss_and_grad_pairs, fm_pairs_two, loss_and_grad_par_in, Cnf, CnfError, Coupling, Field,
+    FlowMatching, FmPairs, FmScratch, GradScratch, LossConfig, LossGrad, Trace,
 };
 use crate::ode::SolverConfig;
 use crate::optim::{LrSchedule, Optimizer, OptimizerConfig, OptimizerState};
@@ -281,8 +281,31 @@ pub struct CnfProblem<'a, T: Real, F: Field<T>, D, R = ChaCha8Rng> {
     pub objective: Objective,
     /// Whether the step being taken holds the end times (a flow-matching step).
     pub hold_t: bool,
+    /// With exact optimal-transport coupling, how to pair the next iteration's batch
+    /// beside this one's (`None`: one batch at a time; the same result either way).
+    pub lookahead: Option<Lookahead<'a, T, R>>,
     /// The RNG type.
     pub rng: std::marker::PhantomData<fn(&mut R)>,
+}
+
+/// What a [`CnfProblem`] needs to draw and pair the next iteration's flow-matching
+/// batch beside this one's ([`fm_pairs_two`]: both exact assignments at once, on two
+/// threads), and where it keeps that batch until its iteration comes.
+pub struct Lookahead<'a, T, R> {
+    /// Iteration `i`'s RNG, as the loop makes it.
+    pub rng_of: &'a dyn Fn(usize) -> R,
+    /// The run's last iteration (nothing is drawn past it).
+    pub n_iters: usize,
+    /// The batch drawn ahead, kept from one iteration to the next.
+    pub ahead: &'a mut Option<FmAhead<T, R>>,
+}
+
+/// A flow-matching batch drawn and paired one iteration early, with its iteration's RNG
+/// as the draws left it (its times are drawn from it when the iteration comes).
+pub struct FmAhead<T, R> {
+    iter: usize,
+    pairs: FmPairs<T>,
+    rng: R,
 }
 
 impl<T, F, X, D, R> Problem for CnfProblem<'_, T, F, D, R>
@@ -327,11 +350,13 @@ where
     }
 
     fn loss_and_grad(&mut self, iter: usize, rng: &mut R, grad: &mut Vec<T>) -> Result<(f64, LossGrad<T>), CnfError> {
-        let x = (self.sample_batch)(self.batch, rng);
         self.hold_t = self.objective.is_flow_matching(iter).is_some();
         let lg = match self.objective.is_flow_matching(iter) {
-            Some(fm) => fm_loss_and_grad_in(self.model, &x, fm, rng, self.fm_scratch)?,
-            None => loss_and_grad_par_in(self.model, &x, self.loss, rng, self.n_parts, self.scratch)?,
+            Some(&fm) => self.flow_matching(iter, &fm, rng)?,
+            None => {
+                let x = (self.sample_batch)(self.batch, rng);
+                loss_and_grad_par_in(self.model, &x, self.loss, rng, self.n_parts, self.scratch)?
+            }
         };
         // dL/d√T = 2 √T dL/dT.
         grad.clear();
@@ -342,6 +367,42 @@ where
             }
         }
         Ok((lg.loss, lg))
+    }
+}
+
+impl<T, F, X, D, R> CnfProblem<'_, T, F, D, R>
+where
+    T: Real,
+    F: Field<T>,
+    X: Real,
+    R: rand::Rng,
+    D: FnMut(usize, &mut R) -> Vec<X>,
+{
+    /// A flow-matching iteration: from the batch drawn ahead for it if there is one;
+    /// else with exact optimal-transport coupling and a lookahead, this batch and the
+    /// next iteration's paired at once; else this batch alone.
+    fn flow_matching(&mut self, iter: usize, fm: &FlowMatching, rng: &mut R) -> Result<LossGrad<T>, CnfError> {
+        let objective = self.objective;
+        let Some(la) = self.lookahead.as_mut().filter(|_| fm.coupling == Coupling::ExactOt) else {
+            let x = (self.sample_batch)(self.batch, rng);
+            return fm_loss_and_grad_in(self.model, &x, fm, rng, self.fm_scratch);
+        };
+        if let Some(mut a) = la.ahead.take().filter(|a| a.iter == iter) {
+            return fm_loss_and_grad_pairs(self.model, &a.pairs, fm, &mut a.rng, self.fm_scratch);
+        }
+        let x = (self.sample_batch)(self.batch, rng);
+        if iter >= la.n_iters || objective.is_flow_matching(iter + 1) != Some(fm) {
+            return fm_loss_and_grad_in(self.model, &x, fm, rng, self.fm_scratch);
+        }
+        let mut rng_next = (la.rng_of)(iter + 1);
+        let x_next = (self.sample_batch)(self.batch, &mut rng_next);
+        let [now, next] = fm_pairs_two(self.model, [(&x, &mut *rng), (&x_next, &mut rng_next)], fm)?;
+        *la.ahead = Some(FmAhead {
+            iter: iter + 1,
+            pairs: next,
+            rng: rng_next,
+        });
+        fm_loss_and_grad_pairs(self.model, &now, fm, rng, self.fm_scratch)
     }
 }
 
@@ -414,6 +475,8 @@ where
     // Backprop's tape of field workspaces, reused from one iteration to the next.
     let mut scratch: Vec<GradScratch<T, F>> = Vec::new();
     let mut fm_scratch = FmScratch::default();
+    let rng_of = |i: usize| iteration_rng(config.seed, i);
+    let mut ahead = None;
     let mut buf = StepBuffers::default();
     while state.iter < config.n_iters {
         let iter = state.iter + 1;
@@ -431,6 +494,11 @@ where
             fm_scratch: &mut fm_scratch,
             objective: config.objective,
             hold_t: false,
+            lookahead: Some(Lookahead {
+                rng_of: &rng_of,
+                n_iters: config.n_iters,
+                ahead: &mut ahead,
+            }),
             rng: std::marker::PhantomData,
         };
         let lg = match take_step(&mut problem, &mut state.optimizer, lr, iter, &mut rng, &mut buf) {
