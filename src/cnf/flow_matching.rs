@@ -170,12 +170,11 @@ where
     X: Real,
     R: Rng + ?Sized,
 {
-    let started = std::time::Instant::now();
     let mut pairs = fm_draw(model, x, rng)?;
     if config.coupling == Coupling::ExactOt {
         pairs.couple(model.dim());
     }
-    fm_loss_and_grad_paired(model, &pairs, config, rng, scratch, started)
+    fm_loss_and_grad_pairs(model, &pairs, config, rng, scratch)
 }
 
 /// A flow-matching batch: data points (after the model's affine block) and their base
@@ -272,23 +271,6 @@ where
     R: Rng + ?Sized,
 {
     let started = std::time::Instant::now();
-    fm_loss_and_grad_paired(model, pairs, config, rng, scratch, started)
-}
-
-fn fm_loss_and_grad_paired<T, F, R>(
-    model: &Cnf<T, F>,
-    pairs: &FmPairs<T>,
-    config: &FlowMatching,
-    rng: &mut R,
-    scratch: &mut FmScratch<T, F>,
-    started: std::time::Instant,
-) -> Result<LossGrad<T>, CnfError>
-where
-    T: Real,
-    F: Field<T> + Sync,
-    F::Workspace: Send,
-    R: Rng + ?Sized,
-{
     if model.blocks.len() != 1 {
         return Err(CnfError::FlowMatchingBlocks {
             n_blocks: model.blocks.len(),
