@@ -17,11 +17,16 @@
 //! with minibatch optimal transport the batch's `ε` are reordered by an exact
 //! assignment minimising `Σ ‖x_i − ε_σ(i)‖²` ([`super::linear_assignment`]).
 //!
-//! The field shares one time per evaluation, so a batch is split into `n_groups`
-//! groups, each at its own stratified time `τ_g = (g + U_g)/G`; each point is still
-//! evaluated once, the groups in parallel, and their gradients summed in order (the
-//! result does not depend on the thread count). `T` is held fixed: it and `f` are
-//! redundant in the target.
+//! A field that takes a time per point ([`Field::has_per_point_times`], the MLP) gives
+//! every point its own `τ ~ U[0, 1]`, and the batch is cut into shares of 128 points
+//! only to run on both cores. Any other field shares one time per evaluation, so the
+//! batch is split into `n_groups` groups, each at its own stratified time
+//! `τ_g = (g + U_g)/G`. Either way each point is evaluated once, the shares in
+//! parallel, and their gradients summed in order (the result does not depend on the
+//! thread count). `T` is held fixed: it and `f` are redundant in the target.
+//!
+//! With exact OT coupling, [`fm_pairs_two`] solves two batches' assignments at once
+//! (one per thread); the training loop pairs each batch with the next iteration's.
 
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
