@@ -242,19 +242,12 @@ where
     R: Rng + ?Sized,
 {
     let [(xa, ra), (xb, rb)] = batches;
-    let pairs = [fm_draw(model, xa, ra)?, fm_draw(model, xb, rb)?];
+    let mut pairs = [fm_draw(model, xa, ra)?, fm_draw(model, xb, rb)?];
     if config.coupling == Coupling::ExactOt {
         let d = model.dim();
-        let slots: Vec<std::sync::Mutex<FmPairs<T>>> = pairs.into_iter().map(std::sync::Mutex::new).collect();
-        crate::par::for_each(slots.len(), &|k| {
-            slots[k].lock().unwrap_or_else(|e| e.into_inner()).couple(d)
-        });
-        let mut it = slots
-            .into_iter()
-            .map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner()));
-        let a = it.next().expect("two slots");
-        let b = it.next().expect("two slots");
-        return Ok([a, b]);
+        let [a, b] = &mut pairs;
+        let slots = [std::sync::Mutex::new(a), std::sync::Mutex::new(b)];
+        crate::par::for_each(2, &|k| slots[k].lock().unwrap_or_else(|e| e.into_inner()).couple(d));
     }
     Ok(pairs)
 }
