@@ -213,8 +213,31 @@ fn adam_step<T: Real>(
 /// Parameters from which an Adam step is shared out over the threads (one share each).
 const ADAM_PAR_MIN: usize = 4096;
 
-/// Adam's update of one slice of the parameters.
+/// Adam's update of one slice of the parameters, on the widest vectors the CPU has (the
+/// same arithmetic in every build: IEEE division and root, no fused multiply-adds).
 fn adam_slice<T: Real>(step: &AdamStep<'_>, m: &mut [f64], v: &mut [f64], params: &mut [T], grad: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::nn::has_avx2() {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { adam_slice_avx2(step, m, v, params, grad) };
+    }
+    adam_slice_portable(step, m, v, params, grad)
+}
+
+/// [`adam_slice`] built for AVX2: four divisions and roots at a time, which halves the
+/// step against SSE2's two (28 against 14 µs for a 3×64 field's 8836 parameters, on one
+/// core of an AMD EPYC; AVX-512 gained 1 µs more, its divider being no wider).
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn adam_slice_avx2<T: Real>(step: &AdamStep<'_>, m: &mut [f64], v: &mut [f64], params: &mut [T], grad: &[T]) {
+    adam_slice_portable(step, m, v, params, grad)
+}
+
+#[inline(always)]
+fn adam_slice_portable<T: Real>(step: &AdamStep<'_>, m: &mut [f64], v: &mut [f64], params: &mut [T], grad: &[T]) {
     match step.decoupled {
         true => adam_loop::<T, true>(step, m, v, params, grad),
         false => adam_loop::<T, false>(step, m, v, params, grad),
@@ -231,8 +254,9 @@ struct AdamStep<'a> {
 }
 
 /// Adam's update with the kind of weight decay fixed and its settings in locals, so
-/// that the loop has no branch. (Its cost is the two divisions and the root per
-/// parameter, which wider vectors do not make cheaper.)
+/// that the loop has no branch. (Its cost is the three divisions and the root per
+/// parameter.)
+#[inline(always)]
 fn adam_loop<T: Real, const DECOUPLED: bool>(
     s: &AdamStep<'_>,
     m: &mut [f64],
@@ -644,6 +668,42 @@ impl LrSchedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The vector build of Adam's update gives the portable loop's values to the last
+    /// bit, with either kind of weight decay, in f32 and f64.
+    #[test]
+    fn the_vector_update_matches_the_portable_loop() {
+        fn check<T: Real>(decoupled: bool) {
+            let n = 1037;
+            let c = AdamConfig::new(3e-3, 1e-2);
+            let (bias1, bias2) = (1.0 - c.beta1.powi(4), 1.0 - c.beta2.powi(4));
+            let step = AdamStep {
+                c: &c,
+                bias1,
+                bias2,
+                lr: 3e-3,
+                decoupled,
+            };
+            let p0: Vec<T> = (0..n).map(|i| T::c((i as f64 * 0.37).sin())).collect();
+            let g: Vec<T> = (0..n)
+                .map(|i| T::c((i as f64 * 0.11).cos() * 10f64.powi(i % 7 - 4)))
+                .collect();
+            let m0: Vec<f64> = (0..n).map(|i| (i as f64 * 0.7).sin() * 1e-3).collect();
+            let v0: Vec<f64> = (0..n).map(|i| (i as f64 * 0.3).cos().powi(2) * 1e-5).collect();
+            let (mut p, mut m, mut v) = (p0.clone(), m0.clone(), v0.clone());
+            adam_slice(&step, &mut m, &mut v, &mut p, &g);
+            let (mut q, mut mq, mut vq) = (p0.clone(), m0, v0);
+            adam_slice_portable(&step, &mut mq, &mut vq, &mut q, &g);
+            let bits = |x: &[T]| x.iter().map(|v| v.f64().to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&p), bits(&q), "decoupled {decoupled}");
+            assert_eq!((m, v), (mq, vq));
+            assert_ne!(bits(&p), bits(&p0), "the step moved nothing");
+        }
+        for decoupled in [false, true] {
+            check::<f32>(decoupled);
+            check::<f64>(decoupled);
+        }
+    }
 
     /// A step shared out over the threads gives every parameter and moment the value a
     /// step of each slice alone gives, to the last bit.

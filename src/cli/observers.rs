@@ -38,7 +38,13 @@ pub struct Progress {
     /// The bar (on a terminal only).
     pub bar: Option<ProgressBar>,
     log_every: usize,
+    /// When the bar's message was last set (it is set at most every
+    /// [`MESSAGE_EVERY`], not at every iteration of a few microseconds).
+    message_at: Option<std::time::Instant>,
 }
+
+/// The least time between two updates of the bar's message.
+const MESSAGE_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Progress {
     /// Progress of `n_iters` iterations starting after `start`.
@@ -55,6 +61,7 @@ impl Progress {
         Progress {
             bar,
             log_every: (n_iters / 20).max(10),
+            message_at: None,
         }
     }
 
@@ -68,23 +75,29 @@ impl Progress {
 
 impl<T: Real> Observer<T, Mlp<T>> for Progress {
     fn iteration(&mut self, m: &IterMetrics, _state: &TrainState<T, Mlp<T>>) -> ControlFlow<()> {
-        let per_eval = |s: f64, n: usize| 1e3 * s / n.max(1) as f64;
-        let summary = format!(
-            "loss {:.4}  NFE {}/{}  {:.1} ms/iter ({:.2}/{:.2} ms per fwd/bwd eval)",
-            m.loss,
-            m.n_evals_forward,
-            m.n_evals_backward,
-            1e3 * m.seconds,
-            per_eval(m.seconds_forward, m.n_evals_forward),
-            per_eval(m.seconds_backward, m.n_evals_backward),
-        );
+        let summary = || {
+            let per_eval = |s: f64, n: usize| 1e3 * s / n.max(1) as f64;
+            format!(
+                "loss {:.4}  NFE {}/{}  {:.1} ms/iter ({:.2}/{:.2} ms per fwd/bwd eval)",
+                m.loss,
+                m.n_evals_forward,
+                m.n_evals_backward,
+                1e3 * m.seconds,
+                per_eval(m.seconds_forward, m.n_evals_forward),
+                per_eval(m.seconds_backward, m.n_evals_backward),
+            )
+        };
         match &self.bar {
             Some(bar) => {
                 bar.set_position(m.iter as u64);
-                bar.set_message(summary);
+                let now = std::time::Instant::now();
+                if self.message_at.is_none_or(|at| now.duration_since(at) >= MESSAGE_EVERY) {
+                    bar.set_message(summary());
+                    self.message_at = Some(now);
+                }
             }
             None if m.iter.is_multiple_of(self.log_every) => {
-                eprintln!("iter {:6}  {summary}  ({:.1} s)", m.iter, m.elapsed)
+                eprintln!("iter {:6}  {}  ({:.1} s)", m.iter, summary(), m.elapsed)
             }
             None => {}
         }

@@ -339,7 +339,9 @@ fn hidden_reverse_impl<T: Real>(
     for i in 0..b {
         let r = i * n..(i + 1) * n;
         let (d1r, d2r) = (&d1[r.clone()], &d2[r.clone()]);
-        tmp.fill(T::zero());
+        if n_tan > 0 {
+            tmp.fill(T::zero());
+        }
         for k in 0..n_tan {
             let rk = k * bn + i * n..k * bn + (i + 1) * n;
             let (gk, hk) = (&mut gt[rk.clone()], &ht[rk]);

@@ -349,6 +349,13 @@ where
         }
     }
 
+    fn params_in_place(&mut self) -> Option<&mut [T]> {
+        match &mut self.model.blocks[..] {
+            [block] if !block.learn_t => Some(block.field.params_mut()),
+            _ => None,
+        }
+    }
+
     fn loss_and_grad(&mut self, iter: usize, rng: &mut R, grad: &mut Vec<T>) -> Result<(f64, LossGrad<T>), CnfError> {
         self.hold_t = self.objective.is_flow_matching(iter).is_some();
         let lg = match self.objective.is_flow_matching(iter) {

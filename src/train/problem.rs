@@ -25,6 +25,12 @@ pub trait Problem {
     fn params(&self, out: &mut Vec<Self::T>);
     /// Sets the parameters from a flat vector (after an optimizer step).
     fn set_params(&mut self, flat: &[Self::T]);
+    /// The parameters as the one slice they are stored in, when they are (the flat
+    /// vector of [`Problem::params`], in its order), so that a step updates them where
+    /// they are instead of through copies; `None` (the default) takes the copies.
+    fn params_in_place(&mut self) -> Option<&mut [Self::T]> {
+        None
+    }
     /// The loss at the current parameters and its gradient (into `grad`, cleared
     /// first), for iteration `iter` whose randomness (batch, noise) comes from `rng`.
     fn loss_and_grad(
@@ -65,13 +71,24 @@ pub fn take_step<P: Problem, O: Optimizer>(
     let (loss, report) = problem
         .loss_and_grad(iter, rng, &mut buf.grad)
         .map_err(StepFailure::Failed)?;
-    if !loss.is_finite() || buf.grad.iter().any(|g| !num_traits::Float::is_finite(*g)) {
+    if !loss.is_finite() || !all_finite(&buf.grad) {
         return Err(StepFailure::NonFinite);
     }
-    problem.params(&mut buf.flat);
-    optimizer.step_with_lr(&mut buf.flat, &buf.grad, lr);
-    problem.set_params(&buf.flat);
+    match problem.params_in_place() {
+        Some(params) => optimizer.step_with_lr(params, &buf.grad, lr),
+        None => {
+            problem.params(&mut buf.flat);
+            optimizer.step_with_lr(&mut buf.flat, &buf.grad, lr);
+            problem.set_params(&buf.flat);
+        }
+    }
     Ok((loss, report))
+}
+
+/// Whether every value is finite, as one pass without an early exit (so that it runs
+/// on vectors: a few thousand gradient components are checked every iteration).
+fn all_finite<T: Real>(values: &[T]) -> bool {
+    values.iter().fold(true, |ok, &v| ok & num_traits::Float::is_finite(v))
 }
 
 /// What the loop tells its observers after each step.
@@ -144,4 +161,90 @@ where
         }
     }
     Outcome::Finished
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::optim::{Adam, AdamConfig};
+
+    /// `Σ (θ_i − i)²` with a gradient scaled by `scale` (NaN makes it non-finite),
+    /// stepped in place or through the copies.
+    struct Quadratic {
+        theta: Vec<f64>,
+        in_place: bool,
+        scale: f64,
+    }
+
+    impl Problem for Quadratic {
+        type T = f64;
+        type Report = ();
+        type Error = String;
+        type Rng = rand_chacha::ChaCha8Rng;
+
+        fn params(&self, out: &mut Vec<f64>) {
+            out.clear();
+            out.extend_from_slice(&self.theta);
+        }
+        fn set_params(&mut self, flat: &[f64]) {
+            self.theta.copy_from_slice(flat);
+        }
+        fn params_in_place(&mut self) -> Option<&mut [f64]> {
+            self.in_place.then_some(&mut self.theta[..])
+        }
+        fn loss_and_grad(&mut self, _: usize, _: &mut Self::Rng, grad: &mut Vec<f64>) -> Result<(f64, ()), String> {
+            grad.clear();
+            grad.extend(
+                self.theta
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &t)| 2.0 * (t - i as f64) * self.scale),
+            );
+            Ok((
+                self.theta
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &t)| (t - i as f64).powi(2))
+                    .sum(),
+                (),
+            ))
+        }
+    }
+
+    /// A step on the parameters where they are gives the step through the copies, and
+    /// a gradient with a NaN in it leaves them as they were either way.
+    #[test]
+    fn stepping_in_place_matches_stepping_through_copies() {
+        let run = |in_place: bool, nan_at: Option<usize>| {
+            let mut p = Quadratic {
+                theta: (0..9).map(|i| (i as f64).sin()).collect(),
+                in_place,
+                scale: 1.0,
+            };
+            let mut adam = Adam::new(AdamConfig::new(0.1, 0.0), 9);
+            let (mut buf, mut rng) = (
+                StepBuffers::default(),
+                <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(0),
+            );
+            let mut failures = Vec::new();
+            for iter in 1..=20 {
+                p.scale = if Some(iter) == nan_at { f64::NAN } else { 1.0 };
+                let before = p.theta.clone();
+                if let Err(f) = take_step(&mut p, &mut adam, 0.1, iter, &mut rng, &mut buf) {
+                    assert_eq!(p.theta, before, "a failed step changed the parameters");
+                    failures.push((iter, f));
+                }
+            }
+            (p.theta, failures)
+        };
+        let (copied, none) = run(false, None);
+        let (in_place, none_too) = run(true, None);
+        assert_eq!(copied, in_place);
+        assert!(none.is_empty() && none_too.is_empty());
+        assert!(copied[5] > 0.5, "the steps went nowhere: {copied:?}");
+        for in_place in [false, true] {
+            let (_, failures) = run(in_place, Some(7));
+            assert_eq!(failures, vec![(7, StepFailure::NonFinite)]);
+        }
+    }
 }
