@@ -261,7 +261,8 @@ fn ot_cfm_batches_paired_ahead_give_the_run_of_one_batch_at_a_time() {
     .unwrap();
     let adam = AdamConfig::new(1e-2, 0.0);
     let solver = cnflow::ode::SolverConfig::adaptive(cnflow::ode::Method::Dopri5, 1e-5, 1e-5);
-    let n_iters = 7;
+    // More iterations than one lookahead (eight batches), resumed inside the second.
+    let n_iters = 2 * cnflow::train::LOOKAHEAD + 3;
     let config = TrainConfig {
         objective: Objective::FlowMatching {
             config: FlowMatching::new(Coupling::ExactOt),
@@ -273,15 +274,16 @@ fn ot_cfm_batches_paired_ahead_give_the_run_of_one_batch_at_a_time() {
     };
     let sample =
         |n: usize, rng: &mut ChaCha8Rng| -> Vec<f64> { Dataset::Checkerboard.sample(n, rng).iter().copied().collect() };
-    // In one go, and stopped after 4 iterations then resumed (a batch paired ahead for
-    // iteration 5 is dropped with the first call and drawn again by the second).
+    // In one go, and stopped partway through the second lookahead then resumed (the
+    // batches paired ahead for the iterations after the stop are dropped with the first
+    // call and drawn again by the second).
     let mut whole = TrainState::new(model.clone(), adam);
     train(&mut whole, &config, sample, &[] as &[f64], None, &mut []);
     let mut resumed = TrainState::new(model.clone(), adam);
     train(
         &mut resumed,
         &TrainConfig {
-            n_iters: 4,
+            n_iters: cnflow::train::LOOKAHEAD + 3,
             ..config.clone()
         },
         sample,

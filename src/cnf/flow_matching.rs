@@ -25,8 +25,9 @@
 //! parallel, and their gradients summed in order (the result does not depend on the
 //! thread count). `T` is held fixed: it and `f` are redundant in the target.
 //!
-//! With exact OT coupling, [`fm_pairs_two`] solves two batches' assignments at once
-//! (one per thread); the training loop pairs each batch with the next iteration's.
+//! With exact OT coupling, [`fm_pairs_many`] solves several batches' assignments at once
+//! (each on one thread, the threads taking the next batch as they finish); the training
+//! loop pairs each batch with the next iterations'.
 
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -77,17 +78,33 @@ pub fn ot_assignment<T: Real>(x: &[T], eps: &[T], d: usize) -> Vec<usize> {
         x.iter().map(|v| v.f64()).collect(),
         eps.iter().map(|v| v.f64()).collect(),
     );
-    let mut cost = vec![0.0f64; n * n];
-    for (row, xi) in cost.chunks_exact_mut(n).zip(x.chunks_exact(d)) {
-        for (c, ej) in row.iter_mut().zip(eps.chunks_exact(d)) {
-            let mut s = 0.0;
-            for (&a, &b) in xi.iter().zip(ej) {
-                s += (a - b) * (a - b);
+    let solve = |cost: &mut [f64]| {
+        for (row, xi) in cost.chunks_exact_mut(n).zip(x.chunks_exact(d)) {
+            for (c, ej) in row.iter_mut().zip(eps.chunks_exact(d)) {
+                let mut s = 0.0;
+                for (&a, &b) in xi.iter().zip(ej) {
+                    s += (a - b) * (a - b);
+                }
+                *c = s;
             }
-            *c = s;
         }
+        super::linear_assignment(cost, n)
+    };
+    // A flow-matching batch's cost matrix (512 KiB at 256 points) is kept by the thread
+    // from one call to the next, which the allocator would otherwise map and fault in
+    // afresh every time; a larger one (W2 on thousands of points) is not kept.
+    const KEPT_MAX: usize = 1 << 20;
+    thread_local! {
+        static COST: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    super::linear_assignment(&cost, n)
+    if n * n > KEPT_MAX {
+        return solve(&mut vec![0.0; n * n]);
+    }
+    COST.with(|cell| {
+        let mut kept = cell.borrow_mut();
+        kept.resize(n * n, 0.0);
+        solve(&mut kept[..n * n])
+    })
 }
 
 /// The 2-Wasserstein distance between two equally sized point sets `a` and `b` (flat,
@@ -224,35 +241,39 @@ where
     Ok(FmPairs { x, eps })
 }
 
-/// The pairs of two batches for [`fm_loss_and_grad_pairs`], each drawn from its own RNG
-/// exactly as [`fm_loss_and_grad_in`] draws them, their two assignments (with
-/// [`Coupling::ExactOt`]) solved at once on two threads. An exact assignment of a
-/// batch of 256 takes about a millisecond, ten times the rest of an iteration, and
-/// does not depend on the model: so the training loop pairs the next iteration's batch
-/// beside this one's, and the result is the same as one batch at a time.
-pub fn fm_pairs_two<T, F, X, R>(
+/// The pairs of several batches for [`fm_loss_and_grad_pairs`], each drawn from its own
+/// RNG exactly as [`fm_loss_and_grad_in`] draws them, their assignments (with
+/// [`Coupling::ExactOt`]) solved on all threads, each batch's on one thread and the next
+/// batch going to whichever thread is free. An exact assignment of a batch of 256 takes
+/// about a millisecond, several times the rest of an iteration, and does not depend on
+/// the model: so the training loop pairs the next iterations' batches beside this one's,
+/// and the result is the same as one batch at a time.
+pub fn fm_pairs_many<T, F, X, R>(
     model: &Cnf<T, F>,
-    batches: [(&[X], &mut R); 2],
+    batches: Vec<(&[X], &mut R)>,
     config: &FlowMatching,
-) -> Result<[FmPairs<T>; 2], CnfError>
+) -> Result<Vec<FmPairs<T>>, CnfError>
 where
     T: Real,
     F: Field<T>,
     X: Real,
     R: Rng + ?Sized,
 {
-    let [(xa, ra), (xb, rb)] = batches;
-    let mut pairs = [fm_draw(model, xa, ra)?, fm_draw(model, xb, rb)?];
+    let mut pairs = Vec::with_capacity(batches.len());
+    for (x, rng) in batches {
+        pairs.push(fm_draw(model, x, rng)?);
+    }
     if config.coupling == Coupling::ExactOt {
         let d = model.dim();
-        let [a, b] = &mut pairs;
-        let slots = [std::sync::Mutex::new(a), std::sync::Mutex::new(b)];
-        crate::par::for_each(2, &|k| slots[k].lock().unwrap_or_else(|e| e.into_inner()).couple(d));
+        let slots: Vec<std::sync::Mutex<&mut FmPairs<T>>> = pairs.iter_mut().map(std::sync::Mutex::new).collect();
+        crate::par::for_each(slots.len(), &|k| {
+            slots[k].lock().unwrap_or_else(|e| e.into_inner()).couple(d)
+        });
     }
     Ok(pairs)
 }
 
-/// [`fm_loss_and_grad_in`] on pairs already drawn (and coupled) by [`fm_pairs_two`],
+/// [`fm_loss_and_grad_in`] on pairs already drawn (and coupled) by [`fm_pairs_many`],
 /// the times drawn from `rng`, the RNG their batch's base points came from (the same
 /// result as drawing everything in one call).
 pub fn fm_loss_and_grad_pairs<T, F, R>(

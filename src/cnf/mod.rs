@@ -21,8 +21,8 @@ pub use assignment::{linear_assignment, linear_assignment_with_duals};
 pub use dynamics::{Augmented, Flow, GradEval, Layout};
 pub use field::{Cotangents, Field, FieldOutputs, LinearField, LinearWorkspace, TraceMode};
 pub use flow_matching::{
-    fm_loss_and_grad, fm_loss_and_grad_in, fm_loss_and_grad_pairs, fm_pairs_two, ot_assignment, wasserstein2, Coupling,
-    FlowMatching, FmPairs, FmScratch,
+    fm_loss_and_grad, fm_loss_and_grad_in, fm_loss_and_grad_pairs, fm_pairs_many, ot_assignment, wasserstein2,
+    Coupling, FlowMatching, FmPairs, FmScratch,
 };
 pub use grad::{
     loss_and_grad, loss_and_grad_in, loss_and_grad_par, loss_and_grad_par_in, GradMethod, GradScratch, LossConfig,

@@ -18,7 +18,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::cnf::{
-    fm_loss_and_grad_in, fm_loss_and_grad_pairs, fm_pairs_two, loss_and_grad_par_in, Cnf, CnfError, Coupling, Field,
+    fm_loss_and_grad_in, fm_loss_and_grad_pairs, fm_pairs_many, loss_and_grad_par_in, Cnf, CnfError, Coupling, Field,
     FlowMatching, FmPairs, FmScratch, GradScratch, LossConfig, LossGrad, Trace,
 };
 use crate::ode::SolverConfig;
@@ -281,24 +281,33 @@ pub struct CnfProblem<'a, T: Real, F: Field<T>, D, R = ChaCha8Rng> {
     pub objective: Objective,
     /// Whether the step being taken holds the end times (a flow-matching step).
     pub hold_t: bool,
-    /// With exact optimal-transport coupling, how to pair the next iteration's batch
+    /// With exact optimal-transport coupling, how to pair the next iterations' batches
     /// beside this one's (`None`: one batch at a time; the same result either way).
     pub lookahead: Option<Lookahead<'a, T, R>>,
     /// The RNG type.
     pub rng: std::marker::PhantomData<fn(&mut R)>,
 }
 
-/// What a [`CnfProblem`] needs to draw and pair the next iteration's flow-matching
-/// batch beside this one's ([`fm_pairs_two`]: both exact assignments at once, on two
-/// threads), and where it keeps that batch until its iteration comes.
+/// What a [`CnfProblem`] needs to draw and pair the next iterations' flow-matching
+/// batches beside this one's ([`fm_pairs_many`]: their exact assignments at once, on all
+/// threads), and where it keeps those batches until their iterations come.
 pub struct Lookahead<'a, T, R> {
     /// Iteration `i`'s RNG, as the loop makes it.
     pub rng_of: &'a dyn Fn(usize) -> R,
     /// The run's last iteration (nothing is drawn past it).
     pub n_iters: usize,
-    /// The batch drawn ahead, kept from one iteration to the next.
-    pub ahead: &'a mut Option<FmAhead<T, R>>,
+    /// Batches paired at once, this iteration's included ([`LOOKAHEAD`] in [`train`]).
+    pub depth: usize,
+    /// The batches drawn ahead, in iteration order, kept from one iteration to the next.
+    pub ahead: &'a mut std::collections::VecDeque<FmAhead<T, R>>,
 }
+
+/// Batches [`train`] pairs at once with exact optimal-transport coupling: each thread
+/// solves one assignment at a time and takes the next as it finishes, so with more
+/// batches than threads a slow assignment (or a thread that the machine slows) leaves
+/// the other thread less time idle. Eight measured faster than two, and steadier, on a
+/// 2-vCPU machine (BENCHMARKS.md); the batches kept are a few KiB each.
+pub const LOOKAHEAD: usize = 8;
 
 /// A flow-matching batch drawn and paired one iteration early, with its iteration's RNG
 /// as the draws left it (its times are drawn from it when the iteration comes).
@@ -387,28 +396,46 @@ where
 {
     /// A flow-matching iteration: from the batch drawn ahead for it if there is one;
     /// else with exact optimal-transport coupling and a lookahead, this batch and the
-    /// next iteration's paired at once; else this batch alone.
+    /// next iterations' (up to the lookahead's depth, within the run and its
+    /// flow-matching phase) paired at once; else this batch alone.
     fn flow_matching(&mut self, iter: usize, fm: &FlowMatching, rng: &mut R) -> Result<LossGrad<T>, CnfError> {
         let objective = self.objective;
         let Some(la) = self.lookahead.as_mut().filter(|_| fm.coupling == Coupling::ExactOt) else {
             let x = (self.sample_batch)(self.batch, rng);
             return fm_loss_and_grad_in(self.model, &x, fm, rng, self.fm_scratch);
         };
-        if let Some(mut a) = la.ahead.take().filter(|a| a.iter == iter) {
+        if la.ahead.front().is_some_and(|a| a.iter == iter) {
+            let mut a = la.ahead.pop_front().expect("just looked");
             return fm_loss_and_grad_pairs(self.model, &a.pairs, fm, &mut a.rng, self.fm_scratch);
         }
+        // Batches kept for other iterations (a run resumed elsewhere) are not this run's.
+        la.ahead.clear();
         let x = (self.sample_batch)(self.batch, rng);
-        if iter >= la.n_iters || objective.is_flow_matching(iter + 1) != Some(fm) {
+        let last = (iter..iter + la.depth.max(1))
+            .take_while(|&j| j <= la.n_iters && objective.is_flow_matching(j) == Some(fm))
+            .last()
+            .unwrap_or(iter);
+        if last == iter {
             return fm_loss_and_grad_in(self.model, &x, fm, rng, self.fm_scratch);
         }
-        let mut rng_next = (la.rng_of)(iter + 1);
-        let x_next = (self.sample_batch)(self.batch, &mut rng_next);
-        let [now, next] = fm_pairs_two(self.model, [(&x, &mut *rng), (&x_next, &mut rng_next)], fm)?;
-        *la.ahead = Some(FmAhead {
-            iter: iter + 1,
-            pairs: next,
-            rng: rng_next,
-        });
+        let mut later: Vec<(usize, Vec<X>, R)> = (iter + 1..=last)
+            .map(|j| {
+                let mut rng_j = (la.rng_of)(j);
+                let x_j = (self.sample_batch)(self.batch, &mut rng_j);
+                (j, x_j, rng_j)
+            })
+            .collect();
+        let mut batches: Vec<(&[X], &mut R)> = vec![(&x, &mut *rng)];
+        batches.extend(later.iter_mut().map(|(_, x_j, rng_j)| (x_j.as_slice(), rng_j)));
+        let mut pairs = fm_pairs_many(self.model, batches, fm)?.into_iter();
+        let now = pairs.next().expect("this iteration's batch");
+        for ((j, _, rng_j), pairs_j) in later.into_iter().zip(pairs) {
+            la.ahead.push_back(FmAhead {
+                iter: j,
+                pairs: pairs_j,
+                rng: rng_j,
+            });
+        }
         fm_loss_and_grad_pairs(self.model, &now, fm, rng, self.fm_scratch)
     }
 }
@@ -483,7 +510,7 @@ where
     let mut scratch: Vec<GradScratch<T, F>> = Vec::new();
     let mut fm_scratch = FmScratch::default();
     let rng_of = |i: usize| iteration_rng(config.seed, i);
-    let mut ahead = None;
+    let mut ahead = std::collections::VecDeque::new();
     let mut buf = StepBuffers::default();
     while state.iter < config.n_iters {
         let iter = state.iter + 1;
@@ -504,6 +531,7 @@ where
             lookahead: Some(Lookahead {
                 rng_of: &rng_of,
                 n_iters: config.n_iters,
+                depth: LOOKAHEAD,
                 ahead: &mut ahead,
             }),
             rng: std::marker::PhantomData,
