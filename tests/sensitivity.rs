@@ -350,3 +350,81 @@ fn bad_observation_times_are_refused() {
     .unwrap_err();
     assert!(err.to_string().contains("budget"), "{err}");
 }
+
+/// `dy/dt = −p y` in five components (one parameter), with its hand-written VJP.
+struct Decay {
+    p: f64,
+}
+
+impl OdeSystem<f64> for Decay {
+    fn rhs(&mut self, _t: f64, y: &[f64], dy: &mut [f64]) {
+        for (d, &v) in dy.iter_mut().zip(y) {
+            *d = -self.p * v;
+        }
+    }
+}
+
+impl Vjp<f64> for Decay {
+    fn n_params(&self) -> usize {
+        1
+    }
+    fn vjp(&mut self, _t: f64, y: &[f64], w: &[f64], grad_y: &mut [f64], grad_p: &mut [f64]) {
+        for (g, &wv) in grad_y.iter_mut().zip(w) {
+            *g = -self.p * wv;
+        }
+        grad_p[0] -= w.iter().zip(y).map(|(a, b)| a * b).sum::<f64>();
+    }
+}
+
+/// The buffers that a thread keeps from one gradient to the next (the reverse pass's
+/// work area, the stage vectors of the forward solve) change no result: two problems of
+/// different sizes and tableaus, each run twice in a row and then the other, on one
+/// thread, give each one's gradient on a fresh thread, to the last bit.
+#[test]
+fn buffers_kept_between_gradients_change_nothing() {
+    fn lotka_volterra() -> Vec<f64> {
+        let config = SolverConfig::adaptive(Method::Dopri5, 1e-9, 1e-9);
+        flat(&grad_of(
+            &P,
+            &Y0,
+            &times(),
+            &config,
+            SensitivityMethod::Backprop(Checkpointing::All),
+        ))
+    }
+    fn decay() -> Vec<f64> {
+        let config = SolverConfig::adaptive(Method::Bosh3, 1e-8, 1e-8);
+        let y0: Vec<f64> = (0..5).map(|i| 1.0 + i as f64).collect();
+        let mut loss = |_: usize, _t: f64, y: &[f64], g: &mut [f64]| {
+            g.iter_mut().zip(y).for_each(|(g, &v)| *g = 2.0 * v);
+            y.iter().map(|v| v * v).sum::<f64>()
+        };
+        let s = gradient(
+            &mut Decay { p: 0.7 },
+            &y0,
+            &[0.0, 0.4, 1.3],
+            &mut loss,
+            &config,
+            SensitivityMethod::Backprop(Checkpointing::All),
+        )
+        .unwrap();
+        flat(&s)
+    }
+    let fresh = |f: fn() -> Vec<f64>| std::thread::spawn(f).join().unwrap();
+    let (lv, dc) = (fresh(lotka_volterra), fresh(decay));
+    assert!(dc.iter().all(|v| v.is_finite()) && dc.iter().any(|&v| v != 0.0));
+    std::thread::spawn(move || {
+        // Each twice in a row (the second call runs on the first one's buffers), then
+        // the other size.
+        for round in 0..2 {
+            for again in 0..2 {
+                assert_eq!(lotka_volterra(), lv, "Lotka–Volterra, round {round}, call {again}");
+            }
+            for again in 0..2 {
+                assert_eq!(decay(), dc, "decay, round {round}, call {again}");
+            }
+        }
+    })
+    .join()
+    .unwrap();
+}

@@ -30,7 +30,11 @@ impl<T: Real, S: OdeSystem<T> + ?Sized> OdeSystem<T> for StageRecorder<'_, T, S>
                 slot
             }
             None => {
-                self.evals.push((t, y.to_vec()));
+                let kept = spare_stage::<T>(y.len()).map(|mut v| {
+                    v.copy_from_slice(y);
+                    v
+                });
+                self.evals.push((t, kept.unwrap_or_else(|| y.to_vec())));
                 self.evals.len() - 1
             }
         };
@@ -87,6 +91,63 @@ struct Work<T> {
     kbar: Vec<T>,
 }
 
+/// Most bytes of [`Work`] a thread keeps between reverse passes.
+const WORK_KEPT_MAX: usize = 64 << 20;
+
+thread_local! {
+    /// The last reverse pass's [`Work`] of each scalar type, kept by the thread so that
+    /// the next pass of the same shape does not map and fault in its buffers afresh
+    /// (at a classifier's 64 000-value state, 22 buffers of half a MiB each).
+    static WORK_KEPT: std::cell::RefCell<Vec<Box<dyn std::any::Any>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Most bytes of spare stage vectors a thread keeps between forward solves.
+const STAGES_KEPT_MAX: usize = 64 << 20;
+
+thread_local! {
+    /// Stage vectors of finished forward solves ([`DiscreteForward::recycle`]), one list
+    /// per scalar type, all of one length: the next solve of that size records its
+    /// stages in them instead of in fresh allocations.
+    static STAGES_KEPT: std::cell::RefCell<Vec<Box<dyn std::any::Any>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A spare stage vector of length `n` kept by this thread, if there is one.
+fn spare_stage<T: Real>(n: usize) -> Option<Vec<T>> {
+    STAGES_KEPT.with(|cell| {
+        let mut kept = cell.borrow_mut();
+        let list = kept.iter_mut().find_map(|b| b.downcast_mut::<Vec<Vec<T>>>())?;
+        match list.last().is_some_and(|v| v.len() == n) {
+            true => list.pop(),
+            false => None,
+        }
+    })
+}
+
+/// Keeps `stages` (all of one length) for this thread's next solves, up to
+/// [`STAGES_KEPT_MAX`] bytes; spares of another length are dropped first.
+fn keep_stages<T: Real>(stages: impl Iterator<Item = Vec<T>>) {
+    STAGES_KEPT.with(|cell| {
+        let mut kept = cell.borrow_mut();
+        if !kept.iter().any(|b| b.is::<Vec<Vec<T>>>()) {
+            kept.push(Box::new(Vec::<Vec<T>>::new()));
+        }
+        let list = kept
+            .iter_mut()
+            .find_map(|b| b.downcast_mut::<Vec<Vec<T>>>())
+            .expect("just made");
+        for v in stages {
+            if list.first().is_some_and(|w| w.len() != v.len()) {
+                list.clear();
+            }
+            let bytes = (list.len() + 1) * v.len() * std::mem::size_of::<T>();
+            if bytes > STAGES_KEPT_MAX {
+                return;
+            }
+            list.push(v);
+        }
+    });
+}
+
 impl<T: Real> Work<T> {
     fn new(s: usize, n: usize) -> Self {
         Work {
@@ -95,6 +156,35 @@ impl<T: Real> Work<T> {
             stage_cot: vec![vec![T::zero(); n]; s],
             kbar: vec![T::zero(); n],
         }
+    }
+
+    /// The thread's kept buffers for `s` stages of `n` values if it has them, else new
+    /// ones. Their contents are whatever the last pass left: every step writes each
+    /// buffer before it reads it ([`replay`], [`reverse_step`]).
+    fn take(s: usize, n: usize) -> Self {
+        let kept = WORK_KEPT.with(|cell| {
+            let mut kept = cell.borrow_mut();
+            let at = kept.iter().position(|b| {
+                b.downcast_ref::<Work<T>>()
+                    .is_some_and(|w| w.k.len() == s && w.kbar.len() == n && w.y_stage.len() == s)
+            })?;
+            kept.swap_remove(at).downcast::<Work<T>>().ok()
+        });
+        kept.map_or_else(|| Work::new(s, n), |w| *w)
+    }
+
+    /// Keeps these buffers for the thread's next pass (in place of any of this type),
+    /// unless they are larger than [`WORK_KEPT_MAX`].
+    fn keep(self) {
+        let bytes = (3 * self.k.len() + 1) * self.kbar.len() * std::mem::size_of::<T>();
+        if bytes > WORK_KEPT_MAX {
+            return;
+        }
+        WORK_KEPT.with(|cell| {
+            let mut kept = cell.borrow_mut();
+            kept.retain(|b| !b.is::<Work<T>>());
+            kept.push(Box::new(self));
+        });
     }
 }
 
@@ -324,6 +414,16 @@ pub fn discrete_forward<T: Real, S: OdeSystem<T> + ?Sized>(
 }
 
 impl<T: Real> DiscreteForward<T> {
+    /// Hands the recorded stage vectors to this thread's next forward solves (which
+    /// would otherwise allocate and fault in as many afresh).
+    pub(crate) fn recycle(self) {
+        keep_stages(
+            self.segments
+                .into_iter()
+                .flat_map(|seg| seg.stages.into_iter().map(|(_, v)| v)),
+        );
+    }
+
     /// The state at observation `i`.
     pub fn y_at(&self, i: usize) -> &[T] {
         &self.y[i * self.n..(i + 1) * self.n]
@@ -336,7 +436,7 @@ impl<T: Real> DiscreteForward<T> {
         let rk = &self.rk;
         let s = rk.n_stages();
         let mut ybar = vec![T::zero(); n];
-        let mut w = Work::new(s, n);
+        let mut w = Work::take(s, n);
         let mut n_evals = 0;
         let mut peak = 0usize;
         for (k, seg) in self.segments.iter().enumerate().rev() {
@@ -394,6 +494,7 @@ impl<T: Real> DiscreteForward<T> {
         for (v, &gi) in ybar.iter_mut().zip(&cot[..n]) {
             *v += gi;
         }
+        w.keep();
         DiscreteBackward {
             grad_y0: ybar,
             n_evals,
@@ -410,7 +511,7 @@ pub(super) fn backprop<T: Real, S: Vjp<T> + ?Sized, L: Loss<T>>(
     solver: &SolverConfig,
     policy: Checkpointing,
 ) -> Result<Sensitivity<T>, SensitivityError> {
-    let fwd = discrete_forward(system, y0, times, solver, policy)?;
+    let mut fwd = discrete_forward(system, y0, times, solver, policy)?;
     let n = y0.len();
     let n_obs = times.len();
     let mut total = 0.0;
@@ -420,14 +521,16 @@ pub(super) fn backprop<T: Real, S: Vjp<T> + ?Sized, L: Loss<T>>(
     }
     let mut grad_p = vec![T::zero(); system.n_params()];
     let back = fwd.backward(system, &g, &mut grad_p);
+    let (y, n_evals_forward) = (std::mem::take(&mut fwd.y), fwd.n_evals);
+    fwd.recycle();
     Ok(Sensitivity {
         loss: total,
-        y: fwd.y,
+        y,
         grad_y0: back.grad_y0,
         grad_params: grad_p,
         grad_t0: None,
         grad_t1: None,
-        n_evals_forward: fwd.n_evals,
+        n_evals_forward,
         n_evals_backward: back.n_evals,
         peak_stored_states: back.peak_stored_states,
     })
