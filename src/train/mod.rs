@@ -309,8 +309,9 @@ pub struct Lookahead<'a, T, R> {
 /// 2-vCPU machine (BENCHMARKS.md); the batches kept are a few KiB each.
 pub const LOOKAHEAD: usize = 8;
 
-/// A flow-matching batch drawn and paired one iteration early, with its iteration's RNG
-/// as the draws left it (its times are drawn from it when the iteration comes).
+/// A flow-matching batch drawn and paired ahead of its iteration (by up to the
+/// lookahead's depth less one), with its iteration's RNG as the draws left it (its
+/// times are drawn from it when the iteration comes).
 pub struct FmAhead<T, R> {
     iter: usize,
     pairs: FmPairs<T>,
